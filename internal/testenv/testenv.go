@@ -1,0 +1,245 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// CacheDir is where fetched test inputs (the kernel) are kept between runs:
+// $MOBYKIT_TEST_CACHE, else $XDG_CACHE_HOME/mobykit-test, else ~/.cache/mobykit-test.
+func CacheDir() string {
+	if d := os.Getenv("MOBYKIT_TEST_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "mobykit-test")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "mobykit-test")
+	}
+	return filepath.Join(home, ".cache", "mobykit-test")
+}
+
+// RequireTool skips the test when the named executable is not on PATH.
+func RequireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s not installed (apt-get install %s); skipping", name, pkg)
+	}
+	return p
+}
+
+// RequireQEMU skips the test when qemu-system-x86_64 is absent and returns its path.
+func RequireQEMU(t testing.TB) string {
+	t.Helper()
+	return RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
+}
+
+// lock takes an exclusive flock on path, so that test binaries of several packages running
+// in parallel fetch a shared input once.
+func lock(t testing.TB, path string) func() {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("testenv: open lock %s: %v", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatalf("testenv: lock %s: %v", path, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }
+}
+
+// KernelPackage resolves Debian's cloud kernel meta-package to the versioned image package.
+func KernelPackage() (string, error) {
+	out, err := exec.Command("apt-cache", "depends", "linux-image-cloud-amd64").Output()
+	if err != nil {
+		return "", fmt.Errorf("apt-cache depends linux-image-cloud-amd64: %w (run apt-get update first)", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		if p, ok := strings.CutPrefix(line, "Depends: "); ok && strings.HasPrefix(p, "linux-image-") {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("apt-cache: linux-image-cloud-amd64 names no linux-image package (run apt-get update first)")
+}
+
+// KernelDir returns a folder holding Debian's cloud kernel unpacked (boot/vmlinuz-*,
+// lib/modules/*), fetching it with apt-get download on first use. $MOBYKIT_TEST_KERNEL_DIR
+// overrides the location (it must already hold an unpacked kernel package).
+func KernelDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("MOBYKIT_TEST_KERNEL_DIR"); d != "" {
+		return d
+	}
+	dir := filepath.Join(CacheDir(), "kernel")
+	unlock := lock(t, dir+".lock")
+	defer unlock()
+	if m, _ := filepath.Glob(filepath.Join(dir, "boot", "vmlinuz-*")); len(m) > 0 {
+		return dir
+	}
+	RequireTool(t, "apt-get", "apt")
+	pkg, err := KernelPackage()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "kernel-fetch-")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.Command("apt-get", "download", pkg)
+	cmd.Dir = tmp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: apt-get download %s: %v\n%s", pkg, err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("testenv: apt-get download %s left %d .deb files", pkg, len(debs))
+	}
+	root := filepath.Join(tmp, "root")
+	if out, err := exec.Command("dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
+		t.Fatalf("testenv: dpkg-deb -x %s: %v\n%s", debs[0], err, out)
+	}
+	os.RemoveAll(dir)
+	if err := os.Rename(root, dir); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return dir
+}
+
+// Kernel returns the path of Debian's cloud kernel image (vmlinuz), fetched on first use.
+func Kernel(t testing.TB) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(KernelDir(t), "boot", "vmlinuz-*"))
+	if len(m) == 0 {
+		t.Fatalf("testenv: no boot/vmlinuz-* in %s", KernelDir(t))
+	}
+	return m[0]
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitHTTP polls url until it answers (any status) or the deadline passes.
+func waitHTTP(url string, d time.Duration, exited <-chan struct{}) error {
+	deadline := time.Now().Add(d)
+	c := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("process exited before %s answered", url)
+		default:
+		}
+		if resp, err := c.Get(url); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer within %s", url, d)
+}
+
+// startServer runs cmd until the test ends, waiting for url to answer.
+func startServer(t testing.TB, name string, cmd *exec.Cmd, url string) {
+	t.Helper()
+	var logbuf bytes.Buffer
+	cmd.Stdout = &logbuf
+	cmd.Stderr = &logbuf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testenv: start %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	if err := waitHTTP(url, 30*time.Second, exited); err != nil {
+		t.Fatalf("testenv: %s: %v\n%s", name, err, logbuf.String())
+	}
+}
+
+// Registry starts Debian's docker-registry on a free loopback port with its storage in a
+// temporary folder, and returns its host:port. Plain HTTP: clients must treat it as insecure
+// (go-containerregistry does so by itself for loopback addresses with name.Insecure).
+func Registry(t testing.TB) string {
+	t.Helper()
+	bin := RequireTool(t, "docker-registry", "docker-registry")
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)
+	cfgPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	startServer(t, "docker-registry", exec.Command(bin, "serve", cfgPath), "http://"+addr+"/v2/")
+	return addr
+}
+
+// Moto returns the endpoint URL of an AWS API emulator: $MOBYKIT_MOTO_ENDPOINT when set (a
+// moto_server that .ci/run started), else a moto_server started for this test on a free port.
+// It also sets fake credentials and a region in the test's environment.
+func Moto(t *testing.T) string {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "us-east-1")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	if ep := os.Getenv("MOBYKIT_MOTO_ENDPOINT"); ep != "" {
+		return ep
+	}
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		for _, p := range []string{"/root/.pyenv/shims/moto_server"} {
+			if _, err := os.Stat(p); err == nil {
+				bin = p
+			}
+		}
+	}
+	if bin == "" {
+		t.Skip("moto_server (AWS API emulator, Python package moto[server]) not installed; skipping")
+	}
+	port := FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	startServer(t, "moto_server", exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port)), url+"/moto-api/")
+	return url
+}
