@@ -188,11 +188,14 @@ func startServer(t testing.TB, name string, cmd *exec.Cmd, url string) {
 	}
 }
 
-// Registry starts Debian's docker-registry on a free loopback port with its storage in a
+// Registry returns $MOBYKIT_TEST_REGISTRY when set, else starts Debian's docker-registry on a free loopback port with its storage in a
 // temporary folder, and returns its host:port. Plain HTTP: clients must treat it as insecure
 // (go-containerregistry does so by itself for loopback addresses with name.Insecure).
 func Registry(t testing.TB) string {
 	t.Helper()
+	if addr := os.Getenv("MOBYKIT_TEST_REGISTRY"); addr != "" {
+		return addr // started by .ci/run; tests push to repositories named after themselves
+	}
 	bin := RequireTool(t, "docker-registry", "docker-registry")
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
