@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system packages mobykit's build, tests and local clusters need on Debian 12, as
+# root. Safe to run again: apt-get skips what is already there.
+set -euo pipefail
+pkgs=(
+  qemu-system-x86   # boots images (TCG where there is no KVM)
+  qemu-utils        # qemu-img for disk formats
+  docker-registry   # a real OCI registry on loopback for integration tests
+  busybox-static    # shells and tools baked into system images and test initramfs
+  xorriso           # reads back ISO images in tests
+  vde2              # vde_switch: a rootless L2 network between a group's VMs
+  cpio zstd         # inspecting initramfs in tests
+  iproute2 dpkg-dev ca-certificates git curl
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# apt-get download (kernel image recipes, tests) needs fresh package lists.
+if [[ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]]; then apt-get update -qq; fi
+command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/); /usr/local/go/bin must be on PATH" >&2; exit 1; }
