@@ -9,26 +9,38 @@ type Moby struct {
 	// Kernel is the kernel image and its command line.
 	Kernel KernelConfig `yaml:"kernel,omitempty" json:"kernel,omitempty"`
 	// Init images are flattened, in order, onto the root of the initramfs.
-	Init []string `yaml:"init" json:"init"`
+	Init []string `yaml:"init,omitempty" json:"init,omitempty"`
 	// Onboot containers run in order, to completion, at boot.
-	Onboot []*Image `yaml:"onboot" json:"onboot"`
+	Onboot []*Image `yaml:"onboot,omitempty" json:"onboot,omitempty"`
 	// Onshutdown containers run in order at shutdown.
-	Onshutdown []*Image `yaml:"onshutdown" json:"onshutdown"`
+	Onshutdown []*Image `yaml:"onshutdown,omitempty" json:"onshutdown,omitempty"`
 	// Services are long running containers, started in parallel.
-	Services []*Image `yaml:"services" json:"services"`
+	Services []*Image `yaml:"services,omitempty" json:"services,omitempty"`
 	// Files are extra files written into the initramfs.
-	Files []File `yaml:"files" json:"files"`
+	Files []File `yaml:"files,omitempty" json:"files,omitempty"`
 	// Volumes are named volumes containers can bind or mount.
-	Volumes []*Volume `yaml:"volumes" json:"volumes"`
+	Volumes []*Volume `yaml:"volumes,omitempty" json:"volumes,omitempty"`
 
-	// origins records where things were defined (for error messages).
-	origins *origins
+	// Trust is LinuxKit's deprecated content-trust section. It is accepted so
+	// that old specs still parse, and ignored.
+	Trust *Trust `yaml:"trust,omitempty" json:"trust,omitempty"`
+
+	// kernelPos and initPos record where the kernel image and each init
+	// image were defined, for error messages.
+	kernelPos Pos
+	initPos   []Pos
+}
+
+// Trust is LinuxKit's deprecated `trust:` section (ignored).
+type Trust struct {
+	Image []string `yaml:"image,omitempty" json:"image,omitempty"`
+	Org   []string `yaml:"org,omitempty" json:"org,omitempty"`
 }
 
 // KernelConfig is the `kernel:` section.
 type KernelConfig struct {
 	// Image is the kernel image reference.
-	Image string `yaml:"image" json:"image"`
+	Image string `yaml:"image,omitempty" json:"image,omitempty"`
 	// Cmdline is the kernel command line.
 	Cmdline string `yaml:"cmdline,omitempty" json:"cmdline,omitempty"`
 	// Binary is the name of the kernel file in the image; default "kernel".
@@ -56,6 +68,7 @@ type File struct {
 	// dir is the directory of the spec file that defined the entry; a
 	// relative Source is resolved against it.
 	dir string
+	pos Pos
 }
 
 // Volume is one `volumes:` entry.
@@ -65,14 +78,22 @@ type Volume struct {
 	ReadOnly  bool     `yaml:"readonly,omitempty" json:"readonly,omitempty"`
 	Format    string   `yaml:"format,omitempty" json:"format,omitempty"`
 	Platforms []string `yaml:"platforms,omitempty" json:"platforms,omitempty"`
+
+	pos Pos
 }
 
 // Image is one container in onboot, onshutdown or services.
 type Image struct {
 	Name        string `yaml:"name" json:"name"`
 	Image       string `yaml:"image" json:"image"`
-	ImageConfig `yaml:",inline" json:",inline"`
+	ImageConfig `yaml:",inline"`
+
+	// pos is where the entry was defined; imagePos where its image was.
+	pos, imagePos Pos
 }
+
+// Pos returns where the image entry was defined ("file:line: services[0]").
+func (i *Image) Pos() Pos { return i.pos }
 
 // ImageConfig is the part of an Image that may also come from an image's
 // org.mobyproject.config label. A nil pointer means "not set": the label's
@@ -156,16 +177,31 @@ type Interface struct {
 }
 
 // FileEntry is one thing the builder writes into the initramfs for a
-// `files:` entry (see Moby.FileEntries).
+// `files:` entry (see Moby.FileEntries). Exactly one of Directory, Symlink
+// or a regular file (Contents) describes it.
 type FileEntry struct {
-	// Path is relative to the initramfs root, cleaned, never escaping it.
+	// Path is relative to the initramfs root ("etc/motd"): cleaned, never
+	// absolute, never escaping the root.
 	Path string
-	// Mode holds the permission bits (and only them).
+	// Mode holds the permission bits (07777), as LinuxKit computes them:
+	// the entry's mode, default 0600 for files and symlinks, 0700 for
+	// directories; leading directories get the mode with x added wherever
+	// r or w is set.
 	Mode uint32
-	UID  int
-	GID  int
-	// Exactly one of the following describes the entry.
+	UID  uint32
+	GID  uint32
+	// Directory is a directory entry.
 	Directory bool
-	Symlink   string // link target, as written
-	Contents  []byte // file contents (a regular file)
+	// Implicit marks a leading directory LinuxKit adds for a file entry's
+	// parents. LinuxKit writes it even when the directory already exists in
+	// an init image (which then changes that directory's mode and owner at
+	// unpack); a builder that prefers to keep an existing directory may skip
+	// Implicit entries whose path it already wrote.
+	Implicit bool
+	// Symlink is the target of a symbolic link, as written.
+	Symlink string
+	// Contents of a regular file.
+	Contents []byte
+	// Origin says which spec entry produced this ("a.yml:12: files[3]").
+	Origin string
 }

@@ -1,0 +1,209 @@
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Pos returns where the entry was defined.
+func (f *File) Pos() Pos { return f.pos }
+
+// cleanPath turns a files: path into a path relative to the image root,
+// refusing anything that would land outside it.
+func cleanPath(p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("path is required")
+	}
+	if strings.ContainsRune(p, 0) {
+		return "", fmt.Errorf("path %q contains a NUL byte", p)
+	}
+	rel := strings.TrimLeft(p, "/")
+	for _, elem := range strings.Split(rel, "/") {
+		if elem == ".." {
+			return "", fmt.Errorf("path %q must not contain '..'", p)
+		}
+	}
+	c := path.Clean(rel)
+	if c == "." || c == "" {
+		return "", fmt.Errorf("path %q names the image root", p)
+	}
+	return c, nil
+}
+
+func (f *File) mode() (uint32, error) {
+	mode := uint64(0600)
+	if f.Directory {
+		mode = 0700
+	}
+	if f.Mode != "" {
+		var err error
+		mode, err = strconv.ParseUint(f.Mode, 8, 32)
+		if err != nil {
+			return 0, fmt.Errorf("cannot parse mode %q as an octal number", f.Mode)
+		}
+		if mode&^07777 != 0 {
+			return 0, fmt.Errorf("mode %q has bits beyond 07777", f.Mode)
+		}
+	}
+	return uint32(mode), nil
+}
+
+// check validates a files: entry as LinuxKit's build does, but before any
+// image is fetched.
+func (f *File) check(ids map[string]uint32) error {
+	p := f.pos
+	if _, err := cleanPath(f.Path); err != nil {
+		q := p
+		q.Field += ".path"
+		return q.wrap(err, "bad path")
+	}
+	if _, err := f.mode(); err != nil {
+		q := p
+		q.Field += ".mode"
+		return q.wrap(err, "bad mode")
+	}
+	for _, id := range []struct {
+		field string
+		v     any
+	}{{"uid", f.UID}, {"gid", f.GID}} {
+		if _, err := IDNumeric(id.v, ids); err != nil {
+			q := p
+			q.Field += "." + id.field
+			return q.wrap(err, "bad id")
+		}
+	}
+	kinds := 0
+	for _, set := range []bool{f.Directory, f.Symlink != "", f.Contents != nil, f.Source != "", f.Metadata != ""} {
+		if set {
+			kinds++
+		}
+	}
+	switch {
+	case kinds == 0:
+		return p.errorf("contents of file %q not specified: set one of contents, source, metadata, symlink or directory", f.Path)
+	case kinds > 1:
+		return p.errorf("file %q: only one of contents, source, metadata, symlink and directory may be set", f.Path)
+	}
+	if f.Metadata != "" && f.Metadata != "yaml" && f.Metadata != "json" {
+		q := p
+		q.Field += ".metadata"
+		return q.errorf("unsupported metadata type %q (yaml or json)", f.Metadata)
+	}
+	return nil
+}
+
+// FileEntries turns `files:` into the entries to write into the
+// initramfs, in spec order, each preceded by its leading directories (once,
+// marked Implicit) exactly as LinuxKit writes them. A relative `source` is
+// read relative to the directory of the spec file that defined it (or
+// baseDir for entries not parsed from a file); "~/" is the home directory;
+// an `optional` source that cannot be read is skipped. `metadata: yaml|json`
+// embeds this spec. uid/gid may name a container (see IDMap).
+func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
+	ids := m.IDMap()
+	added := map[string]bool{}
+	var out []FileEntry
+	for i := range m.Files {
+		f := &m.Files[i]
+		if err := f.check(ids); err != nil {
+			return nil, err
+		}
+		rel, _ := cleanPath(f.Path)
+		mode, _ := f.mode()
+		uid, _ := IDNumeric(f.UID, ids)
+		gid, _ := IDNumeric(f.GID, ids)
+		origin := f.pos.String()
+
+		e := FileEntry{Path: rel, Mode: mode, UID: uid, GID: gid, Origin: origin}
+		switch {
+		case f.Directory:
+			e.Directory = true
+		case f.Symlink != "":
+			e.Symlink = f.Symlink
+		case f.Contents != nil:
+			e.Contents = []byte(*f.Contents)
+		case f.Metadata != "":
+			data, err := m.metadata(f.Metadata)
+			if err != nil {
+				return nil, f.pos.wrap(err, "metadata")
+			}
+			e.Contents = data
+		default:
+			src, err := f.sourcePath(baseDir)
+			if err != nil {
+				return nil, f.pos.wrap(err, "source")
+			}
+			if f.Optional {
+				if _, err := os.Stat(src); err != nil {
+					continue
+				}
+			}
+			data, err := os.ReadFile(src)
+			if err != nil {
+				return nil, f.pos.wrap(err, "read source")
+			}
+			e.Contents = data
+		}
+
+		dirMode := mode
+		if dirMode&0700 != 0 {
+			dirMode |= 0100
+		}
+		if dirMode&0070 != 0 {
+			dirMode |= 0010
+		}
+		if dirMode&0007 != 0 {
+			dirMode |= 0001
+		}
+		parent := path.Dir(rel)
+		if parent != "." {
+			elems := strings.Split(parent, "/")
+			for j := range elems {
+				d := strings.Join(elems[:j+1], "/")
+				if added[d] {
+					continue
+				}
+				added[d] = true
+				out = append(out, FileEntry{Path: d, Mode: dirMode, UID: uid, GID: gid, Directory: true, Implicit: true, Origin: origin})
+			}
+		}
+		added[rel] = true
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (f *File) sourcePath(baseDir string) (string, error) {
+	src := f.Source
+	if strings.HasPrefix(src, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("expand %q: %w", src, err)
+		}
+		return filepath.Join(home, src[2:]), nil
+	}
+	if filepath.IsAbs(src) {
+		return src, nil
+	}
+	dir := f.dir
+	if dir == "" {
+		dir = baseDir
+	}
+	return filepath.Join(dir, src), nil
+}
+
+// metadata renders the spec for a `metadata:` file.
+func (m *Moby) metadata(kind string) ([]byte, error) {
+	switch kind {
+	case "yaml":
+		return m.Bytes()
+	case "json":
+		return json.MarshalIndent(m, "", "    ")
+	}
+	return nil, fmt.Errorf("unsupported metadata type %q", kind)
+}
