@@ -1,0 +1,631 @@
+package group
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mobykit/mobykit/group/plan"
+	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/group/types"
+	"github.com/mobykit/mobykit/spi"
+)
+
+// Plugins resolves plugin names ("lookup[/subtype]") to clients. Production code resolves them
+// through discovery and the rpc clients; tests use in-process fakes.
+type Plugins interface {
+	Instance(name spi.PluginName) (spi.Instance, error)
+	Flavor(name spi.PluginName) (spi.Flavor, error)
+}
+
+// Environment variables read by OptionsFromEnv (InfraKit's names).
+const (
+	EnvPollInterval  = "INFRAKIT_GROUP_POLL_INTERVAL"
+	EnvSelfLogicalID = "INFRAKIT_GROUP_SELF_LOGICAL_ID"
+	EnvMaxParallel   = "INFRAKIT_GROUP_MAX_PARALLEL_NUM"
+)
+
+// DefaultPollInterval is InfraKit's.
+const DefaultPollInterval = 10 * time.Second
+
+// Options configure a Controller.
+type Options struct {
+	// PollInterval between supervision passes. Default 10s.
+	PollInterval time.Duration
+	// SelfLogicalID marks the member that runs this controller: it is sorted last and a
+	// rolling update drains it but never destroys it.
+	SelfLogicalID spi.LogicalID
+	// MaxParallel bounds concurrent creates and destroys in one pass; 0 means no limit.
+	MaxParallel int
+	// Manual: no background loops; the caller drives each group with Reconcile (simulations,
+	// benchmarks).
+	Manual bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// OptionsFromEnv reads INFRAKIT_GROUP_POLL_INTERVAL, INFRAKIT_GROUP_SELF_LOGICAL_ID and
+// INFRAKIT_GROUP_MAX_PARALLEL_NUM.
+func OptionsFromEnv() (Options, error) {
+	var o Options
+	if v := os.Getenv(EnvPollInterval); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("%s=%q: want a positive Go duration such as 10s", EnvPollInterval, v)
+		}
+		o.PollInterval = d
+	}
+	o.SelfLogicalID = spi.LogicalID(os.Getenv(EnvSelfLogicalID))
+	if v := os.Getenv(EnvMaxParallel); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return o, fmt.Errorf("%s=%q: want a non-negative integer", EnvMaxParallel, v)
+		}
+		o.MaxParallel = n
+	}
+	return o, nil
+}
+
+// Controller is the group controller. It implements spi.Group and spi.RolloutControl.
+type Controller struct {
+	plugins Plugins
+	store   store.Store
+	opts    Options
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	groups map[spi.GroupID]*groupState
+	seq    uint64
+	ctx    context.Context // parent of the supervision loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var (
+	_ spi.Group          = (*Controller)(nil)
+	_ spi.RolloutControl = (*Controller)(nil)
+)
+
+// groupState is one supervised group. mu serialises passes, commits and control calls.
+type groupState struct {
+	mu       sync.Mutex
+	rec      store.Record
+	props    types.Properties
+	hash     string
+	instance spi.Instance
+	flavor   spi.Flavor
+	obs      map[spi.ID]*observation
+	last     lastPass
+	stop     context.CancelFunc
+	kick     chan struct{}
+	done     chan struct{}
+}
+
+type observation struct {
+	firstSeen    time.Time
+	streak       int
+	healthySince time.Time
+	health       spi.Health
+}
+
+type lastPass struct {
+	updated, healthy, outdated int
+}
+
+// New returns a controller that keeps its state in st. Call Start to load the stored groups
+// and begin supervising them.
+func New(plugins Plugins, st store.Store, opts Options) *Controller {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Controller{plugins: plugins, store: st, opts: opts, log: opts.Logger.With("component", "group"),
+		groups: map[spi.GroupID]*groupState{}, ctx: ctx, cancel: cancel}
+}
+
+// Start loads every stored group and resumes supervising it, including a rollout that was in
+// progress. Members are found again by their tags.
+func (c *Controller) Start(ctx context.Context) error {
+	recs, err := c.store.List(ctx)
+	if err != nil {
+		return fmt.Errorf("load groups: %w", err)
+	}
+	for _, r := range recs {
+		props, err := types.Parse(r.Spec.Properties)
+		if err != nil {
+			return fmt.Errorf("stored group %s: %w", r.ID, err)
+		}
+		hash, err := props.InstanceHash()
+		if err != nil {
+			return fmt.Errorf("stored group %s: %w", r.ID, err)
+		}
+		gs := &groupState{rec: r, props: props, hash: hash, obs: map[spi.ID]*observation{}}
+		c.mu.Lock()
+		c.seq = max(c.seq, r.Seq)
+		c.groups[r.ID] = gs
+		c.mu.Unlock()
+		c.log.Info("resuming group", "group", r.ID, "phase", r.Rollout.Phase, "hash", hash)
+		c.supervise(gs)
+	}
+	return nil
+}
+
+// Stop ends every supervision loop and waits for running passes to finish.
+func (c *Controller) Stop() {
+	c.cancel()
+	c.wg.Wait()
+}
+
+func (c *Controller) supervise(gs *groupState) {
+	if c.opts.Manual {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	gs.stop = cancel
+	gs.kick = make(chan struct{}, 1)
+	gs.done = make(chan struct{})
+	id := gs.rec.ID
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(gs.done)
+		t := time.NewTicker(c.opts.PollInterval)
+		defer t.Stop()
+		for {
+			if _, err := c.reconcile(ctx, gs); err != nil && ctx.Err() == nil {
+				c.log.Warn("supervision pass", "group", id, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-gs.kick:
+			}
+		}
+	}()
+}
+
+// unsupervise stops gs's loop and waits for it; gs.mu must not be held.
+func (c *Controller) unsupervise(gs *groupState) {
+	if gs.stop != nil {
+		gs.stop()
+		<-gs.done
+	}
+}
+
+func (gs *groupState) poke() {
+	if gs.kick != nil {
+		select {
+		case gs.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func notWatched(id spi.GroupID) error { return fmt.Errorf("Group '%s' is not being watched", id) }
+
+func (c *Controller) get(id spi.GroupID) (*groupState, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gs, ok := c.groups[id]
+	if !ok {
+		return nil, notWatched(id)
+	}
+	return gs, nil
+}
+
+func (c *Controller) resolve(props types.Properties) (spi.Instance, spi.Flavor, error) {
+	flavor, err := c.plugins.Flavor(props.Flavor.Plugin)
+	if err != nil {
+		return nil, nil, fmt.Errorf("Failed to find Flavor plugin '%s':%w", props.Flavor.Plugin, err)
+	}
+	instance, err := c.plugins.Instance(props.Instance.Plugin)
+	if err != nil {
+		return nil, nil, fmt.Errorf("Failed to find Instance plugin '%s':%w", props.Instance.Plugin, err)
+	}
+	return instance, flavor, nil
+}
+
+func (c *Controller) persist(ctx context.Context, gs *groupState) error {
+	gs.rec.Rollout.Updated = c.opts.Now().UTC()
+	if err := c.store.Put(ctx, gs.rec); err != nil {
+		return fmt.Errorf("group %s: %w", gs.rec.ID, err)
+	}
+	return nil
+}
+
+// members lists the group's members, with LogicalID filled in from the tag.
+func (c *Controller) members(ctx context.Context, id spi.GroupID, inst spi.Instance, props bool) ([]spi.Description, error) {
+	descs, err := inst.DescribeInstances(ctx, map[string]string{spi.GroupTag: string(id)}, props)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: list members: %w", id, err)
+	}
+	for i := range descs {
+		if descs[i].LogicalID == nil {
+			if l, ok := descs[i].Tags[spi.LogicalIDTag]; ok {
+				lid := spi.LogicalID(l)
+				descs[i].LogicalID = &lid
+			}
+		}
+	}
+	return descs, nil
+}
+
+func logicalID(d spi.Description) spi.LogicalID {
+	if d.LogicalID != nil {
+		return *d.LogicalID
+	}
+	return spi.LogicalID(d.Tags[spi.LogicalIDTag])
+}
+
+// CommitGroup validates spec and, unless pretend, makes it the group's target. The returned
+// text is InfraKit's description of the plan (PROTOCOL.md §10).
+func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, pretend bool) (string, error) {
+	if spec.ID == "" {
+		return "", types.ErrBlankID
+	}
+	props, err := types.Parse(spec.Properties)
+	if err != nil {
+		return "", fmt.Errorf("group %s: %w", spec.ID, err)
+	}
+	if err := types.Validate(spec.ID, props); err != nil {
+		return "", err
+	}
+	instance, flavor, err := c.resolve(props)
+	if err != nil {
+		return "", err
+	}
+	if err := flavor.Validate(ctx, props.Flavor.Properties, props.Allocation); err != nil {
+		return "", err
+	}
+	if err := instance.Validate(ctx, props.Instance.Properties); err != nil {
+		return "", err
+	}
+	hash, err := props.InstanceHash()
+	if err != nil {
+		return "", fmt.Errorf("group %s: %w", spec.ID, err)
+	}
+	c.mu.Lock()
+	gs, known := c.groups[spec.ID]
+	if !known {
+		details := fmt.Sprintf("Managing %d instances", props.TargetSize())
+		if pretend {
+			c.mu.Unlock()
+			return details, nil
+		}
+		c.seq++
+		gs = &groupState{
+			rec:   store.Record{ID: spec.ID, Seq: c.seq, Spec: spec, Rollout: store.Rollout{Phase: plan.PhaseIdle}},
+			props: props, hash: hash, instance: instance, flavor: flavor, obs: map[spi.ID]*observation{},
+		}
+		c.groups[spec.ID] = gs
+		c.mu.Unlock()
+		if err := c.persist(ctx, gs); err != nil {
+			c.mu.Lock()
+			delete(c.groups, spec.ID)
+			c.mu.Unlock()
+			return "", err
+		}
+		c.log.Info("managing group", "group", spec.ID, "size", props.TargetSize(), "hash", hash)
+		c.supervise(gs)
+		return details, nil
+	}
+	c.mu.Unlock()
+
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	old := gs.props
+	if old.IsQuorum() || props.IsQuorum() {
+		if !sameIDs(old.Allocation.LogicalIDs, props.Allocation.LogicalIDs) {
+			return "", errors.New("Logical ID changes to a quorum is not currently supported")
+		}
+	}
+	descs, err := c.members(ctx, spec.ID, instance, false)
+	if err != nil {
+		return "", err
+	}
+	outdated := 0
+	want := map[spi.LogicalID]bool{}
+	for _, l := range props.Allocation.LogicalIDs {
+		want[l] = true
+	}
+	for _, d := range descs {
+		if props.IsQuorum() && !want[logicalID(d)] {
+			continue
+		}
+		if d.Tags[spi.ConfigHashTag] != hash {
+			outdated++
+		}
+	}
+	details := Details(props.IsQuorum(), old.TargetSize(), props.TargetSize(), outdated)
+	if pretend {
+		return details, nil
+	}
+	if hash != gs.hash {
+		prev := gs.rec.Spec
+		gs.rec.Previous = &prev
+	}
+	now := c.opts.Now().UTC()
+	if outdated > 0 {
+		gs.rec.Rollout = store.Rollout{Phase: plan.PhaseRolling, TargetHash: hash, PreviousHash: gs.hash, Started: now,
+			Message: fmt.Sprintf("rolling %d members to %s", outdated, hash)}
+	} else {
+		gs.rec.Rollout.Phase, gs.rec.Rollout.Resume = plan.PhaseIdle, ""
+	}
+	gs.rec.Spec = spec
+	gs.props, gs.hash, gs.instance, gs.flavor = props, hash, instance, flavor
+	for _, o := range gs.obs {
+		o.firstSeen = now
+	}
+	if err := c.persist(ctx, gs); err != nil {
+		return "", err
+	}
+	c.log.Info("committed group", "group", spec.ID, "details", details, "hash", hash)
+	gs.poke()
+	return details, nil
+}
+
+func sameIDs(a, b []spi.LogicalID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x := append([]spi.LogicalID(nil), a...)
+	y := append([]spi.LogicalID(nil), b...)
+	sort.Slice(x, func(i, j int) bool { return x[i] < x[j] })
+	sort.Slice(y, func(i, j int) bool { return y[i] < y[j] })
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Details is InfraKit's plan description for a commit to a known group (PROTOCOL.md §10):
+// the size change against the stored spec, and the number of members at another hash.
+func Details(quorum bool, oldSize, newSize, outdated int) string {
+	roll := func(r int) string { return fmt.Sprintf("rolling update on %d instances", r) }
+	if quorum {
+		if outdated == 0 {
+			return "Noop"
+		}
+		return "Performing a " + roll(outdated)
+	}
+	switch {
+	case newSize < oldSize:
+		d := oldSize - newSize
+		s := fmt.Sprintf("Terminating %d instances to reduce the group size to %d", d, newSize)
+		if r := outdated - d; r > 0 {
+			s += ", then performing a " + roll(r)
+		}
+		return s
+	case newSize > oldSize:
+		a := fmt.Sprintf("adding %d instances to increase the group size to %d", newSize-oldSize, newSize)
+		if outdated > 0 {
+			return "Performing a " + roll(outdated) + ", then " + a
+		}
+		return "A" + a[1:]
+	case outdated > 0:
+		return "Performing a " + roll(outdated)
+	default:
+		return "Noop"
+	}
+}
+
+// DescribeGroup lists the members. Converged is true when no rollout is running or paused.
+func (c *Controller) DescribeGroup(ctx context.Context, id spi.GroupID) (spi.GroupDescription, error) {
+	gs, err := c.get(id)
+	if err != nil {
+		return spi.GroupDescription{}, err
+	}
+	gs.mu.Lock()
+	inst, phase := gs.instance, gs.rec.Rollout.Phase
+	props := gs.props
+	gs.mu.Unlock()
+	if inst == nil {
+		if inst, _, err = c.resolve(props); err != nil {
+			return spi.GroupDescription{}, err
+		}
+	}
+	descs, err := c.members(ctx, id, inst, true)
+	if err != nil {
+		return spi.GroupDescription{}, err
+	}
+	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
+	return spi.GroupDescription{Instances: descs, Converged: phase == plan.PhaseIdle || phase == ""}, nil
+}
+
+// InspectGroups returns every group's spec, re-serialised from the parsed schema (zero values
+// written out), in the order the groups were first committed.
+func (c *Controller) InspectGroups(ctx context.Context) ([]spi.GroupSpec, error) {
+	c.mu.Lock()
+	all := make([]*groupState, 0, len(c.groups))
+	for _, gs := range c.groups {
+		all = append(all, gs)
+	}
+	c.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].rec.Seq < all[j].rec.Seq })
+	var out []spi.GroupSpec
+	for _, gs := range all {
+		gs.mu.Lock()
+		raw, err := json.Marshal(gs.props)
+		id := gs.rec.ID
+		gs.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", id, err)
+		}
+		out = append(out, spi.GroupSpec{ID: id, Properties: raw})
+	}
+	return out, nil
+}
+
+// forget stops supervising id and deletes its record.
+func (c *Controller) forget(ctx context.Context, id spi.GroupID) (*groupState, error) {
+	c.mu.Lock()
+	gs, ok := c.groups[id]
+	if ok {
+		delete(c.groups, id)
+	}
+	c.mu.Unlock()
+	if !ok {
+		return nil, notWatched(id)
+	}
+	c.unsupervise(gs)
+	if err := c.store.Delete(ctx, id); err != nil {
+		return gs, err
+	}
+	return gs, nil
+}
+
+// FreeGroup stops supervising the group and forgets it; its instances are left alone.
+func (c *Controller) FreeGroup(ctx context.Context, id spi.GroupID) error {
+	_, err := c.forget(ctx, id)
+	if err == nil {
+		c.log.Info("freed group", "group", id)
+	}
+	return err
+}
+
+// DestroyGroup stops supervision, then drains and destroys every member (terminate), sorted by
+// ID with the self member last, before returning. Member errors are logged, not returned.
+func (c *Controller) DestroyGroup(ctx context.Context, id spi.GroupID) error {
+	gs, err := c.forget(ctx, id)
+	if gs == nil {
+		return err
+	}
+	if err != nil {
+		c.log.Warn("destroy group: forget", "group", id, "err", err)
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	inst, flav := gs.instance, gs.flavor
+	if inst == nil || flav == nil {
+		if inst, flav, err = c.resolve(gs.props); err != nil {
+			return err
+		}
+	}
+	descs, err := c.members(ctx, id, inst, true)
+	if err != nil {
+		return err
+	}
+	c.sortSelfLast(descs)
+	for _, d := range descs {
+		if err := flav.Drain(ctx, gs.props.Flavor.Properties, d); err != nil {
+			c.log.Warn("drain before destroy", "group", id, "instance", d.ID, "err", err)
+		}
+		if err := inst.Destroy(ctx, d.ID, spi.Context{Reason: spi.ReasonTerminate}); err != nil {
+			c.log.Warn("destroy", "group", id, "instance", d.ID, "err", err)
+		}
+	}
+	c.log.Info("destroyed group", "group", id, "members", len(descs))
+	return nil
+}
+
+func (c *Controller) sortSelfLast(descs []spi.Description) {
+	self := c.opts.SelfLogicalID
+	sort.SliceStable(descs, func(i, j int) bool {
+		si := self != "" && logicalID(descs[i]) == self
+		sj := self != "" && logicalID(descs[j]) == self
+		if si != sj {
+			return sj
+		}
+		return descs[i].ID < descs[j].ID
+	})
+}
+
+// DestroyInstances drains and destroys the listed instances (terminate), stopping at the first
+// failed Destroy, then lowers a scaled group's size by the number of IDs given (InfraKit counts
+// IDs that were not members too). A quorum group keeps its size and replaces the members.
+func (c *Controller) DestroyInstances(ctx context.Context, id spi.GroupID, ids []spi.ID) error {
+	gs, err := c.get(id)
+	if err != nil {
+		return err
+	}
+	gs.mu.Lock()
+	inst, flav := gs.instance, gs.flavor
+	if inst == nil || flav == nil {
+		if inst, flav, err = c.resolve(gs.props); err != nil {
+			gs.mu.Unlock()
+			return err
+		}
+	}
+	descs, err := c.members(ctx, id, inst, true)
+	if err != nil {
+		gs.mu.Unlock()
+		return err
+	}
+	byID := map[spi.ID]spi.Description{}
+	for _, d := range descs {
+		byID[d.ID] = d
+	}
+	for _, x := range ids {
+		d, ok := byID[x]
+		if !ok {
+			d = spi.Description{ID: x}
+		}
+		if err := flav.Drain(ctx, gs.props.Flavor.Properties, d); err != nil {
+			c.log.Warn("drain before destroy", "group", id, "instance", x, "err", err)
+		}
+		if err := inst.Destroy(ctx, x, spi.Context{Reason: spi.ReasonTerminate}); err != nil {
+			gs.mu.Unlock()
+			return fmt.Errorf("group %s: destroy instance %s: %w", id, x, err)
+		}
+	}
+	quorum, size := gs.props.IsQuorum(), gs.props.TargetSize()
+	gs.mu.Unlock()
+	if quorum {
+		gs.poke()
+		return nil
+	}
+	return c.SetSize(ctx, id, size-len(ids))
+}
+
+// Size is the number of LogicalIDs of a quorum group, otherwise Allocation.Size.
+func (c *Controller) Size(ctx context.Context, id spi.GroupID) (int, error) {
+	gs, err := c.get(id)
+	if err != nil {
+		return 0, err
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return gs.props.TargetSize(), nil
+}
+
+// SetSize commits the stored spec again with Allocation.Size = size.
+func (c *Controller) SetSize(ctx context.Context, id spi.GroupID, size int) error {
+	gs, err := c.get(id)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return errors.New("size cannot be negative")
+	}
+	gs.mu.Lock()
+	props := gs.props
+	gs.mu.Unlock()
+	if props.IsQuorum() {
+		return errors.New("cannot set size if logic ids are explicitly set")
+	}
+	props.Allocation.Size = uint(size)
+	raw, err := json.Marshal(props)
+	if err != nil {
+		return fmt.Errorf("group %s: %w", id, err)
+	}
+	_, err = c.CommitGroup(ctx, spi.GroupSpec{ID: id, Properties: raw}, false)
+	return err
+}

@@ -1,0 +1,326 @@
+package group
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/mobykit/mobykit/group/plan"
+	"github.com/mobykit/mobykit/group/types"
+	"github.com/mobykit/mobykit/spi"
+)
+
+// Reconcile runs one supervision pass of group id now and returns what the planner decided.
+// The background loops call it every poll interval; with Options.Manual, simulations and
+// benchmarks call it themselves.
+func (c *Controller) Reconcile(ctx context.Context, id spi.GroupID) (plan.Decision, error) {
+	gs, err := c.get(id)
+	if err != nil {
+		return plan.Decision{}, err
+	}
+	return c.reconcile(ctx, gs)
+}
+
+func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decision, error) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	id := gs.rec.ID
+	if gs.instance == nil || gs.flavor == nil {
+		inst, flav, err := c.resolve(gs.props)
+		if err != nil {
+			return plan.Decision{}, fmt.Errorf("group %s: %w", id, err)
+		}
+		gs.instance, gs.flavor = inst, flav
+	}
+	now := c.opts.Now()
+	descs, err := c.members(ctx, id, gs.instance, true)
+	if err != nil {
+		gs.instance, gs.flavor = nil, nil // resolve again next pass
+		return plan.Decision{}, err
+	}
+	if err := c.adoptBootstrap(ctx, gs, descs); err != nil {
+		return plan.Decision{}, err
+	}
+
+	phase := gs.rec.Rollout.Phase
+	check := phase == plan.PhaseRolling || phase == plan.PhaseRollingBack
+	health := make([]spi.Health, len(descs))
+	if check {
+		c.parallel(len(descs), func(i int) {
+			h, err := gs.flavor.Healthy(ctx, gs.props.Flavor.Properties, descs[i])
+			if err != nil {
+				c.log.Debug("health check", "group", id, "instance", descs[i].ID, "err", err)
+				h = spi.Unknown
+			}
+			health[i] = h
+		})
+	}
+
+	strategy := gs.props.Strategy()
+	seen := map[spi.ID]bool{}
+	in := plan.Input{Group: id, Size: int(gs.props.Allocation.Size), LogicalIDs: gs.props.Allocation.LogicalIDs,
+		Hash: gs.hash, Strategy: strategy, Phase: phase, CanRollback: gs.rec.Previous != nil}
+	var last lastPass
+	for i, d := range descs {
+		seen[d.ID] = true
+		o := gs.obs[d.ID]
+		if o == nil {
+			o = &observation{firstSeen: now}
+			gs.obs[d.ID] = o
+		}
+		if check {
+			o.health = health[i]
+			if health[i] == spi.Healthy {
+				if o.streak == 0 {
+					o.healthySince = now
+				}
+				o.streak++
+			} else {
+				o.streak, o.healthySince = 0, now
+			}
+		}
+		lid := logicalID(d)
+		m := plan.Member{
+			ID: d.ID, LogicalID: lid, Hash: d.Tags[spi.ConfigHashTag], Checked: check, Health: o.health,
+			Available: check && o.streak >= strategy.HealthyPolls && now.Sub(o.healthySince) >= strategy.HealthyFor,
+			Age:       now.Sub(o.firstSeen),
+			Self:      c.opts.SelfLogicalID != "" && lid == c.opts.SelfLogicalID,
+		}
+		in.Members = append(in.Members, m)
+		if m.Hash == gs.hash {
+			last.updated++
+			if m.Available {
+				last.healthy++
+			}
+		} else {
+			last.outdated++
+		}
+	}
+	for x := range gs.obs {
+		if !seen[x] {
+			delete(gs.obs, x)
+		}
+	}
+	gs.last = last
+
+	d := plan.Plan(in)
+	if err := c.applyPhase(ctx, gs, d); err != nil {
+		return d, err
+	}
+	errs := c.execute(ctx, gs, descs, d)
+	return d, errors.Join(errs...)
+}
+
+// adoptBootstrap labels members tagged infrakit.config.hash=bootstrap with the group's hash,
+// the way InfraKit does: list again without properties, then Label each one.
+func (c *Controller) adoptBootstrap(ctx context.Context, gs *groupState, descs []spi.Description) error {
+	found := false
+	for _, d := range descs {
+		if d.Tags[spi.ConfigHashTag] == spi.BootstrapHash {
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	id := gs.rec.ID
+	plain, err := c.members(ctx, id, gs.instance, false)
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{spi.GroupTag: string(id), spi.ConfigHashTag: gs.hash}
+	adopted := map[spi.ID]bool{}
+	for _, d := range plain {
+		if d.Tags[spi.ConfigHashTag] != spi.BootstrapHash {
+			continue
+		}
+		if err := gs.instance.Label(ctx, d.ID, labels); err != nil {
+			return fmt.Errorf("group %s: adopt bootstrap instance %s: %w", id, d.ID, err)
+		}
+		adopted[d.ID] = true
+		c.log.Info("adopted bootstrap instance", "group", id, "instance", d.ID)
+	}
+	for i := range descs {
+		if adopted[descs[i].ID] {
+			tags := map[string]string{}
+			for k, v := range descs[i].Tags {
+				tags[k] = v
+			}
+			tags[spi.ConfigHashTag] = gs.hash
+			descs[i].Tags = tags
+		}
+	}
+	return nil
+}
+
+// applyPhase records the planner's phase change (and persists it).
+func (c *Controller) applyPhase(ctx context.Context, gs *groupState, d plan.Decision) error {
+	r := &gs.rec.Rollout
+	if d.Message != "" {
+		r.Message = d.Message
+	}
+	from := r.Phase
+	switch {
+	case d.Rollback:
+		c.log.Warn("rollout failed, rolling back", "group", gs.rec.ID, "reason", d.Message)
+		return c.rollback(ctx, gs, d.Message)
+	case d.Phase == from:
+		return nil
+	case d.Phase == plan.PhasePaused:
+		r.Resume = from
+		c.log.Warn("rollout paused", "group", gs.rec.ID, "reason", d.Message)
+	case d.Done:
+		c.log.Info("rollout done", "group", gs.rec.ID, "hash", gs.hash, "phase", from)
+		r.Resume = ""
+	}
+	r.Phase = d.Phase
+	return c.persist(ctx, gs)
+}
+
+// rollback makes the previous spec the target; gs.mu is held.
+func (c *Controller) rollback(ctx context.Context, gs *groupState, why string) error {
+	if gs.rec.Previous == nil {
+		return fmt.Errorf("group %s has no previous spec to roll back to", gs.rec.ID)
+	}
+	prev := *gs.rec.Previous
+	props, err := types.Parse(prev.Properties)
+	if err != nil {
+		return fmt.Errorf("group %s: previous spec: %w", gs.rec.ID, err)
+	}
+	hash, err := props.InstanceHash()
+	if err != nil {
+		return fmt.Errorf("group %s: previous spec: %w", gs.rec.ID, err)
+	}
+	// A rollback keeps the current allocation: only the configuration goes back.
+	props.Allocation = gs.props.Allocation
+	raw, err := json.Marshal(props)
+	if err != nil {
+		return fmt.Errorf("group %s: previous spec: %w", gs.rec.ID, err)
+	}
+	failed := gs.rec.Spec
+	gs.rec.Spec, gs.rec.Previous = spi.GroupSpec{ID: gs.rec.ID, Properties: raw}, &failed
+	now := c.opts.Now()
+	gs.rec.Rollout.Phase, gs.rec.Rollout.Resume = plan.PhaseRollingBack, ""
+	gs.rec.Rollout.TargetHash, gs.rec.Rollout.PreviousHash = hash, gs.hash
+	gs.rec.Rollout.Message, gs.rec.Rollout.Started = why, now.UTC()
+	gs.props, gs.hash = props, hash
+	gs.instance, gs.flavor = nil, nil
+	for _, o := range gs.obs {
+		o.firstSeen = now
+	}
+	return c.persist(ctx, gs)
+}
+
+// execute carries out d: drains and destroys first, then creates, each batch in parallel
+// (bounded by MaxParallel).
+func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.Description, d plan.Decision) []error {
+	if gs.instance == nil || gs.flavor == nil {
+		inst, flav, err := c.resolve(gs.props)
+		if err != nil {
+			return []error{fmt.Errorf("group %s: %w", gs.rec.ID, err)}
+		}
+		gs.instance, gs.flavor = inst, flav
+	}
+	id := gs.rec.ID
+	byID := map[spi.ID]spi.Description{}
+	for _, x := range descs {
+		byID[x.ID] = x
+	}
+	var mu sync.Mutex
+	var errs []error
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	skipDrain := gs.props.Strategy().SkipDrain
+	c.parallel(len(d.Destroy), func(i int) {
+		x := d.Destroy[i]
+		desc := byID[x.ID]
+		if !(skipDrain && x.Reason == spi.ReasonRollingUpdate) {
+			if err := gs.flavor.Drain(ctx, gs.props.Flavor.Properties, desc); err != nil {
+				if x.Reason == spi.ReasonRollingUpdate {
+					fail(fmt.Errorf("group %s: drain %s before rolling update, not destroyed: %w", id, x.ID, err))
+					return
+				}
+				c.log.Warn("drain before destroy", "group", id, "instance", x.ID, "err", err)
+			}
+		}
+		if err := gs.instance.Destroy(ctx, x.ID, spi.Context{Reason: x.Reason}); err != nil {
+			fail(fmt.Errorf("group %s: destroy %s: %w", id, x.ID, err))
+			return
+		}
+		c.log.Info("destroyed instance", "group", id, "instance", x.ID, "reason", x.Reason, "why", x.Why)
+	})
+	c.parallel(len(d.Create), func(i int) {
+		if err := c.create(ctx, gs, d.Create[i].LogicalID); err != nil {
+			fail(err)
+		}
+	})
+	for _, x := range d.DrainOnly {
+		if err := gs.flavor.Drain(ctx, gs.props.Flavor.Properties, byID[x]); err != nil {
+			fail(fmt.Errorf("group %s: drain self %s: %w", id, x, err))
+		}
+	}
+	return errs
+}
+
+// create prepares and provisions one member at the group's current spec. Index.Sequence is the
+// target size, as InfraKit sends it (PROTOCOL.md §10).
+func (c *Controller) create(ctx context.Context, gs *groupState, lid spi.LogicalID) error {
+	id := gs.rec.ID
+	spec := spi.Spec{
+		Properties: gs.props.Instance.Properties,
+		Tags:       map[string]string{spi.GroupTag: string(id), spi.ConfigHashTag: gs.hash},
+	}
+	if lid != "" {
+		l := lid
+		spec.LogicalID = &l
+		spec.Tags[spi.LogicalIDTag] = string(lid)
+	}
+	index := spi.Index{Group: id, Sequence: uint(gs.props.TargetSize())}
+	prepared, err := gs.flavor.Prepare(ctx, gs.props.Flavor.Properties, spec, gs.props.Allocation, index)
+	if err != nil {
+		return fmt.Errorf("group %s: prepare member: %w", id, err)
+	}
+	newID, err := gs.instance.Provision(ctx, prepared)
+	if err != nil {
+		return fmt.Errorf("group %s: provision member: %w", id, err)
+	}
+	if newID == nil {
+		return fmt.Errorf("group %s: provision member: plugin %s returned no ID", id, gs.props.Instance.Plugin)
+	}
+	c.log.Info("provisioned instance", "group", id, "instance", *newID, "logical_id", lid, "hash", gs.hash)
+	return nil
+}
+
+// parallel runs f(0..n-1) concurrently, at most MaxParallel at a time, and waits.
+func (c *Controller) parallel(n int, f func(i int)) {
+	if n == 0 {
+		return
+	}
+	limit := c.opts.MaxParallel
+	if limit <= 0 || limit > n {
+		limit = n
+	}
+	if limit == 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(i)
+		}(i)
+	}
+	wg.Wait()
+}
