@@ -1,0 +1,580 @@
+package assembler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mobykit/mobykit/assembler/bundle"
+	"github.com/mobykit/mobykit/assembler/format"
+	"github.com/mobykit/mobykit/assembler/image"
+	"github.com/mobykit/mobykit/assembler/initrd"
+	"github.com/mobykit/mobykit/assembler/layer"
+	"github.com/mobykit/mobykit/assembler/spec"
+)
+
+// Options configure Build. The zero value builds kernel+initrd, gzip, for
+// the host architecture, into the current directory, with the default
+// cache.
+type Options struct {
+	// Name is the base name of the outputs; default "mobykit".
+	Name string
+	// OutputDir receives the outputs; default ".". Created if missing.
+	OutputDir string
+	// Formats to write; default ["kernel+initrd"]. See format.Names.
+	Formats []string
+	// Arch is the target architecture (amd64, arm64, ...); default the
+	// host's. Only that platform of each image is pulled.
+	Arch string
+	// CacheDir is the image and segment cache; default
+	// image.DefaultCacheDir() ($MOBYKIT_CACHE or ~/.mobykit/cache).
+	CacheDir string
+	// Insecure registries (host[:port]) are reached over plain HTTP.
+	// Loopback registries always are.
+	Insecure []string
+	// Pull asks registries again even for images already cached.
+	Pull bool
+	// Archives are `docker save` or OCI-layout tarballs imported into the
+	// cache before images are resolved.
+	Archives []string
+	// Compression of the initramfs segments; default gzip.
+	Compression initrd.Compression
+	// MTime is the time stamp of every entry, in seconds; nil means
+	// $SOURCE_DATE_EPOCH if set, else 0 (as LinuxKit).
+	MTime *int64
+	// BaseDir resolves relative `files: source:` of specs not read from a
+	// file; default ".".
+	BaseDir string
+	// Progress, when set, shows download progress (a terminal).
+	Progress io.Writer
+	// Transport overrides the HTTP transport used for registries.
+	Transport http.RoundTripper
+	// Jobs bounds how many segments are written at once; default
+	// GOMAXPROCS.
+	Jobs int
+	// SizeLimit overrides the 4 GiB limit of the uncompressed initramfs
+	// (tests use a small one); 0 means initrd.Limit.
+	SizeLimit int64
+}
+
+// Result describes a finished build.
+type Result struct {
+	// Outputs are the files written, in format order.
+	Outputs []string
+	// Kernel is the path of the kernel in the cache ("" without a kernel).
+	Kernel string
+	// Cmdline is the kernel command line.
+	Cmdline string
+	// InitrdSize is the size of the compressed initramfs (with microcode);
+	// UncompressedSize the size of its cpio data.
+	InitrdSize, UncompressedSize int64
+	// Segments is the number of cpio segments; Reused of them came from
+	// the cache unchanged.
+	Segments, Reused int
+	// Images maps each reference used to the manifest digest it resolved to.
+	Images map[string]string
+	// Duration is the wall time of the build.
+	Duration time.Duration
+}
+
+// BuildFiles loads and merges spec files (see spec.Load) and builds them.
+func BuildFiles(ctx context.Context, paths []string, o Options) (*Result, error) {
+	m, err := spec.Load(paths...)
+	if err != nil {
+		return nil, err
+	}
+	if o.BaseDir == "" && len(paths) > 0 {
+		o.BaseDir = filepath.Dir(paths[0])
+	}
+	return Build(ctx, m, o)
+}
+
+// MTimeFromEnv returns $SOURCE_DATE_EPOCH, or 0 when unset.
+func MTimeFromEnv() (int64, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > 1<<32-1 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a time in seconds", s)
+	}
+	return v, nil
+}
+
+type resolved struct {
+	ref    string
+	img    v1.Image
+	cfg    *v1.ConfigFile
+	digest string
+	diffs  []string
+}
+
+type builder struct {
+	o     Options
+	m     *spec.Moby
+	res   *image.Resolver
+	cache *image.Cache
+	store *segmentStore
+	mtime int64
+	limit int64
+	imgs  map[string]*resolved
+}
+
+// Build assembles m according to o.
+func Build(ctx context.Context, m *spec.Moby, o Options) (*Result, error) {
+	start := time.Now()
+	if o.Name == "" {
+		o.Name = "mobykit"
+	}
+	if strings.ContainsAny(o.Name, "/\x00") || o.Name == "." || o.Name == ".." {
+		return nil, fmt.Errorf("output name %q: must be a plain file name", o.Name)
+	}
+	if o.OutputDir == "" {
+		o.OutputDir = "."
+	}
+	if len(o.Formats) == 0 {
+		o.Formats = []string{"kernel+initrd"}
+	}
+	if o.Arch == "" {
+		o.Arch = runtime.GOARCH
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.GOMAXPROCS(0)
+	}
+	if o.BaseDir == "" {
+		o.BaseDir = "."
+	}
+	comp, err := initrd.ParseCompression(string(o.Compression))
+	if err != nil {
+		return nil, err
+	}
+	var formats []format.Format
+	for _, n := range o.Formats {
+		f, err := format.Lookup(n)
+		if err != nil {
+			return nil, err
+		}
+		formats = append(formats, f)
+	}
+	b := &builder{o: o, m: m, limit: o.SizeLimit}
+	if b.limit <= 0 {
+		b.limit = initrd.Limit
+	}
+	if o.MTime != nil {
+		b.mtime = *o.MTime
+	} else if b.mtime, err = MTimeFromEnv(); err != nil {
+		return nil, err
+	}
+	if b.cache, err = image.OpenCache(o.CacheDir); err != nil {
+		return nil, err
+	}
+	ropts := []image.Option{image.WithArch(o.Arch), image.WithInsecure(o.Insecure...), image.WithPull(o.Pull)}
+	if o.Transport != nil {
+		ropts = append(ropts, image.WithTransport(o.Transport))
+	}
+	if o.Progress != nil {
+		ropts = append(ropts, image.WithProgress(o.Progress))
+	}
+	b.res = image.NewResolver(b.cache, ropts...)
+	b.store = &segmentStore{dir: filepath.Join(b.cache.Dir(), "segments"), comp: comp, mtime: b.mtime, limit: b.limit}
+
+	for _, a := range o.Archives {
+		refs, err := b.cache.Import(a)
+		if err != nil {
+			return nil, err
+		}
+		slog.Info("imported", "archive", a, "images", refs)
+	}
+	if err := b.resolveAll(ctx); err != nil {
+		return nil, err
+	}
+
+	ucode, kernelPath, segs, err := b.plan()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Kernel: kernelPath, Cmdline: m.Kernel.Cmdline, Segments: len(segs), Images: map[string]string{}}
+	for r, i := range b.imgs {
+		res.Images[r] = i.digest
+	}
+	if err := b.produce(ctx, segs); err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, s := range segs {
+		res.UncompressedSize += s.size
+		if s.reused {
+			res.Reused++
+		}
+		files = append(files, s.file)
+	}
+	if res.UncompressedSize > b.limit {
+		return nil, fmt.Errorf("initramfs of %d bytes: %w", res.UncompressedSize, initrd.ErrTooLarge)
+	}
+
+	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	outDir, err := filepath.Abs(o.OutputDir)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(outDir, "."+o.Name+"-initrd-*")
+	if err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	parts := files
+	if ucode != "" {
+		parts = append([]string{ucode}, files...)
+	}
+	for _, p := range parts {
+		if err := appendFile(tmp, p); err != nil {
+			tmp.Close()
+			return nil, fmt.Errorf("assemble initramfs: %w", err)
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(tmp.Name()); err == nil {
+		res.InitrdSize = st.Size()
+	}
+	in := &format.Input{
+		Name: o.Name, Dir: outDir, Kernel: kernelPath, Cmdline: m.Kernel.Cmdline,
+		Initrd: tmp.Name(), UCode: ucode, Segments: files, Arch: o.Arch, MTime: b.mtime,
+	}
+	for _, f := range formats {
+		out, err := f.Write(ctx, in)
+		res.Outputs = append(res.Outputs, out...)
+		if err != nil {
+			return res, err
+		}
+	}
+	res.Duration = time.Since(start)
+	slog.Debug("build done", "segments", res.Segments, "reused", res.Reused, "seconds", res.Duration.Seconds())
+	return res, nil
+}
+
+func appendFile(w io.Writer, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+func (b *builder) resolveAll(ctx context.Context) error {
+	refs := b.m.ImageRefs()
+	out := make([]*resolved, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, r := range refs {
+		g.Go(func() error {
+			img, err := b.res.Resolve(gctx, r)
+			if err != nil {
+				return err
+			}
+			cfg, err := img.ConfigFile()
+			if err != nil {
+				return fmt.Errorf("image %s: config: %w", r, err)
+			}
+			d, err := img.Digest()
+			if err != nil {
+				return fmt.Errorf("image %s: %w", r, err)
+			}
+			rv := &resolved{ref: r, img: img, cfg: cfg, digest: d.String()}
+			for _, id := range cfg.RootFS.DiffIDs {
+				rv.diffs = append(rv.diffs, id.String())
+			}
+			out[i] = rv
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	b.imgs = map[string]*resolved{}
+	for _, r := range out {
+		b.imgs[r.ref] = r
+	}
+	return nil
+}
+
+// refName is the normalised reference used to recognise the same image
+// used twice.
+func refName(r string) string {
+	if pr, err := name.ParseReference(r); err == nil {
+		return pr.Name()
+	}
+	return r
+}
+
+// unpacked flattens an image's layers; the returned closer releases the
+// layer files the nodes read from.
+func (b *builder) unpacked(r *resolved) (*layer.FS, func(), error) {
+	layers, err := r.img.Layers()
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: %w", r.ref, err)
+	}
+	fs := layer.New()
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	for i, l := range layers {
+		p, err := b.cache.Unpacked(l)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("image %s: %w", r.ref, err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		files = append(files, f)
+		st, err := f.Stat()
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		if err := fs.Apply(fmt.Sprintf("image %s layer %d", r.ref, i), f, st.Size()); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+	}
+	return fs, closeAll, nil
+}
+
+func bytesObject(s string) *layer.Object {
+	return &layer.Object{Data: layer.Data{R: strings.NewReader(s), Size: int64(len(s))}}
+}
+
+// imageSegment is a segment holding an image's root filesystem under
+// prefix, with LinuxKit's fixups.
+func (b *builder) imageSegment(what, prefix string, r *resolved, resolv string) *segment {
+	key := keyOf(append([]string{"image", prefix, resolv}, r.diffs...)...)
+	return &segment{what: what, key: key, write: func(cw *initrd.Writer) error {
+		fs, done, err := b.unpacked(r)
+		if err != nil {
+			return err
+		}
+		defer done()
+		fixups(fs, resolv, bytesObject)
+		fs.AddMissingParents()
+		var ino uint32
+		return writeNodes(cw, prefix, fs.Nodes(), &ino)
+	}}
+}
+
+// plan lists the segments of the initramfs in LinuxKit's order.
+func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
+	m := b.m
+	if m.Kernel.Image != "" {
+		var ks *segment
+		kernel, ucode, ks, err = b.kernel()
+		if err != nil {
+			return "", "", nil, err
+		}
+		segs = append(segs, ks)
+	}
+	for i, r := range m.Init {
+		segs = append(segs, b.imageSegment(fmt.Sprintf("init[%d] %s", i, r), "", b.imgs[r], resolvSymlink))
+	}
+	meta := layer.New()
+	for i, v := range m.Volumes {
+		base := path.Join("containers/volumes", v.Name)
+		if v.Format != "" && v.Format != "filesystem" {
+			return "", "", nil, fmt.Errorf("volumes[%d] %s: format %q is not supported (only filesystem)", i, v.Name, v.Format)
+		}
+		if v.Image != "" {
+			segs = append(segs, b.imageSegment(fmt.Sprintf("volume %s", v.Name), base+"/lower/", b.imgs[v.Image], ""))
+		} else {
+			putDir(meta, base+"/lower")
+		}
+		putDir(meta, base+"/tmp")
+		putDir(meta, base+"/merged")
+	}
+	dup := map[string]string{}
+	sections := []struct {
+		name   string
+		images []*spec.Image
+		index  bool
+	}{{"onboot", m.Onboot, true}, {"onshutdown", m.Onshutdown, true}, {"services", m.Services, false}}
+	for _, sec := range sections {
+		for i, img := range sec.images {
+			dir := path.Join("containers", sec.name, img.Name)
+			if sec.index {
+				dir = path.Join("containers", sec.name, fmt.Sprintf("%03d-%s", i, img.Name))
+			}
+			s, err := b.container(meta, sec.name, i, img, dir, dup)
+			if err != nil {
+				return "", "", nil, err
+			}
+			if s != nil {
+				segs = append(segs, s)
+			}
+		}
+	}
+	entries, err := m.FileEntries(b.o.BaseDir)
+	if err != nil {
+		return "", "", nil, err
+	}
+	for _, e := range entries {
+		n := &layer.Node{Name: e.Path, UID: uint32(e.UID), GID: uint32(e.GID)}
+		switch {
+		case e.Directory:
+			n.Mode = initrd.TypeDir | e.Mode&0o7777
+		case e.Symlink != "":
+			n.Mode = initrd.TypeSymlink | 0o777
+			n.Linkname = e.Symlink
+		default:
+			n.Mode = initrd.TypeReg | e.Mode&0o7777
+			n.Obj = &layer.Object{Data: layer.Data{R: bytes.NewReader(e.Contents), Size: int64(len(e.Contents))}}
+		}
+		if old := meta.Get(e.Path); old != nil && old.IsDir() && n.IsDir() && e.Implicit {
+			continue
+		}
+		meta.Put(n)
+	}
+	if meta.Len() > 0 {
+		ms, err := memSegment("generated files", b.mtime, b.limit, func(cw *initrd.Writer) error {
+			var ino uint32
+			return writeNodes(cw, "", meta.Nodes(), &ino)
+		})
+		if err != nil {
+			return "", "", nil, err
+		}
+		segs = append(segs, ms)
+	}
+	return ucode, kernel, segs, nil
+}
+
+func putDir(fs *layer.FS, name string) {
+	fs.Put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
+}
+
+func putFile(fs *layer.FS, name string, data []byte) {
+	fs.Put(&layer.Node{Name: name, Mode: initrd.TypeReg | 0o644, Obj: &layer.Object{Data: layer.Data{R: bytes.NewReader(data), Size: int64(len(data))}}})
+}
+
+// container plans one onboot/onshutdown/service bundle: its root
+// filesystem segment (nil when the same image was unpacked already) and its
+// config.json, runtime.json and mount points in meta.
+func (b *builder) container(meta *layer.FS, section string, i int, img *spec.Image, dir string, dup map[string]string) (*segment, error) {
+	where := fmt.Sprintf("%s[%d] %s", section, i, img.Name)
+	r := b.imgs[img.Image]
+	if r == nil {
+		return nil, fmt.Errorf("%s: image %s was not resolved", where, img.Image)
+	}
+	bd, err := bundle.Generate(img, r.cfg.Config, bundle.Options{Volumes: b.m.VolumeMap()})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	rootExtract := "rootfs"
+	if !bd.ReadOnly {
+		rootExtract = "lower"
+	}
+	root := path.Join(dir, rootExtract)
+	var seg *segment
+	key := refName(img.Image)
+	found := dup[key] != ""
+	if !found {
+		seg = b.imageSegment(where, root+"/", r, "")
+		dup[key] = root
+	} else {
+		root = dup[key]
+		putDir(meta, dir)
+	}
+	putFile(meta, path.Join(dir, "config.json"), bd.Config)
+	var mounts []specs.Mount
+	if !bd.ReadOnly {
+		tmp := path.Join(dir, "tmp")
+		putDir(meta, tmp)
+		putDir(meta, path.Join(dir, "rootfs"))
+		mounts = []specs.Mount{
+			{Source: "tmpfs", Type: "tmpfs", Destination: "/" + tmp},
+			{Destination: "/" + tmp, Options: []string{"remount", "private"}},
+			{Source: "overlay", Type: "overlay", Destination: "/" + path.Join(dir, "rootfs"),
+				Options: []string{"lowerdir=/" + root, "upperdir=/" + path.Join(tmp, "upper"), "workdir=/" + path.Join(tmp, "work")}},
+		}
+	} else {
+		if found {
+			putDir(meta, path.Join(dir, "rootfs"))
+		}
+		mounts = []specs.Mount{{Source: "/" + root, Destination: "/" + path.Join(dir, "rootfs"), Options: []string{"bind"}}}
+	}
+	rt, err := withRootMounts(bd.Runtime, mounts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: runtime.json: %w", where, err)
+	}
+	putFile(meta, path.Join(dir, "runtime.json"), rt)
+	return seg, nil
+}
+
+// withRootMounts prepends the root filesystem mounts to runtime.json's
+// mounts, as LinuxKit does.
+func withRootMounts(raw []byte, mounts []specs.Mount) ([]byte, error) {
+	var rt spec.Runtime
+	if len(bytes.TrimSpace(raw)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rt); err != nil {
+			return nil, err
+		}
+	}
+	if rt.Mounts != nil {
+		mounts = append(mounts, *rt.Mounts...)
+	}
+	rt.Mounts = &mounts
+	return json.MarshalIndent(rt, "", "    ")
+}
+
+// produce writes every segment that is not cached, in parallel.
+func (b *builder) produce(ctx context.Context, segs []*segment) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(b.o.Jobs)
+	for _, s := range segs {
+		if b.store.lookup(s) {
+			slog.Debug("segment reused", "what", s.what)
+			continue
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			t := time.Now()
+			if err := b.store.produce(s); err != nil {
+				return err
+			}
+			slog.Debug("segment written", "what", s.what, "bytes", s.size, "seconds", time.Since(t).Seconds())
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+var errNoKernel = errors.New("kernel not found in kernel image")

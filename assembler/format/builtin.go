@@ -1,0 +1,262 @@
+package format
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/mobykit/mobykit/assembler/initrd"
+)
+
+func init() {
+	Register(kernelInitrd{})
+	Register(tarFormat{})
+	Register(tarKernelInitrd{})
+}
+
+// kernelInitrd writes NAME-kernel, NAME-initrd.img (microcode first, as
+// LinuxKit does) and NAME-cmdline.
+type kernelInitrd struct{}
+
+func (kernelInitrd) Name() string { return "kernel+initrd" }
+
+func (kernelInitrd) Write(_ context.Context, in *Input) ([]string, error) {
+	base := filepath.Join(in.Dir, in.Name)
+	var out []string
+	if in.Kernel != "" {
+		if err := CopyFile(base+"-kernel", in.Kernel, 0o644); err != nil {
+			return out, fmt.Errorf("kernel+initrd: %w", err)
+		}
+		out = append(out, base+"-kernel")
+	}
+	if err := LinkOrCopy(base+"-initrd.img", in.Initrd, 0o644); err != nil {
+		return out, fmt.Errorf("kernel+initrd: %w", err)
+	}
+	out = append(out, base+"-initrd.img")
+	if err := WriteFile(base+"-cmdline", 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, in.Cmdline)
+		return err
+	}); err != nil {
+		return out, fmt.Errorf("kernel+initrd: %w", err)
+	}
+	return append(out, base+"-cmdline"), nil
+}
+
+// tarKernelInitrd writes NAME-initrd.tar holding kernel, initrd.img,
+// cmdline and ucode.cpio, as LinuxKit's tar-kernel-initrd.
+type tarKernelInitrd struct{}
+
+func (tarKernelInitrd) Name() string { return "tar-kernel-initrd" }
+
+func (tarKernelInitrd) Write(_ context.Context, in *Input) ([]string, error) {
+	p := filepath.Join(in.Dir, in.Name+"-initrd.tar")
+	err := WriteFile(p, 0o644, func(w io.Writer) error {
+		tw := tar.NewWriter(w)
+		mt := time.Unix(in.MTime, 0)
+		add := func(name string, size int64, r io.Reader) error {
+			if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: mt, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+			_, err := io.Copy(tw, r)
+			return err
+		}
+		addFile := func(name, path string) error {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			return add(name, st.Size(), f)
+		}
+		if in.Kernel != "" {
+			if err := addFile("kernel", in.Kernel); err != nil {
+				return err
+			}
+		}
+		var size int64
+		var readers []io.Reader
+		for _, s := range in.Segments {
+			f, err := os.Open(s)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			size += st.Size()
+			readers = append(readers, f)
+		}
+		if err := add("initrd.img", size, io.MultiReader(readers...)); err != nil {
+			return err
+		}
+		if in.Cmdline != "" {
+			if err := add("cmdline", int64(len(in.Cmdline)), stringsReader(in.Cmdline)); err != nil {
+				return err
+			}
+		}
+		if in.UCode != "" {
+			if err := addFile("ucode.cpio", in.UCode); err != nil {
+				return err
+			}
+		}
+		return tw.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tar-kernel-initrd: %w", err)
+	}
+	return []string{p}, nil
+}
+
+// tarFormat writes NAME.tar: the whole root filesystem, with the kernel
+// as boot/kernel, the command line as boot/cmdline and the microcode as
+// boot/ucode.cpio, as LinuxKit's tar output.
+type tarFormat struct{}
+
+func (tarFormat) Name() string { return "tar" }
+
+func (tarFormat) Write(_ context.Context, in *Input) ([]string, error) {
+	p := filepath.Join(in.Dir, in.Name+".tar")
+	err := WriteFile(p, 0o644, func(w io.Writer) error {
+		tw := tar.NewWriter(w)
+		mt := time.Unix(in.MTime, 0)
+		if in.Kernel != "" || in.UCode != "" {
+			if err := tw.WriteHeader(&tar.Header{Name: "boot", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mt, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+		}
+		if in.Kernel != "" {
+			if err := tw.WriteHeader(&tar.Header{Name: "boot/cmdline", Mode: 0o644, Size: int64(len(in.Cmdline)), ModTime: mt, Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(tw, in.Cmdline); err != nil {
+				return err
+			}
+			if err := tarAddFile(tw, "boot/kernel", in.Kernel, mt); err != nil {
+				return err
+			}
+		}
+		if in.UCode != "" {
+			if err := tarAddFile(tw, "boot/ucode.cpio", in.UCode, mt); err != nil {
+				return err
+			}
+		}
+		for _, s := range in.Segments {
+			if err := segmentToTar(tw, s, in.Kernel != "" || in.UCode != ""); err != nil {
+				return fmt.Errorf("segment %s: %w", filepath.Base(s), err)
+			}
+		}
+		return tw.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tar: %w", err)
+	}
+	return []string{p}, nil
+}
+
+func tarAddFile(tw *tar.Writer, name, path string, mt time.Time) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: st.Size(), ModTime: mt, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+// segmentToTar converts one compressed cpio segment to tar entries. Names
+// sharing an inode become hard links to the first.
+func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zr, err := initrd.Decompress(f)
+	if err != nil {
+		return err
+	}
+	defer zr.Close()
+	cr := initrd.NewReader(zr)
+	first := map[uint32]string{}
+	for {
+		h, err := cr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if skipBoot && h.Name == "boot" {
+			continue
+		}
+		th := &tar.Header{Name: h.Name, Mode: int64(h.Mode & 0o7777), Uid: int(h.UID), Gid: int(h.GID), ModTime: time.Unix(h.MTime, 0), Format: tar.FormatPAX}
+		switch h.Mode & initrd.TypeMask {
+		case initrd.TypeDir:
+			th.Typeflag = tar.TypeDir
+		case initrd.TypeSymlink:
+			th.Typeflag, th.Linkname = tar.TypeSymlink, h.Linkname
+		case initrd.TypeChar, initrd.TypeBlock:
+			th.Typeflag = tar.TypeChar
+			if h.Mode&initrd.TypeMask == initrd.TypeBlock {
+				th.Typeflag = tar.TypeBlock
+			}
+			th.Devmajor, th.Devminor = int64(h.DevMajor), int64(h.DevMinor)
+		case initrd.TypeFifo:
+			th.Typeflag = tar.TypeFifo
+		case initrd.TypeReg:
+			th.Typeflag = tar.TypeReg
+			if h.NLink > 1 {
+				if t, ok := first[h.Ino]; ok {
+					th.Typeflag, th.Linkname = tar.TypeLink, t
+					break
+				}
+				first[h.Ino] = h.Name
+			}
+			th.Size = h.Size
+		default:
+			return fmt.Errorf("%s: unsupported mode %s", h.Name, strconv.FormatUint(uint64(h.Mode), 8))
+		}
+		if err := tw.WriteHeader(th); err != nil {
+			return err
+		}
+		if th.Size > 0 {
+			if _, err := io.Copy(tw, cr); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+type strReader struct {
+	s string
+	i int
+}
+
+func (r *strReader) Read(p []byte) (int, error) {
+	if r.i >= len(r.s) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.s[r.i:])
+	r.i += n
+	return n, nil
+}
+
+func stringsReader(s string) io.Reader { return &strReader{s: s} }

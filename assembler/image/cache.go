@@ -1,0 +1,375 @@
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"golang.org/x/sync/singleflight"
+)
+
+// RefAnnotation is the index annotation naming the reference an image was
+// stored for (the OCI standard key, as LinuxKit's cache uses it too).
+const RefAnnotation = "org.opencontainers.image.ref.name"
+
+// DefaultCacheDir returns $MOBYKIT_CACHE, else ~/.mobykit/cache.
+func DefaultCacheDir() string {
+	if d := os.Getenv("MOBYKIT_CACHE"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "mobykit-cache")
+	}
+	return filepath.Join(home, ".mobykit", "cache")
+}
+
+// Cache is a local OCI image layout plus derived data (unpacked layers,
+// and whatever else callers keep under Dir).
+type Cache struct {
+	dir string
+	lp  layout.Path
+
+	mu      sync.Mutex // serialises index.json updates
+	flights singleflight.Group
+}
+
+// OpenCache opens (creating if needed) the cache at dir.
+func OpenCache(dir string) (*Cache, error) {
+	if dir == "" {
+		dir = DefaultCacheDir()
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", dir, err)
+	}
+	lp, err := layout.FromPath(abs)
+	if err != nil {
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return nil, fmt.Errorf("create cache %s: %w", abs, err)
+		}
+		if lp, err = layout.Write(abs, empty.Index); err != nil {
+			return nil, fmt.Errorf("create cache %s: %w", abs, err)
+		}
+	}
+	return &Cache{dir: abs, lp: lp}, nil
+}
+
+// Dir is the cache's root directory.
+func (c *Cache) Dir() string { return c.dir }
+
+// Entry is one image recorded in the cache.
+type Entry struct {
+	Ref      string
+	Digest   v1.Hash
+	Platform string
+	Size     int64 // manifest + config + layers, compressed
+}
+
+func (c *Cache) index() (*v1.IndexManifest, error) {
+	ii, err := c.lp.ImageIndex()
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", c.dir, err)
+	}
+	im, err := ii.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: read index.json: %w", c.dir, err)
+	}
+	return im, nil
+}
+
+func platformString(p *v1.Platform) string {
+	if p == nil {
+		return ""
+	}
+	return p.String()
+}
+
+func platformMatches(have *v1.Platform, want v1.Platform) bool {
+	if have == nil {
+		return false
+	}
+	return have.OS == want.OS && have.Architecture == want.Architecture &&
+		(want.Variant == "" || have.Variant == want.Variant)
+}
+
+// Lookup returns the cached image for ref and platform if the cache holds
+// its manifest, config and every layer blob.
+func (c *Cache) Lookup(ref name.Reference, p v1.Platform) (v1.Image, bool) {
+	im, err := c.index()
+	if err != nil {
+		return nil, false
+	}
+	for _, d := range im.Manifests {
+		if d.Annotations[RefAnnotation] != ref.Name() || !platformMatches(d.Platform, p) {
+			continue
+		}
+		img, err := c.lp.Image(d.Digest)
+		if err != nil {
+			return nil, false
+		}
+		if !c.complete(img) {
+			return nil, false
+		}
+		return img, true
+	}
+	return nil, false
+}
+
+func (c *Cache) blobPath(h v1.Hash) string { return filepath.Join(c.dir, "blobs", h.Algorithm, h.Hex) }
+
+func (c *Cache) hasBlob(h v1.Hash, size int64) bool {
+	st, err := os.Stat(c.blobPath(h))
+	return err == nil && st.Mode().IsRegular() && (size < 0 || st.Size() == size)
+}
+
+func (c *Cache) complete(img v1.Image) bool {
+	m, err := img.Manifest()
+	if err != nil {
+		return false
+	}
+	if !c.hasBlob(m.Config.Digest, m.Config.Size) {
+		return false
+	}
+	for _, l := range m.Layers {
+		if !c.hasBlob(l.Digest, l.Size) {
+			return false
+		}
+	}
+	return true
+}
+
+// writeBlob stores r under h atomically, verifying the digest. A blob
+// already present is not written again; concurrent writers of the same
+// blob wait for the first one.
+func (c *Cache) writeBlob(h v1.Hash, size int64, open func() (io.ReadCloser, error), progress func(int64)) error {
+	if c.hasBlob(h, size) {
+		if progress != nil && size > 0 {
+			progress(size)
+		}
+		return nil
+	}
+	_, err, _ := c.flights.Do("blob:"+h.String(), func() (interface{}, error) {
+		if c.hasBlob(h, size) {
+			return nil, nil
+		}
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		return nil, atomicWrite(c.blobPath(h), func(w io.Writer) error {
+			hw := sha256.New()
+			var r io.Reader = rc
+			if progress != nil {
+				r = &countReader{r: rc, f: progress}
+			}
+			if _, err := io.Copy(io.MultiWriter(w, hw), r); err != nil {
+				return err
+			}
+			if h.Algorithm == "sha256" && hex.EncodeToString(hw.Sum(nil)) != h.Hex {
+				return fmt.Errorf("blob %s: digest mismatch", h)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("store blob %s: %w", h, err)
+	}
+	return nil
+}
+
+type countReader struct {
+	r io.Reader
+	f func(int64)
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.f(int64(n))
+	}
+	return n, err
+}
+
+// atomicWrite writes a file through a temporary file in the same directory
+// and renames it into place.
+func atomicWrite(path string, fill func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := fill(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// Add stores img in the cache under ref for its platform, fetching only
+// the blobs the cache lacks. progress, if set, is told of bytes read.
+func (c *Cache) Add(ref name.Reference, img v1.Image, p v1.Platform, progress func(int64)) (v1.Image, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("%s: manifest: %w", ref, err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("%s: layers: %w", ref, err)
+	}
+	errs := make(chan error, len(layers))
+	for i, l := range layers {
+		go func() {
+			d := m.Layers[i]
+			errs <- c.writeBlob(d.Digest, d.Size, l.Compressed, progress)
+		}()
+	}
+	var first error
+	for range layers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, fmt.Errorf("%s: %w", ref, first)
+	}
+	rawCfg, err := img.RawConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("%s: config: %w", ref, err)
+	}
+	if err := c.writeBlob(m.Config.Digest, m.Config.Size, bytesOpener(rawCfg), nil); err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	rawMf, err := img.RawManifest()
+	if err != nil {
+		return nil, fmt.Errorf("%s: manifest: %w", ref, err)
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.writeBlob(dig, int64(len(rawMf)), bytesOpener(rawMf), nil); err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	desc := v1.Descriptor{
+		MediaType: mt, Size: int64(len(rawMf)), Digest: dig,
+		Annotations: map[string]string{RefAnnotation: ref.Name()},
+		Platform:    &p,
+	}
+	if err := c.setIndex(ref.Name(), p, &desc); err != nil {
+		return nil, err
+	}
+	return c.lp.Image(dig)
+}
+
+func bytesOpener(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(b))), nil }
+}
+
+// setIndex replaces the index entry for (ref, platform) with desc, or
+// removes it when desc is nil.
+func (c *Cache) setIndex(ref string, p v1.Platform, desc *v1.Descriptor) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	im, err := c.index()
+	if err != nil {
+		return err
+	}
+	out := im.DeepCopy()
+	out.Manifests = out.Manifests[:0]
+	for _, d := range im.Manifests {
+		if d.Annotations[RefAnnotation] == ref && platformMatches(d.Platform, p) {
+			continue
+		}
+		out.Manifests = append(out.Manifests, d)
+	}
+	if desc != nil {
+		out.Manifests = append(out.Manifests, *desc)
+	}
+	sort.SliceStable(out.Manifests, func(i, j int) bool {
+		a, b := out.Manifests[i], out.Manifests[j]
+		if a.Annotations[RefAnnotation] != b.Annotations[RefAnnotation] {
+			return a.Annotations[RefAnnotation] < b.Annotations[RefAnnotation]
+		}
+		return platformString(a.Platform) < platformString(b.Platform)
+	})
+	raw, err := jsonIndent(out)
+	if err != nil {
+		return err
+	}
+	return atomicWrite(filepath.Join(c.dir, "index.json"), func(w io.Writer) error {
+		_, err := w.Write(raw)
+		return err
+	})
+}
+
+// List returns the cached images sorted by reference.
+func (c *Cache) List() ([]Entry, error) {
+	im, err := c.index()
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, d := range im.Manifests {
+		e := Entry{Ref: d.Annotations[RefAnnotation], Digest: d.Digest, Platform: platformString(d.Platform), Size: d.Size}
+		if img, err := c.lp.Image(d.Digest); err == nil {
+			if m, err := img.Manifest(); err == nil {
+				e.Size += m.Config.Size
+				for _, l := range m.Layers {
+					e.Size += l.Size
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Image returns the cached image with manifest digest d.
+func (c *Cache) Image(d v1.Hash) (v1.Image, error) { return c.lp.Image(d) }
+
+// Clean removes everything from the cache (images, blobs and derived
+// data) and leaves an empty layout.
+func (c *Cache) Clean() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ents, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("clean cache %s: %w", c.dir, err)
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, os.RemoveAll(filepath.Join(c.dir, e.Name())))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean cache %s: %w", c.dir, err)
+	}
+	lp, err := layout.Write(c.dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("clean cache %s: %w", c.dir, err)
+	}
+	c.lp = lp
+	return nil
+}
