@@ -82,11 +82,17 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 			}
 		}
 		lid := logicalID(d)
+		hash := d.Tags[spi.ConfigHashTag]
 		m := plan.Member{
-			ID: d.ID, LogicalID: lid, Hash: d.Tags[spi.ConfigHashTag], Checked: check, Health: o.health,
+			ID: d.ID, LogicalID: lid, Hash: hash, Checked: check, Health: o.health,
 			Available: check && o.streak >= strategy.HealthyPolls && now.Sub(o.healthySince) >= strategy.HealthyFor,
 			Age:       now.Sub(o.firstSeen),
 			Self:      c.opts.SelfLogicalID != "" && lid == c.opts.SelfLogicalID,
+		}
+		if hash != gs.hash {
+			// Count and Duration gate new members only (as in InfraKit): an old member is
+			// available while it reports Healthy.
+			m.Available = check && o.health == spi.Healthy
 		}
 		in.Members = append(in.Members, m)
 		if m.Hash == gs.hash {
@@ -254,11 +260,22 @@ func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.De
 		}
 		c.log.Info("destroyed instance", "group", id, "instance", x.ID, "reason", x.Reason, "why", x.Why)
 	})
+	var created []spi.ID
 	c.parallel(len(d.Create), func(i int) {
-		if err := c.create(ctx, gs, d.Create[i].LogicalID); err != nil {
+		newID, err := c.create(ctx, gs, d.Create[i].LogicalID)
+		if err != nil {
 			fail(err)
+			return
 		}
+		mu.Lock()
+		created = append(created, newID)
+		mu.Unlock()
 	})
+	// Health deadlines of new members count from their creation.
+	now := c.opts.Now()
+	for _, x := range created {
+		gs.obs[x] = &observation{firstSeen: now}
+	}
 	for _, x := range d.DrainOnly {
 		if err := gs.flavor.Drain(ctx, gs.props.Flavor.Properties, byID[x]); err != nil {
 			fail(fmt.Errorf("group %s: drain self %s: %w", id, x, err))
@@ -269,7 +286,7 @@ func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.De
 
 // create prepares and provisions one member at the group's current spec. Index.Sequence is the
 // target size, as InfraKit sends it (PROTOCOL.md §10).
-func (c *Controller) create(ctx context.Context, gs *groupState, lid spi.LogicalID) error {
+func (c *Controller) create(ctx context.Context, gs *groupState, lid spi.LogicalID) (spi.ID, error) {
 	id := gs.rec.ID
 	spec := spi.Spec{
 		Properties: gs.props.Instance.Properties,
@@ -283,17 +300,17 @@ func (c *Controller) create(ctx context.Context, gs *groupState, lid spi.Logical
 	index := spi.Index{Group: id, Sequence: uint(gs.props.TargetSize())}
 	prepared, err := gs.flavor.Prepare(ctx, gs.props.Flavor.Properties, spec, gs.props.Allocation, index)
 	if err != nil {
-		return fmt.Errorf("group %s: prepare member: %w", id, err)
+		return "", fmt.Errorf("group %s: prepare member: %w", id, err)
 	}
 	newID, err := gs.instance.Provision(ctx, prepared)
 	if err != nil {
-		return fmt.Errorf("group %s: provision member: %w", id, err)
+		return "", fmt.Errorf("group %s: provision member: %w", id, err)
 	}
 	if newID == nil {
-		return fmt.Errorf("group %s: provision member: plugin %s returned no ID", id, gs.props.Instance.Plugin)
+		return "", fmt.Errorf("group %s: provision member: plugin %s returned no ID", id, gs.props.Instance.Plugin)
 	}
 	c.log.Info("provisioned instance", "group", id, "instance", *newID, "logical_id", lid, "hash", gs.hash)
-	return nil
+	return *newID, nil
 }
 
 // parallel runs f(0..n-1) concurrently, at most MaxParallel at a time, and waits.

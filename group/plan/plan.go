@@ -344,17 +344,22 @@ func planQuorum(in Input) Decision {
 		f := failure(in, m)
 		return f
 	}
-	// A member may go only when every logical ID is served by an available member.
+	// A member may go only when every other logical ID is served by an available member, so
+	// the quorum never loses two members at once. An outdated member that is itself
+	// unavailable goes first: replacing it loses nothing.
 	var waiting []string
 	var old []Member
 	var selfOld *Member
+	unavailable := map[spi.LogicalID]bool{}
 	for _, l := range in.LogicalIDs {
 		m, ok := members[l]
 		switch {
 		case !ok:
 			waiting = append(waiting, string(l)+" missing")
+			unavailable[l] = true
 		case !m.Available:
 			waiting = append(waiting, fmt.Sprintf("%s %s", l, m.Health))
+			unavailable[l] = true
 		}
 		if ok && m.Hash != in.Hash {
 			if m.Self {
@@ -374,14 +379,21 @@ func planQuorum(in Input) Decision {
 		}
 		return d
 	}
-	if len(waiting) > 0 || len(d.Destroy) > 0 || len(d.Create) > 0 {
-		d.Message = fmt.Sprintf("%d outdated; waiting for %s", len(old), strings.Join(waiting, ", "))
-		return d
+	sort.SliceStable(old, func(i, j int) bool { return !old[i].Available && old[j].Available })
+	if len(old) > 0 && len(d.Destroy) == 0 && len(d.Create) == 0 {
+		next := old[0]
+		others := len(unavailable)
+		if unavailable[next.LogicalID] {
+			others--
+		}
+		if others == 0 {
+			d.Destroy = append(d.Destroy, Destroy{ID: next.ID, Reason: spi.ReasonRollingUpdate, Why: fmt.Sprintf("outdated member of %s; all others available", next.LogicalID)})
+			d.Create = append(d.Create, Create{LogicalID: next.LogicalID})
+			d.Message = fmt.Sprintf("replacing %s, %d outdated", next.LogicalID, len(old))
+			return d
+		}
 	}
-	next := old[0]
-	d.Destroy = append(d.Destroy, Destroy{ID: next.ID, Reason: spi.ReasonRollingUpdate, Why: fmt.Sprintf("outdated member of %s; all others available", next.LogicalID)})
-	d.Create = append(d.Create, Create{LogicalID: next.LogicalID})
-	d.Message = fmt.Sprintf("replacing %s, %d outdated", next.LogicalID, len(old))
+	d.Message = fmt.Sprintf("%d outdated; waiting for %s", len(old), strings.Join(waiting, ", "))
 	return d
 }
 
