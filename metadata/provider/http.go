@@ -1,0 +1,88 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/mobykit/mobykit/metadata/config"
+)
+
+// maxBody caps a metadata response (userdata on the big clouds is at most a few tens of KiB).
+const maxBody = 16 << 20
+
+// StatusError is returned for a non-200 answer.
+type StatusError struct {
+	URL  string
+	Code int
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("GET %s: status %d", e.URL, e.Code) }
+
+// IsNotFound reports whether err is a 404 answer.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// getter does GETs with fixed headers, each bounded by the client's timeout.
+type getter struct {
+	client *http.Client
+	header http.Header
+}
+
+func (g getter) get(ctx context.Context, url string) ([]byte, error) {
+	return g.do(ctx, http.MethodGet, url, nil)
+}
+
+func (g getter) do(ctx context.Context, method, url string, extra http.Header) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	for k, v := range g.header {
+		req.Header[k] = v
+	}
+	for k, v := range extra {
+		req.Header[k] = v
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return nil, err // already names method and URL
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, &StatusError{URL: url, Code: resp.StatusCode}
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
+	}
+	if len(b) > maxBody {
+		return nil, fmt.Errorf("%s %s: response larger than %d bytes", method, url, maxBody)
+	}
+	return b, nil
+}
+
+// metaFile maps a metadata path to the file it is saved as.
+type metaFile struct{ path, file string }
+
+// saveAll fetches each path with get and writes it to its file; failures are collected, not
+// fatal (LinuxKit logs them and carries on).
+func saveAll(ctx context.Context, dir *config.Dir, get func(context.Context, string) ([]byte, error), files []metaFile) []error {
+	var errs []error
+	for _, f := range files {
+		v, err := get(ctx, f.path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("get %s: %w", f.path, err))
+			continue
+		}
+		if err := dir.WriteFile(f.file, v, 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
