@@ -323,8 +323,8 @@ func TestHetzner(t *testing.T) {
 
 func TestDigitalOcean(t *testing.T) {
 	c := &cloud{values: map[string]string{
-		"/metadata/v1/":                                  "id\nhostname\nuser-data\n",
-		"/metadata/v1/hostname":                          "droplet-1",
+		"/metadata/v1/":         "id\nhostname\nuser-data\n",
+		"/metadata/v1/hostname": "droplet-1",
 		"/metadata/v1/interfaces/public/0/ipv4/address":  "192.0.2.10",
 		"/metadata/v1/interfaces/private/0/ipv4/address": "10.130.0.2",
 		"/metadata/v1/region":                            "ams3",

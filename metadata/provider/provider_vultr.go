@@ -16,7 +16,9 @@ type Vultr struct {
 }
 
 // NewVultr returns the Vultr provider for cfg.Endpoints.Vultr.
-func NewVultr(cfg Config) *Vultr { return &Vultr{base: cfg.Endpoints.Vultr, g: getter{client: cfg.client()}} }
+func NewVultr(cfg Config) *Vultr {
+	return &Vultr{base: cfg.Endpoints.Vultr, g: getter{client: cfg.client()}}
+}
 
 func (p *Vultr) String() string { return "Vultr" }
 
