@@ -1,0 +1,378 @@
+package instanceaws
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/mobykit/mobykit/internal/testenv"
+	"github.com/mobykit/mobykit/plugins/instance-aws/ami"
+	"github.com/mobykit/mobykit/plugins/instance-aws/internal/awstest"
+	"github.com/mobykit/mobykit/spi"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// motoEnv is a plugin pointed at moto_server plus a raw EC2 client for assertions and a subnet
+// to launch in.
+type motoEnv struct {
+	plugin *Plugin
+	ec2    *ec2.Client
+	subnet string
+	calls  map[string]int // API operation -> calls made by the plugin
+}
+
+func newMoto(t *testing.T, opts Options) *motoEnv {
+	t.Helper()
+	endpoint := testenv.Moto(t)
+	ctx := context.Background()
+	opts.Endpoint = endpoint
+	opts.MaxBackoff = 10 * time.Millisecond
+	cfg, err := LoadConfig(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &motoEnv{calls: map[string]int{}}
+	// Count the plugin's API calls by operation name.
+	cfg.APIOptions = append(cfg.APIOptions, func(s *middleware.Stack) error {
+		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("count", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			env.calls[awsmiddleware.GetOperationName(ctx)]++
+			return next.HandleInitialize(ctx, in)
+		}), middleware.After)
+	})
+	env.plugin = New(cfg, opts)
+	env.ec2 = ec2.NewFromConfig(awstest.Config(t, endpoint))
+	vpc, err := env.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.20.0.0/16")})
+	if err != nil {
+		t.Fatalf("CreateVpc: %v", err)
+	}
+	sn, err := env.ec2.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.20.1.0/24"), AvailabilityZone: aws.String("us-east-1a")})
+	if err != nil {
+		t.Fatalf("CreateSubnet: %v", err)
+	}
+	env.subnet = aws.ToString(sn.Subnet.SubnetId)
+	return env
+}
+
+func (e *motoEnv) props(t *testing.T, extra map[string]string) spi.Any {
+	t.Helper()
+	p := Properties{
+		RunInstancesInput: RunInstancesInput{
+			ImageId:      "ami-12c6146b",
+			InstanceType: "t3.micro",
+			SubnetId:     e.subnet,
+			KeyName:      "ops",
+			BlockDeviceMappings: []BlockDeviceMapping{
+				{DeviceName: "/dev/xvda", Ebs: &EbsBlockDevice{VolumeSize: 8, VolumeType: "gp3"}},
+			},
+		},
+		Tags: extra,
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func groupName(t *testing.T) string {
+	return strings.ReplaceAll(t.Name(), "/", "_") + fmt.Sprint(time.Now().UnixNano())
+}
+
+func TestMotoProvisionDescribeLabelDestroy(t *testing.T) {
+	env := newMoto(t, Options{})
+	ctx := context.Background()
+	group := groupName(t)
+	lid := spi.LogicalID("10.20.1.11")
+	init := "#!/bin/sh\necho hello from mobykit\n"
+	spec := spi.Spec{
+		Properties: env.props(t, map[string]string{"team": "storage", spi.GroupTag: "overridden-by-spec"}),
+		Tags:       map[string]string{spi.GroupTag: group, spi.ConfigHashTag: "aaaabbbbccccddddeeeeffffgggghhhh", spi.LogicalIDTag: string(lid)},
+		Init:       init,
+		LogicalID:  &lid,
+	}
+	if err := env.plugin.Validate(ctx, spec.Properties); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	id, err := env.plugin.Provision(ctx, spec)
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if id == nil || !strings.HasPrefix(string(*id), "i-") {
+		t.Fatalf("Provision returned ID %v", id)
+	}
+
+	// User data reads back exactly.
+	attr, err := env.ec2.DescribeInstanceAttribute(ctx, &ec2.DescribeInstanceAttributeInput{
+		InstanceId: aws.String(string(*id)), Attribute: types.InstanceAttributeNameUserData})
+	if err != nil {
+		t.Fatalf("DescribeInstanceAttribute: %v", err)
+	}
+	ud, err := base64.StdEncoding.DecodeString(aws.ToString(attr.UserData.Value))
+	if err != nil || string(ud) != init {
+		t.Fatalf("user data = %q (%v), want %q", ud, err, init)
+	}
+
+	wantTags := map[string]string{
+		spi.GroupTag: group, spi.ConfigHashTag: "aaaabbbbccccddddeeeeffffgggghhhh", spi.LogicalIDTag: string(lid),
+		"team": "storage", NameTag: group + "-10.20.1.11",
+	}
+	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, true)
+	if err != nil {
+		t.Fatalf("DescribeInstances: %v", err)
+	}
+	if len(descs) != 1 || descs[0].ID != *id {
+		t.Fatalf("DescribeInstances = %+v, want only %s", descs, *id)
+	}
+	d := descs[0]
+	assertTags(t, d.Tags, wantTags)
+	if d.LogicalID == nil || *d.LogicalID != lid {
+		t.Errorf("LogicalID = %v, want %s", d.LogicalID, lid)
+	}
+	var info InstanceInfo
+	if err := json.Unmarshal(d.Properties, &info); err != nil {
+		t.Fatalf("Properties %s: %v", d.Properties, err)
+	}
+	if info.PrivateIpAddress != string(lid) || info.SubnetId != env.subnet || info.InstanceType != "t3.micro" || info.ImageId != "ami-12c6146b" {
+		t.Errorf("Properties = %+v, want private IP %s in %s, t3.micro, ami-12c6146b", info, lid, env.subnet)
+	}
+	if info.State != "pending" && info.State != "running" {
+		t.Errorf("State = %q", info.State)
+	}
+
+	// Without properties, none are sent.
+	descs, err = env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group, "team": "storage"}, false)
+	if err != nil || len(descs) != 1 || descs[0].Properties != nil {
+		t.Fatalf("DescribeInstances(no properties) = %+v, %v", descs, err)
+	}
+	// A tag value that does not match filters it out.
+	descs, err = env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group, "team": "compute"}, false)
+	if err != nil || len(descs) != 0 {
+		t.Fatalf("DescribeInstances(team=compute) = %+v, %v; want none", descs, err)
+	}
+
+	// Label merges.
+	if err := env.plugin.Label(ctx, *id, map[string]string{spi.ConfigHashTag: "newhash", "extra": "1"}); err != nil {
+		t.Fatalf("Label: %v", err)
+	}
+	wantTags[spi.ConfigHashTag] = "newhash"
+	wantTags["extra"] = "1"
+	descs, err = env.plugin.DescribeInstances(ctx, map[string]string{spi.ConfigHashTag: "newhash", spi.GroupTag: group}, false)
+	if err != nil || len(descs) != 1 {
+		t.Fatalf("DescribeInstances after Label = %+v, %v", descs, err)
+	}
+	assertTags(t, descs[0].Tags, wantTags)
+
+	if err := env.plugin.Unlabel(ctx, *id, []string{"extra"}); err != nil {
+		t.Fatalf("Unlabel: %v", err)
+	}
+	delete(wantTags, "extra")
+	descs, _ = env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false)
+	if len(descs) != 1 {
+		t.Fatalf("DescribeInstances after Unlabel = %+v", descs)
+	}
+	assertTags(t, descs[0].Tags, wantTags)
+
+	// Destroy, twice (idempotent), then the instance is gone from the listing.
+	for i := 0; i < 2; i++ {
+		if err := env.plugin.Destroy(ctx, *id, spi.Context{Reason: spi.ReasonTerminate}); err != nil {
+			t.Fatalf("Destroy #%d: %v", i+1, err)
+		}
+	}
+	descs, err = env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false)
+	if err != nil || len(descs) != 0 {
+		t.Fatalf("DescribeInstances after Destroy = %+v, %v; want none", descs, err)
+	}
+	// The listing skips it because EC2 says so, not only because this plugin remembers.
+	fresh := New(awstest.Config(t, testenv.Moto(t)), Options{})
+	descs, err = fresh.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false)
+	if err != nil || len(descs) != 0 {
+		t.Fatalf("fresh plugin: DescribeInstances after Destroy = %+v, %v; want none", descs, err)
+	}
+	// An instance EC2 never knew is gone already.
+	if err := env.plugin.Destroy(ctx, "i-0123456789abcdef0", spi.Context{Reason: spi.ReasonTerminate}); err != nil {
+		t.Fatalf("Destroy(unknown instance): %v", err)
+	}
+}
+
+func assertTags(t *testing.T, got, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("tags = %v, want %v", got, want)
+		return
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("tag %q = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// TestMotoDescribePages lists more instances than fit on one page: every page must be read,
+// other groups' and terminated instances must not appear.
+func TestMotoDescribePages(t *testing.T) {
+	env := newMoto(t, Options{PageSize: 5})
+	ctx := context.Background()
+	group, other := groupName(t), groupName(t)+"-other"
+	const n = 13
+	var ids []spi.ID
+	for i := 0; i < n+3; i++ {
+		g := group
+		if i >= n {
+			g = other
+		}
+		id, err := env.plugin.Provision(ctx, spi.Spec{Properties: env.props(t, nil), Tags: map[string]string{spi.GroupTag: g}})
+		if err != nil {
+			t.Fatalf("Provision #%d: %v", i, err)
+		}
+		if i < n {
+			ids = append(ids, *id)
+		}
+	}
+	// Terminate one behind the plugin's back: EC2's state must be honoured.
+	if _, err := env.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{string(ids[0])}}); err != nil {
+		t.Fatal(err)
+	}
+	env.calls["DescribeInstances"] = 0
+	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false)
+	if err != nil {
+		t.Fatalf("DescribeInstances: %v", err)
+	}
+	// The terminated instance was never listed before; the plugin's memory of its launch must
+	// yield to EC2's word that it is terminated.
+	got := map[spi.ID]bool{}
+	for _, d := range descs {
+		got[d.ID] = true
+		if d.Tags[spi.GroupTag] != group {
+			t.Errorf("%s has group %q", d.ID, d.Tags[spi.GroupTag])
+		}
+	}
+	if got[ids[0]] {
+		t.Errorf("terminated instance %s listed", ids[0])
+	}
+	for _, id := range ids[1:] {
+		if !got[id] {
+			t.Errorf("instance %s missing", id)
+		}
+	}
+	if len(descs) != n-1 {
+		t.Errorf("listed %d instances, want %d", len(descs), n-1)
+	}
+	// 3 pages for 12 instances, plus one by ID for the launched-but-unlisted terminated one.
+	if c := env.calls["DescribeInstances"]; c != 4 {
+		t.Errorf("DescribeInstances made %d calls for %d instances at 5 per page, want 3 pages + 1 by ID", c, n-1)
+	}
+	env.calls["DescribeInstances"] = 0
+	if descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false); err != nil || len(descs) != n-1 {
+		t.Fatalf("DescribeInstances again = %d, %v", len(descs), err)
+	}
+	if c := env.calls["DescribeInstances"]; c != 3 {
+		t.Errorf("second listing made %d DescribeInstances calls, want 3 pages", c)
+	}
+	// nil tags lists everything, ours included.
+	all, err := env.plugin.DescribeInstances(ctx, nil, false)
+	if err != nil || len(all) < n-1+3 {
+		t.Errorf("DescribeInstances(nil) = %d instances, %v; want at least %d", len(all), err, n+2)
+	}
+}
+
+// TestMotoProvisionByImageDigest picks the AMI by the digest tag `mobykit aws import` sets.
+func TestMotoProvisionByImageDigest(t *testing.T) {
+	env := newMoto(t, Options{})
+	ctx := context.Background()
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	var imageID string
+	for i := 0; i < 2; i++ { // two AMIs: the newest must win
+		out, err := env.ec2.RegisterImage(ctx, &ec2.RegisterImageInput{Name: aws.String(fmt.Sprintf("%s-%d", groupName(t), i))})
+		if err != nil {
+			t.Fatalf("RegisterImage: %v", err)
+		}
+		if _, err := env.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{*out.ImageId},
+			Tags: []types.Tag{{Key: aws.String(ami.DigestTag), Value: aws.String(digest)}}}); err != nil {
+			t.Fatal(err)
+		}
+		imageID = *out.ImageId
+		time.Sleep(1100 * time.Millisecond) // CreationDate has one-second resolution
+	}
+	group := groupName(t)
+	props := fmt.Sprintf(`{"RunInstancesInput":{"InstanceType":"t3.micro","SubnetId":%q},"Image":{"Digest":%q}}`, env.subnet, digest)
+	id, err := env.plugin.Provision(ctx, spi.Spec{Properties: spi.Any(props), Tags: map[string]string{spi.GroupTag: group}})
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, true)
+	if err != nil || len(descs) != 1 || descs[0].ID != *id {
+		t.Fatalf("DescribeInstances = %+v, %v", descs, err)
+	}
+	var info InstanceInfo
+	json.Unmarshal(descs[0].Properties, &info)
+	if info.ImageId != imageID {
+		t.Errorf("launched from %s, want the newest AMI with the digest, %s", info.ImageId, imageID)
+	}
+
+	missing := fmt.Sprintf(`{"RunInstancesInput":{"InstanceType":"t3.micro"},"Image":{"Digest":"sha256:%s"}}`, strings.Repeat("cd", 32))
+	_, err = env.plugin.Provision(ctx, spi.Spec{Properties: spi.Any(missing), Tags: map[string]string{spi.GroupTag: group}})
+	if err == nil || !strings.Contains(err.Error(), "mobykit aws import") || !strings.Contains(err.Error(), group) {
+		t.Errorf("Provision with an unknown digest: %v; want an error naming the group and suggesting mobykit aws import", err)
+	}
+}
+
+// TestMotoNoSecretsInLogs captures every log line (debug level) while the plugin provisions,
+// labels and destroys, and checks that neither the user data nor the secret key appear.
+func TestMotoNoSecretsInLogs(t *testing.T) {
+	endpoint := testenv.Moto(t)
+	const secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRETKEY"
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAMOBYKITTESTKEY01")
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	prev := slog.Default()
+	slog.SetDefault(logger)
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	ctx := context.Background()
+	p, err := Open(ctx, Options{Endpoint: endpoint, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const userData = "#cloud-config\npassword: TOPSECRET-USERDATA-42\n"
+	group := groupName(t)
+	id, err := p.Provision(ctx, spi.Spec{
+		Properties: spi.Any(`{"RunInstancesInput":{"ImageId":"ami-12c6146b","InstanceType":"t3.micro"}}`),
+		Tags:       map[string]string{spi.GroupTag: group},
+		Init:       userData,
+	})
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	if err := p.Label(ctx, *id, map[string]string{"x": "y"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Destroy(ctx, *id, spi.Context{Reason: spi.ReasonTerminate}); err != nil {
+		t.Fatal(err)
+	}
+	logs := buf.String()
+	if !strings.Contains(logs, string(*id)) {
+		t.Fatalf("the capture saw no log line about %s; is logging wired? logs:\n%s", *id, logs)
+	}
+	for _, s := range []string{secret, "TOPSECRET-USERDATA-42", base64.StdEncoding.EncodeToString([]byte(userData)), "AKIAMOBYKITTESTKEY01"} {
+		if strings.Contains(logs, s) {
+			t.Errorf("logs contain %q:\n%s", s, logs)
+		}
+	}
+}
