@@ -1,0 +1,71 @@
+package vm
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestFindBoot(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw"} {
+		os.WriteFile(p(f), []byte("x"), 0o644)
+	}
+	os.WriteFile(p("a-cmdline"), []byte("console=ttyS0 quiet\n"), 0o644)
+	for _, tc := range []struct {
+		in   string
+		want Boot
+		err  bool
+	}{
+		{p("a"), Boot{Kernel: p("a-kernel"), Initrd: p("a-initrd.img"), Cmdline: "console=ttyS0 quiet"}, false},
+		{p("b"), Boot{Kernel: p("b-kernel")}, false},
+		{p("x.iso"), Boot{ISO: p("x.iso")}, false},
+		{p("y.qcow2"), Boot{Disk: p("y.qcow2"), DiskFormat: "qcow2"}, false},
+		{p("z.raw"), Boot{Disk: p("z.raw"), DiskFormat: "raw"}, false},
+		{p("missing"), Boot{}, true},
+		{p("missing.iso"), Boot{}, true},
+	} {
+		t.Run(filepath.Base(tc.in), func(t *testing.T) {
+			got, err := FindBoot(tc.in)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v", err)
+			}
+			if err == nil && got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseDisk(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want DiskSpec
+		err  bool
+	}{
+		{"disk.img", DiskSpec{Path: "disk.img"}, false},
+		{"file=d.qcow2,size=1G,format=qcow2", DiskSpec{Path: "d.qcow2", Size: "1G", Format: "qcow2"}, false},
+		{"size=512M", DiskSpec{Size: "512M"}, false},
+		{"d.img,size=2G", DiskSpec{Path: "d.img", Size: "2G"}, false},
+		{"d.img,2G", DiskSpec{}, true},
+		{"d.img,colour=red", DiskSpec{}, true},
+		{"format=raw", DiskSpec{}, true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseDisk(tc.in)
+			if (err != nil) != tc.err {
+				t.Fatalf("err = %v", err)
+			}
+			if err == nil && !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseDisk(f *testing.F) {
+	f.Add("file=d.qcow2,size=1G,format=qcow2")
+	f.Fuzz(func(t *testing.T, s string) { ParseDisk(s) })
+}

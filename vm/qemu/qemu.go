@@ -1,0 +1,389 @@
+package qemu
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config describes one QEMU VM. Zero values mean defaults, documented per field.
+type Config struct {
+	// Binary is the QEMU executable; default "qemu-system-" + Arch.
+	Binary string
+	// Arch is the guest architecture, "x86_64" (default) or "aarch64".
+	Arch string
+	// Name is the VM's name (-name), shown by tools such as ps; also the process marker.
+	Name string
+	// Accel is "kvm", "tcg", or "" / "auto" for KVM when it works else TCG (see Accel).
+	Accel string
+	// CPUs is the number of virtual CPUs; default 1.
+	CPUs int
+	// MemoryMB is the guest memory in MiB; default 1024.
+	MemoryMB int
+
+	// Kernel, Initrd and Cmdline boot a kernel directly. Exclusive with ISO and a boot Disk.
+	Kernel, Initrd, Cmdline string
+	// ISO boots from a CD image.
+	ISO string
+	// UEFI firmware image (OVMF) for ISO or disk boot; "" uses QEMU's BIOS.
+	UEFI string
+	// Disks are attached as virtio block devices in order.
+	Disks []Disk
+	// DataISO is attached as a second CD-ROM: the metadata CD.
+	DataISO string
+	// FwCfg entries are passed with -fw_cfg.
+	FwCfg []FwCfg
+
+	// NICs are the network interfaces in order (eth0, eth1, ... in the guest).
+	NICs []NIC
+
+	// Console is where the serial console goes: "stdio" (interactive, multiplexed with the
+	// QEMU monitor: ^A x quits), "stdio-plain" (stdio without the monitor, for non-terminals),
+	// or a file path that receives it (appended).
+	Console string
+	// QMP is the path of a unix socket for the QMP server, "" for none.
+	QMP string
+	// NoReboot makes a guest reboot exit QEMU instead.
+	NoReboot bool
+	// Extra arguments appended verbatim.
+	Extra []string
+}
+
+// Disk is a block device.
+type Disk struct {
+	Path   string
+	Format string // "raw", "qcow2", ...; "" guesses from the extension (.qcow2 → qcow2, else raw)
+	// Boot marks the disk to boot from (no kernel given).
+	Boot bool
+}
+
+// FwCfg is one fw_cfg entry: the guest reads it at /sys/firmware/qemu_fw_cfg/by_name/NAME/raw.
+type FwCfg struct {
+	Name string // e.g. "opt/org.mobyproject/userdata" (must start with "opt/")
+	File string
+}
+
+// NIC kinds.
+const (
+	// NICUser is user-mode networking (slirp): outbound access and published ports.
+	NICUser = "user"
+	// NICMcast joins an L2 segment shared with every VM using the same multicast group:port,
+	// on the loopback interface, without root.
+	NICMcast = "mcast"
+	// NICVDE plugs into a vde_switch control socket folder.
+	NICVDE = "vde"
+)
+
+// NIC is one virtio network interface.
+type NIC struct {
+	Kind string
+	// MAC address; "" lets QEMU choose (not stable). See MAC.
+	MAC string
+	// Forwards are published ports (NICUser only).
+	Forwards []Forward
+	// Addr is the multicast group "230.x.y.z:port" (NICMcast) or the vde_switch socket
+	// folder (NICVDE).
+	Addr string
+	// Net is the guest subnet for NICUser ("" = QEMU's 10.0.2.0/24).
+	Net string
+}
+
+// Forward publishes a guest port on the host.
+type Forward struct {
+	Proto     string // "tcp" (default) or "udp"
+	HostAddr  string // default 127.0.0.1
+	HostPort  int
+	GuestPort int
+}
+
+// ParseForward parses "[hostaddr:]hostport:guestport[/proto]", as `docker run -p` and
+// `linuxkit run --publish` do.
+func ParseForward(s string) (Forward, error) {
+	f := Forward{Proto: "tcp"}
+	spec := s
+	if i := strings.LastIndexByte(spec, '/'); i >= 0 {
+		f.Proto = spec[i+1:]
+		spec = spec[:i]
+	}
+	if f.Proto != "tcp" && f.Proto != "udp" {
+		return f, fmt.Errorf("publish %q: protocol %q is neither tcp nor udp", s, f.Proto)
+	}
+	parts := strings.Split(spec, ":")
+	if len(parts) == 3 {
+		f.HostAddr = parts[0]
+		if net.ParseIP(f.HostAddr) == nil {
+			return f, fmt.Errorf("publish %q: host address %q is not an IP address", s, f.HostAddr)
+		}
+		parts = parts[1:]
+	}
+	if len(parts) != 2 {
+		return f, fmt.Errorf("publish %q: want [hostaddr:]hostport:guestport[/tcp|udp]", s)
+	}
+	var err error
+	if f.HostPort, err = port(parts[0]); err != nil {
+		return f, fmt.Errorf("publish %q: host port: %w", s, err)
+	}
+	if f.GuestPort, err = port(parts[1]); err != nil {
+		return f, fmt.Errorf("publish %q: guest port: %w", s, err)
+	}
+	return f, nil
+}
+
+func port(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return n, nil
+}
+
+// MAC derives a stable, locally administered unicast MAC address in QEMU's 52:54:00 range
+// from a key (an instance's logical ID or ID, plus the NIC index).
+func MAC(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", h[0], h[1], h[2])
+}
+
+// Args returns the QEMU command line, Binary first.
+func (c Config) Args() ([]string, error) {
+	arch := c.Arch
+	if arch == "" {
+		arch = "x86_64"
+	}
+	bin := c.Binary
+	if bin == "" {
+		bin = "qemu-system-" + arch
+	}
+	accel := c.Accel
+	if accel == "" || accel == "auto" {
+		accel = Accel(arch)
+	}
+	if accel != "kvm" && accel != "tcg" && accel != "hvf" {
+		return nil, fmt.Errorf("qemu: accel %q: want kvm, tcg, hvf or auto", c.Accel)
+	}
+	cpus, mem := c.CPUs, c.MemoryMB
+	if cpus <= 0 {
+		cpus = 1
+	}
+	if mem <= 0 {
+		mem = 1024
+	}
+	a := []string{bin, "-nodefaults", "-no-user-config", "-display", "none"}
+	if c.Name != "" {
+		a = append(a, "-name", c.Name)
+	}
+	switch arch {
+	case "x86_64":
+		a = append(a, "-machine", "q35,accel="+accel)
+	case "aarch64":
+		a = append(a, "-machine", "virt,accel="+accel)
+	default:
+		return nil, fmt.Errorf("qemu: unsupported arch %q", arch)
+	}
+	if accel == "kvm" || accel == "hvf" {
+		a = append(a, "-cpu", "host")
+	} else if arch == "aarch64" {
+		a = append(a, "-cpu", "cortex-a57")
+	}
+	a = append(a, "-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem))
+
+	boots := 0
+	if c.Kernel != "" {
+		boots++
+		a = append(a, "-kernel", c.Kernel)
+		if c.Initrd != "" {
+			a = append(a, "-initrd", c.Initrd)
+		}
+		if c.Cmdline != "" {
+			a = append(a, "-append", c.Cmdline)
+		}
+	} else if c.Initrd != "" || c.Cmdline != "" {
+		return nil, errors.New("qemu: initrd or cmdline given without a kernel")
+	}
+	if c.ISO != "" {
+		boots++
+	}
+	for _, d := range c.Disks {
+		if d.Boot {
+			boots++
+		}
+	}
+	if boots == 0 {
+		return nil, errors.New("qemu: nothing to boot: give a kernel, an ISO or a boot disk")
+	}
+	if boots > 1 {
+		return nil, errors.New("qemu: give only one of a kernel, an ISO or a boot disk")
+	}
+	if c.UEFI != "" {
+		a = append(a, "-drive", "if=pflash,format=raw,readonly=on,file="+escape(c.UEFI))
+	}
+	if c.ISO != "" {
+		a = append(a, "-drive", "file="+escape(c.ISO)+",format=raw,media=cdrom,readonly=on,if=ide,index=0", "-boot", "d")
+	}
+	for i, d := range c.Disks {
+		f := d.Format
+		if f == "" {
+			f = "raw"
+			if strings.HasSuffix(d.Path, ".qcow2") {
+				f = "qcow2"
+			}
+		}
+		id := fmt.Sprintf("disk%d", i)
+		a = append(a, "-drive", "file="+escape(d.Path)+",format="+f+",if=none,id="+id)
+		dev := "virtio-blk-pci,drive=" + id
+		if d.Boot {
+			dev += ",bootindex=0"
+		}
+		a = append(a, "-device", dev)
+	}
+	if c.DataISO != "" {
+		a = append(a, "-drive", "file="+escape(c.DataISO)+",format=raw,media=cdrom,readonly=on,if=ide,index=1")
+	}
+	for _, f := range c.FwCfg {
+		if !strings.HasPrefix(f.Name, "opt/") {
+			return nil, fmt.Errorf("qemu: fw_cfg name %q must start with opt/", f.Name)
+		}
+		a = append(a, "-fw_cfg", "name="+escape(f.Name)+",file="+escape(f.File))
+	}
+	dev := "virtio-net-pci"
+	if arch == "aarch64" {
+		dev = "virtio-net-device"
+	}
+	for i, n := range c.NICs {
+		id := fmt.Sprintf("net%d", i)
+		var nd string
+		switch n.Kind {
+		case NICUser:
+			nd = "user,id=" + id
+			if n.Net != "" {
+				nd += ",net=" + n.Net
+			}
+			for _, f := range n.Forwards {
+				p, h := f.Proto, f.HostAddr
+				if p == "" {
+					p = "tcp"
+				}
+				if h == "" {
+					h = "127.0.0.1"
+				}
+				nd += fmt.Sprintf(",hostfwd=%s:%s:%d-:%d", p, h, f.HostPort, f.GuestPort)
+			}
+		case NICMcast:
+			if _, _, err := net.SplitHostPort(n.Addr); err != nil {
+				return nil, fmt.Errorf("qemu: NIC %d: multicast address %q: %w", i, n.Addr, err)
+			}
+			nd = "socket,id=" + id + ",mcast=" + n.Addr + ",localaddr=127.0.0.1"
+		case NICVDE:
+			nd = "vde,id=" + id + ",sock=" + escape(n.Addr)
+		default:
+			return nil, fmt.Errorf("qemu: NIC %d: unknown kind %q", i, n.Kind)
+		}
+		if len(n.Forwards) > 0 && n.Kind != NICUser {
+			return nil, fmt.Errorf("qemu: NIC %d: published ports need a user-mode NIC", i)
+		}
+		d := dev + ",netdev=" + id
+		if n.MAC != "" {
+			if _, err := net.ParseMAC(n.MAC); err != nil {
+				return nil, fmt.Errorf("qemu: NIC %d: %w", i, err)
+			}
+			d += ",mac=" + n.MAC
+		}
+		a = append(a, "-netdev", nd, "-device", d)
+	}
+	switch c.Console {
+	case "", "stdio":
+		a = append(a, "-serial", "mon:stdio")
+	case "stdio-plain":
+		a = append(a, "-serial", "stdio")
+	default:
+		a = append(a, "-chardev", "file,id=console,append=on,path="+escape(c.Console), "-serial", "chardev:console")
+	}
+	if c.QMP != "" {
+		a = append(a, "-qmp", "unix:"+escape(c.QMP)+",server=on,wait=off")
+	}
+	if c.NoReboot {
+		a = append(a, "-no-reboot")
+	}
+	return append(a, c.Extra...), nil
+}
+
+// escape doubles commas, QEMU's escape inside option values.
+func escape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// Accel returns the best accelerator for arch on this host: "kvm" when the host has the same
+// architecture and /dev/kvm can create a VM (not merely open: containers often expose a
+// /dev/kvm without virtualisation underneath), else "tcg".
+func Accel(arch string) string {
+	host := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if arch != "" && arch != host {
+		return "tcg"
+	}
+	if KVMUsable() {
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// KVMUsable reports whether /dev/kvm opens and KVM_CREATE_VM succeeds and, on x86, whether the
+// CPU advertises VMX or SVM: some sandboxes emulate /dev/kvm well enough to create a VM whose
+// guest then never runs.
+func KVMUsable() bool {
+	if runtime.GOARCH == "amd64" {
+		b, err := os.ReadFile("/proc/cpuinfo")
+		if err != nil || !hasVirtFlag(string(b)) {
+			return false
+		}
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	const kvmCreateVM = 0xAE01 // _IO(KVMIO, 0x01)
+	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), kvmCreateVM, 0)
+	if errno != 0 {
+		return false
+	}
+	unix.Close(int(fd))
+	return true
+}
+
+// CreateDisk creates a disk image of size (e.g. "1G") and format with qemu-img, unless path
+// exists already.
+func CreateDisk(path, format, size string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if format == "" {
+		format = "qcow2"
+	}
+	out, err := exec.Command("qemu-img", "create", "-q", "-f", format, path, size).CombinedOutput()
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("qemu-img create %s (%s, %s): %w: %s", path, format, size, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func hasVirtFlag(cpuinfo string) bool {
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) != "flags" {
+			continue
+		}
+		for _, f := range strings.Fields(v) {
+			if f == "vmx" || f == "svm" {
+				return true
+			}
+		}
+	}
+	return false
+}
