@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"math/rand"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -57,15 +56,24 @@ var (
 	_ spi.Flavor   = flavor{}
 )
 
-// New returns an empty cloud on the clock now.
+// New returns an empty cloud on the clock now (nil: time.Now).
 func New(now func() time.Time) *Cloud {
+	if now == nil {
+		now = time.Now
+	}
 	return &Cloud{now: now, instances: map[spi.ID]*Instance{}, perLID: map[spi.LogicalID]int{}, calls: map[string]int{}}
 }
 
-func (c *Cloud) count(method string, detail string) {
+// count counts a call and, when Record is set, logs it as "Method <params>" with params in
+// the JSON form they have on the wire (fields in InfraKit's order, Type "").
+func (c *Cloud) count(method string, params func() any) {
 	c.calls[method]++
 	if c.Record {
-		c.log = append(c.log, strings.TrimSpace(method+" "+detail))
+		b, err := json.Marshal(params())
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		c.log = append(c.log, method+" "+string(b))
 	}
 }
 
@@ -114,7 +122,12 @@ func (c *Cloud) validate(properties spi.Any) error {
 // Validate implements spi.Instance.
 func (c *Cloud) Validate(ctx context.Context, properties spi.Any) error {
 	c.mu.Lock()
-	c.count("Instance.Validate", "")
+	c.count("Instance.Validate", func() any {
+		return struct {
+			Type       string
+			Properties spi.Any
+		}{"", properties}
+	})
 	c.mu.Unlock()
 	return c.validate(properties)
 }
@@ -138,7 +151,12 @@ func (c *Cloud) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) {
 		tags[k] = v
 	}
 	c.instances[id] = &Instance{ID: id, Spec: spec, Tags: tags, Created: c.now()}
-	c.count("Instance.Provision", string(id))
+	c.count("Instance.Provision", func() any {
+		return struct {
+			Type string
+			Spec spi.Spec
+		}{"", spec}
+	})
 	if c.OnProvision != nil {
 		c.OnProvision(c)
 	}
@@ -149,7 +167,13 @@ func (c *Cloud) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) {
 func (c *Cloud) Label(ctx context.Context, instance spi.ID, labels map[string]string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.count("Instance.Label", string(instance))
+	c.count("Instance.Label", func() any {
+		return struct {
+			Type     string
+			Instance spi.ID
+			Labels   map[string]string
+		}{"", instance, labels}
+	})
 	inst, ok := c.instances[instance]
 	if !ok {
 		return fmt.Errorf("instance %s not found", instance)
@@ -164,7 +188,13 @@ func (c *Cloud) Label(ctx context.Context, instance spi.ID, labels map[string]st
 func (c *Cloud) Destroy(ctx context.Context, instance spi.ID, cx spi.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.count("Instance.Destroy", string(instance)+" "+cx.Reason)
+	c.count("Instance.Destroy", func() any {
+		return struct {
+			Type     string
+			Instance spi.ID
+			Context  spi.Context
+		}{"", instance, cx}
+	})
 	delete(c.instances, instance)
 	if c.OnDestroy != nil {
 		c.OnDestroy(c)
@@ -176,7 +206,13 @@ func (c *Cloud) Destroy(ctx context.Context, instance spi.ID, cx spi.Context) er
 func (c *Cloud) DescribeInstances(ctx context.Context, tags map[string]string, properties bool) ([]spi.Description, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.count("Instance.DescribeInstances", "")
+	c.count("Instance.DescribeInstances", func() any {
+		return struct {
+			Type       string
+			Tags       map[string]string
+			Properties bool
+		}{"", tags, properties}
+	})
 	out := []spi.Description{}
 	for _, inst := range c.sorted() {
 		if !matches(inst.Tags, tags) {
@@ -225,9 +261,15 @@ func (c *Cloud) sorted() []*Instance {
 
 // flavorValidate is Flavor.Validate; Cloud cannot have two Validate methods, so Flavor()
 // returns an adapter.
-func (c *Cloud) flavorValidate(properties spi.Any) error {
+func (c *Cloud) flavorValidate(properties spi.Any, allocation spi.Allocation) error {
 	c.mu.Lock()
-	c.count("Flavor.Validate", "")
+	c.count("Flavor.Validate", func() any {
+		return struct {
+			Type       string
+			Properties spi.Any
+			Allocation spi.Allocation
+		}{"", properties, allocation}
+	})
 	c.mu.Unlock()
 	return c.validate(properties)
 }
@@ -235,7 +277,15 @@ func (c *Cloud) flavorValidate(properties spi.Any) error {
 // Prepare implements spi.Flavor: it adds the tag "flavor":"fake" and keeps every other tag.
 func (c *Cloud) Prepare(ctx context.Context, properties spi.Any, spec spi.Spec, allocation spi.Allocation, index spi.Index) (spi.Spec, error) {
 	c.mu.Lock()
-	c.count("Flavor.Prepare", fmt.Sprintf("%s/%d", index.Group, index.Sequence))
+	c.count("Flavor.Prepare", func() any {
+		return struct {
+			Type       string
+			Properties spi.Any
+			Spec       spi.Spec
+			Allocation spi.Allocation
+			Index      spi.Index
+		}{"", properties, spec, allocation, index}
+	})
 	c.mu.Unlock()
 	tags := copyTags(spec.Tags)
 	tags["flavor"] = "fake"
@@ -247,7 +297,7 @@ func (c *Cloud) Prepare(ctx context.Context, properties spi.Any, spec spi.Spec, 
 func (c *Cloud) Healthy(ctx context.Context, properties spi.Any, d spi.Description) (spi.Health, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.count("Flavor.Healthy", string(d.ID))
+	c.count("Flavor.Healthy", func() any { return flavorCall{"", properties, d} })
 	inst, ok := c.instances[d.ID]
 	if !ok {
 		return spi.Unknown, errors.New("no such instance")
@@ -266,7 +316,7 @@ func (c *Cloud) health(inst *Instance) spi.Health {
 func (c *Cloud) Drain(ctx context.Context, properties spi.Any, d spi.Description) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.count("Flavor.Drain", string(d.ID))
+	c.count("Flavor.Drain", func() any { return flavorCall{"", properties, d} })
 	return nil
 }
 
@@ -276,7 +326,7 @@ func (c *Cloud) Flavor() spi.Flavor { return flavor{c} }
 type flavor struct{ *Cloud }
 
 func (f flavor) Validate(ctx context.Context, properties spi.Any, allocation spi.Allocation) error {
-	return f.flavorValidate(properties)
+	return f.flavorValidate(properties, allocation)
 }
 
 // --- test helpers (ground truth)
@@ -342,4 +392,10 @@ func (p Plugins) Flavor(name spi.PluginName) (spi.Flavor, error) {
 		return nil, fmt.Errorf("plugin not found:%s", lookup)
 	}
 	return p.Cloud.Flavor(), nil
+}
+
+type flavorCall struct {
+	Type       string
+	Properties spi.Any
+	Instance   spi.Description
 }
