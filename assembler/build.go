@@ -3,7 +3,6 @@ package assembler
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mobykit/mobykit/assembler/bundle"
@@ -490,67 +488,26 @@ func (b *builder) container(meta *layer.FS, section string, i int, img *spec.Ima
 	if r == nil {
 		return nil, fmt.Errorf("%s: image %s was not resolved", where, img.Image)
 	}
-	bd, err := bundle.Generate(img, r.cfg.Config, bundle.Options{Volumes: b.m.VolumeMap()})
+	key := refName(img.Image)
+	bd, err := bundle.Generate(img, r.cfg.Config, bundle.Options{
+		Path: dir, SharedRoot: dup[key], IDMap: b.m.IDMap(), Volumes: b.m.VolumeMap(),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	rootExtract := "rootfs"
-	if !bd.ReadOnly {
-		rootExtract = "lower"
-	}
-	root := path.Join(dir, rootExtract)
 	var seg *segment
-	key := refName(img.Image)
-	found := dup[key] != ""
-	if !found {
-		seg = b.imageSegment(where, root+"/", r, "")
-		dup[key] = root
+	if bd.RootDir != "" {
+		seg = b.imageSegment(where, bd.RootDir+"/", r, "")
+		dup[key] = bd.RootDir
 	} else {
-		root = dup[key]
 		putDir(meta, dir)
 	}
 	putFile(meta, path.Join(dir, "config.json"), bd.Config)
-	var mounts []specs.Mount
-	if !bd.ReadOnly {
-		tmp := path.Join(dir, "tmp")
-		putDir(meta, tmp)
-		putDir(meta, path.Join(dir, "rootfs"))
-		mounts = []specs.Mount{
-			{Source: "tmpfs", Type: "tmpfs", Destination: "/" + tmp},
-			{Destination: "/" + tmp, Options: []string{"remount", "private"}},
-			{Source: "overlay", Type: "overlay", Destination: "/" + path.Join(dir, "rootfs"),
-				Options: []string{"lowerdir=/" + root, "upperdir=/" + path.Join(tmp, "upper"), "workdir=/" + path.Join(tmp, "work")}},
-		}
-	} else {
-		if found {
-			putDir(meta, path.Join(dir, "rootfs"))
-		}
-		mounts = []specs.Mount{{Source: "/" + root, Destination: "/" + path.Join(dir, "rootfs"), Options: []string{"bind"}}}
+	for _, d := range bd.Dirs {
+		putDir(meta, d)
 	}
-	rt, err := withRootMounts(bd.Runtime, mounts)
-	if err != nil {
-		return nil, fmt.Errorf("%s: runtime.json: %w", where, err)
-	}
-	putFile(meta, path.Join(dir, "runtime.json"), rt)
+	putFile(meta, path.Join(dir, "runtime.json"), bd.Runtime)
 	return seg, nil
-}
-
-// withRootMounts prepends the root filesystem mounts to runtime.json's
-// mounts, as LinuxKit does.
-func withRootMounts(raw []byte, mounts []specs.Mount) ([]byte, error) {
-	var rt spec.Runtime
-	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rt); err != nil {
-			return nil, err
-		}
-	}
-	if rt.Mounts != nil {
-		mounts = append(mounts, *rt.Mounts...)
-	}
-	rt.Mounts = &mounts
-	return json.MarshalIndent(rt, "", "    ")
 }
 
 // produce writes every segment that is not cached, in parallel.
