@@ -82,7 +82,7 @@ func scenarios() []scenario {
 			at:    map[int][]event{0: {commit(w(4, "v1", ""))}, 3: {commit(w(4, "v2", ""))}, 6: {pause}, 9: {resume}},
 			final: "idle v2 v2 v2 v2"},
 		scenario{name: "restart-mid-rollout", id: "workers", steps: 22, boot: 2,
-			at: map[int][]event{0: {commit(w(4, "v1", ""))}, 3: {commit(w(4, "v2", ""))}, 7: {restart}, 8: {restart}},
+			at:    map[int][]event{0: {commit(w(4, "v1", ""))}, 3: {commit(w(4, "v2", ""))}, 7: {restart}, 8: {restart}},
 			final: "idle v2 v2 v2 v2"},
 		scenario{name: "killed-behind-its-back", id: "workers", steps: 18, boot: 1,
 			at: map[int][]event{
