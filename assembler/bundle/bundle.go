@@ -438,10 +438,10 @@ func toOCI(yml, label *spec.ImageConfig, ic v1.Config, ids map[string]uint32) (*
 	oci := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
-			User:  specs.User{UID: uid, GID: gid, AdditionalGids: additional},
-			Args:  args,
-			Env:   env,
-			Cwd:   cwd,
+			User: specs.User{UID: uid, GID: gid, AdditionalGids: additional},
+			Args: args,
+			Env:  env,
+			Cwd:  cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding:    bounding,
 				Effective:   caps,

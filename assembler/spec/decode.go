@@ -117,6 +117,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) error {
 	if d.nodes > maxNodes {
 		return d.pos(n, path).errorf("document too large or too many alias expansions")
 	}
+	if n.Kind == 0 {
+		return nil // empty document
+	}
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return nil

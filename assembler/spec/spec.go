@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -301,11 +302,37 @@ func (m *Moby) Bytes() ([]byte, error) {
 func blockStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
-		n.Style &^= yaml.DoubleQuotedStyle
+		switch {
+		case !strings.Contains(n.Value, "\n"):
+			n.Style &^= yaml.DoubleQuotedStyle
+		case literalSafe(n.Value):
+			n.Style = yaml.LiteralStyle
+		default:
+			n.Style = yaml.DoubleQuotedStyle
+		}
 	}
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
+}
+
+// literalSafe tells whether a multi-line string reads back unchanged from
+// a YAML literal block: printable, no leading blank, no trailing spaces.
+func literalSafe(s string) bool {
+	if s == "" || s[0] == ' ' || s[0] == '\n' || strings.TrimSpace(s) == "" {
+		return false
+	}
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasSuffix(line, " ") || strings.HasSuffix(line, "\t") {
+			return false
+		}
+		for _, r := range line {
+			if r < 0x20 && r != '\t' || r == 0x7f || r == 0xfeff || r == 0x85 || r == 0x2028 || r == 0x2029 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ImageRefs returns every image reference used (kernel, init, containers,
