@@ -296,11 +296,11 @@ func TestGenerateErrors(t *testing.T) {
 	str := func(s string) *string { return &s }
 	_ = str
 	for _, tc := range []struct {
-		name  string
-		img   spec.Image
-		cfg   v1.Config
-		opts  Options
-		want  string
+		name string
+		img  spec.Image
+		cfg  v1.Config
+		opts Options
+		want string
 	}{
 		{"no path", spec.Image{Name: "a", Image: "x"}, v1.Config{}, Options{}, `bundle path "" must be relative`},
 		{"escaping path", spec.Image{Name: "a", Image: "x"}, v1.Config{}, Options{Path: "../a"}, `bundle path "../a"`},
