@@ -350,3 +350,54 @@ func TestGenerateDoesNotModifyInputs(t *testing.T) {
 		t.Errorf("inputs modified: %+v %v %v", res.Devices, *img.Binds, cfg.Entrypoint[:2])
 	}
 }
+
+// Effective folds the label and image config into the YAML: generating
+// from it, with no label, must give the same bundle.
+func TestEffectiveGivesSameBundle(t *testing.T) {
+	m, err := spec.Load("testdata/spec.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("testdata/images.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgs map[string]v1.Config
+	if err := json.Unmarshal(raw, &cfgs); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Path: "containers/services/x", IDMap: m.IDMap(), Volumes: m.VolumeMap()}
+	for _, img := range append(append([]*spec.Image{}, m.Onboot...), m.Services...) {
+		t.Run(img.Name, func(t *testing.T) {
+			want, err := Generate(img, cfgs[img.Image], opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eff, err := Effective(img, cfgs[img.Image])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Generate(eff, v1.Config{}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got.Config) != string(want.Config) || string(got.Runtime) != string(want.Runtime) {
+				t.Errorf("bundle from Effective differs:\n%s\n---\n%s", got.Config, want.Config)
+			}
+		})
+	}
+	eff, err := EffectiveSpec(m, func(ref string) (v1.Config, error) { return cfgs[ref], nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := eff.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.Parse("effective", out); err != nil {
+		t.Errorf("effective spec does not parse: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "/usr/bin/rungetty.sh") {
+		t.Errorf("effective spec lacks the image's command:\n%s", out)
+	}
+}
