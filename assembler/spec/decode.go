@@ -12,7 +12,7 @@ import (
 
 // maxNodes bounds the work done on one document (alias expansion included),
 // so hostile input cannot make the parser run away.
-const maxNodes = 1 << 20
+const maxNodes = 1 << 18
 
 // decoder decodes a yaml.Node tree into Go values strictly: unknown keys,
 // duplicate keys and values of the wrong YAML type are errors naming the
