@@ -1,0 +1,223 @@
+package group
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mobykit/mobykit/group/fake"
+	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/spi"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func versions(c *fake.Cloud, id spi.GroupID, hash string) (total, current int) {
+	for _, m := range c.Snapshot(id) {
+		total++
+		if m.Tags[spi.ConfigHashTag] == hash {
+			current++
+		}
+	}
+	return
+}
+
+func hashOf(t *testing.T, s spi.GroupSpec) string {
+	c := New(fake.Plugins{Cloud: fake.New(nil)}, store.NewMemory(), Options{Manual: true, Logger: quiet()})
+	if _, err := c.CommitGroup(context.Background(), s, false); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := c.UpdateStatus(context.Background(), s.ID)
+	return st.TargetHash
+}
+
+// The background loops: a group converges, a killed member is replaced within a poll
+// interval or two, a rolling update completes, and DestroyGroup removes everything.
+func TestSupervisionLoop(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	cloud := fake.New(nil)
+	c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{PollInterval: interval, Logger: quiet()})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx := context.Background()
+	v1 := spec("web", 3, nil, "v1", false, `{"MaxSurge":1}`)
+	if _, err := c.CommitGroup(ctx, v1, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 members", 5*time.Second, func() bool { n, _ := versions(cloud, "web", ""); return n == 3 })
+
+	victim := cloud.Snapshot("web")[1].ID
+	cloud.Kill(victim)
+	killed := time.Now()
+	waitFor(t, "replacement of a killed member", 5*time.Second, func() bool { n, _ := versions(cloud, "web", ""); return n == 3 })
+	t.Logf("killed member replaced after %s (poll interval %s)", time.Since(killed).Round(time.Millisecond), interval)
+
+	v2 := spec("web", 3, nil, "v2", false, `{"MaxSurge":1}`)
+	h2 := hashOf(t, v2)
+	details, err := c.CommitGroup(ctx, v2, false)
+	if err != nil || details != "Performing a rolling update on 3 instances" {
+		t.Fatalf("commit v2: %q %v", details, err)
+	}
+	waitFor(t, "rollout to v2", 5*time.Second, func() bool {
+		st, _ := c.UpdateStatus(ctx, "web")
+		n, cur := versions(cloud, "web", h2)
+		return st.Phase == "idle" && n == 3 && cur == 3
+	})
+	d, err := c.DescribeGroup(ctx, "web")
+	if err != nil || !d.Converged || len(d.Instances) != 3 {
+		t.Fatalf("describe: %+v %v", d, err)
+	}
+	if err := c.DestroyGroup(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := versions(cloud, "web", ""); n != 0 {
+		t.Fatalf("%d members left after DestroyGroup", n)
+	}
+	if _, err := c.DescribeGroup(ctx, "web"); err == nil || err.Error() != "Group 'web' is not being watched" {
+		t.Fatalf("describe after destroy: %v", err)
+	}
+}
+
+// A controller killed mid-rollout and started again on the same file store resumes the
+// rollout and adopts the members it finds by their tags.
+func TestResumeFromFileStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "groups")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	cloud := fake.New(clock)
+	newCtrl := func() *Controller {
+		st, err := store.NewFileStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := New(fake.Plugins{Cloud: cloud}, st, Options{Manual: true, Now: clock, Logger: quiet()})
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ctx := context.Background()
+	tick := func(c *Controller) {
+		if _, err := c.Reconcile(ctx, "web"); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(10 * time.Second)
+	}
+	a := newCtrl()
+	if _, err := a.CommitGroup(ctx, spec("web", 4, nil, "v1", false, ""), false); err != nil {
+		t.Fatal(err)
+	}
+	tick(a)
+	v2 := spec("web", 4, nil, "v2", false, "")
+	h2 := hashOf(t, v2)
+	if _, err := a.CommitGroup(ctx, v2, false); err != nil {
+		t.Fatal(err)
+	}
+	tick(a)
+	tick(a)
+	_, cur := versions(cloud, "web", h2)
+	if cur == 0 || cur == 4 {
+		t.Fatalf("want a rollout in progress, %d members at v2", cur)
+	}
+	// "Kill" a: drop it without Stop; start b on the same directory.
+	b := newCtrl()
+	st, err := b.UpdateStatus(ctx, "web")
+	if err != nil || st.Phase != "rolling" || st.TargetHash != h2 {
+		t.Fatalf("restarted controller: %+v %v", st, err)
+	}
+	for i := 0; i < 20 && st.Phase != "idle"; i++ {
+		tick(b)
+		st, _ = b.UpdateStatus(ctx, "web")
+	}
+	n, cur := versions(cloud, "web", h2)
+	if st.Phase != "idle" || n != 4 || cur != 4 {
+		t.Fatalf("after resume: phase %s, %d members, %d at v2", st.Phase, n, cur)
+	}
+	specs, _ := b.InspectGroups(ctx)
+	if len(specs) != 1 || !strings.Contains(string(specs[0].Properties), `"version":"v2"`) {
+		t.Fatalf("InspectGroups after restart: %s", specs)
+	}
+	// FreeGroup forgets the group for good: a third controller does not know it.
+	if err := b.FreeGroup(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	c := newCtrl()
+	if _, err := c.Size(ctx, "web"); err == nil {
+		t.Fatal("freed group came back after restart")
+	}
+}
+
+func TestRolloutControlErrors(t *testing.T) {
+	c := New(fake.Plugins{Cloud: fake.New(nil)}, store.NewMemory(), Options{Manual: true, Logger: quiet()})
+	ctx := context.Background()
+	if err := c.PauseUpdate(ctx, "nope"); err == nil || err.Error() != "Group 'nope' is not being watched" {
+		t.Errorf("pause unknown: %v", err)
+	}
+	if _, err := c.CommitGroup(ctx, spec("web", 2, nil, "v1", false, ""), false); err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func() error{
+		"pause idle":       func() error { return c.PauseUpdate(ctx, "web") },
+		"resume idle":      func() error { return c.ResumeUpdate(ctx, "web") },
+		"rollback no prev": func() error { return c.RollbackUpdate(ctx, "web") },
+		"negative size":    func() error { return c.SetSize(ctx, "web", -1) },
+	} {
+		if err := f(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if err := c.SetSize(ctx, "web", -1); err.Error() != "size cannot be negative" {
+		t.Errorf("SetSize(-1): %v", err)
+	}
+	if _, err := c.CommitGroup(ctx, spec("q", 0, []string{"a", "b"}, "v1", false, ""), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetSize(ctx, "q", 3); err == nil || err.Error() != "cannot set size if logic ids are explicitly set" {
+		t.Errorf("SetSize on quorum: %v", err)
+	}
+	if _, err := c.CommitGroup(ctx, spec("q", 0, []string{"a", "c"}, "v1", false, ""), false); err == nil || err.Error() != "Logical ID changes to a quorum is not currently supported" {
+		t.Errorf("changing logical IDs: %v", err)
+	}
+	if _, err := c.CommitGroup(ctx, spi.GroupSpec{ID: "x", Properties: spi.Any(`{"Allocation":{"Size":1},"Instance":{"Plugin":"fake","Properties":{"invalid":true}},"Flavor":{"Plugin":"fake","Properties":{}}}`)}, true); err == nil || !strings.Contains(err.Error(), "invalid") {
+		t.Errorf("Instance.Validate error not returned: %v", err)
+	}
+}
+
+func TestDetails(t *testing.T) {
+	for _, tc := range []struct {
+		quorum                  bool
+		oldSize, newSize, stale int
+		want                    string
+	}{
+		{false, 2, 2, 0, "Noop"},
+		{false, 2, 2, 2, "Performing a rolling update on 2 instances"},
+		{false, 2, 3, 0, "Adding 1 instances to increase the group size to 3"},
+		{false, 2, 3, 2, "Performing a rolling update on 2 instances, then adding 1 instances to increase the group size to 3"},
+		{false, 2, 1, 2, "Terminating 1 instances to reduce the group size to 1, then performing a rolling update on 1 instances"},
+		{false, 3, 1, 0, "Terminating 2 instances to reduce the group size to 1"},
+		{false, 3, 1, 2, "Terminating 2 instances to reduce the group size to 1"},
+		{true, 3, 3, 0, "Noop"},
+		{true, 3, 3, 3, "Performing a rolling update on 3 instances"},
+	} {
+		if got := Details(tc.quorum, tc.oldSize, tc.newSize, tc.stale); got != tc.want {
+			t.Errorf("Details(%v,%d,%d,%d) = %q, want %q", tc.quorum, tc.oldSize, tc.newSize, tc.stale, got, tc.want)
+		}
+	}
+}
