@@ -201,6 +201,8 @@ func TestValidateErrors(t *testing.T) {
 		{"directory with contents", "files:\n  - path: etc/x\n    directory: true\n    contents: a\n", `only one of contents`},
 		{"bad file mode", "files:\n  - path: etc/x\n    contents: a\n    mode: \"rw\"\n", `x.yml:2:5: files[0].mode: bad mode`},
 		{"bad metadata", "files:\n  - path: etc/x\n    metadata: toml\n", `files[0].metadata: unsupported metadata type "toml"`},
+		{"unknown uid name", "services:\n  - name: a\n    image: b\n    uid: nobody\n", `x.yml:2:5: services[0] (a).uid: bad id: cannot find id "nobody"`},
+		{"unknown additional gid", "services:\n  - name: a\n    image: b\n    additionalGids: [0, a, wheel]\n", `services[0] (a).additionalGids[2]: bad id: cannot find id "wheel"`},
 		{"unknown file owner", "files:\n  - path: etc/x\n    contents: a\n    uid: nobody\n", `files[0].uid: bad id: cannot find id "nobody"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -100,11 +100,15 @@ func (m *Moby) Validate() error {
 			}
 		}
 	}
+	ids := m.IDMap()
 	for _, sec := range []struct {
 		name string
 		list []*Image
 	}{{"onboot", m.Onboot}, {"onshutdown", m.Onshutdown}, {"services", m.Services}} {
 		for _, img := range sec.list {
+			if err := img.checkIDs(ids); err != nil {
+				return err
+			}
 			if err := checkName(img); err != nil {
 				return err
 			}
@@ -119,7 +123,6 @@ func (m *Moby) Validate() error {
 			return err
 		}
 	}
-	ids := m.IDMap()
 	for i := range m.Files {
 		if err := m.Files[i].check(ids); err != nil {
 			return err
@@ -217,6 +220,31 @@ func (c *ImageConfig) check(p Pos, vols map[string]*Volume) error {
 		for i, mt := range *c.Runtime.Mounts {
 			if mt.Destination == "" {
 				return at(fmt.Sprintf("runtime.mounts[%d]", i)).errorf("destination is required")
+			}
+		}
+	}
+	return nil
+}
+
+// checkIDs resolves the uid, gid and additionalGids the YAML sets (they
+// win over any label), so an unknown name is reported with its place.
+func (img *Image) checkIDs(ids map[string]uint32) error {
+	at := func(field string) Pos { q := img.pos; q.Field += "." + field; return q }
+	for _, f := range []struct {
+		field string
+		v     *any
+	}{{"uid", img.UID}, {"gid", img.GID}} {
+		if f.v == nil {
+			continue
+		}
+		if _, err := IDNumeric(*f.v, ids); err != nil {
+			return at(f.field).wrap(err, "bad id")
+		}
+	}
+	if img.AdditionalGids != nil {
+		for i, g := range *img.AdditionalGids {
+			if _, err := IDNumeric(g, ids); err != nil {
+				return at(fmt.Sprintf("additionalGids[%d]", i)).wrap(err, "bad id")
 			}
 		}
 	}
