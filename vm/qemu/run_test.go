@@ -15,7 +15,7 @@ import (
 
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/vm"
-	"github.com/mobykit/mobykit/vm/internal/vmtest"
+	"github.com/mobykit/mobykit/vm/vmtest"
 )
 
 // NetModules are the modules, in load order, a busybox guest needs for a virtio NIC on

@@ -1,4 +1,4 @@
-// Package vmtest builds tiny bootable guests for the VM tests of mobykit's vm packages and
+// Package vmtest (test helpers only) builds tiny bootable guests for the VM tests of mobykit's vm packages and
 // instance plugins: a gzip'd newc initramfs holding the host's static busybox, a /init shell
 // script, and optionally kernel modules taken from testenv's kernel (virtio-net is a module
 // in Debian's cloud kernel).

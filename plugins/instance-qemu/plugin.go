@@ -1,0 +1,331 @@
+package instanceqemu
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/vm"
+	"github.com/mobykit/mobykit/vm/qemu"
+	"github.com/mobykit/mobykit/vm/qmp"
+)
+
+// Plugin is the QEMU instance plugin. Its methods are vm.Instances'.
+type Plugin struct {
+	*vm.Instances
+	root string
+}
+
+var _ spi.Instance = (*Plugin)(nil)
+
+// New returns a plugin keeping its state under root: instances/<ID>/ per VM and
+// disks/<logical ID>/ for persistent disks. VMs already running under root are adopted.
+func New(root string, log *slog.Logger) (*Plugin, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "instances"), 0o755); err != nil {
+		return nil, fmt.Errorf("instance-qemu: state root: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	b := &backend{root: root, log: log}
+	in := &vm.Instances{Store: vm.Store{Root: filepath.Join(root, "instances")}, Backend: b, Prefix: "qemu-", Log: log}
+	b.store = in.Store
+	return &Plugin{Instances: in, root: root}, nil
+}
+
+type backend struct {
+	root  string
+	store vm.Store
+	log   *slog.Logger
+}
+
+func (b *backend) Validate(raw spi.Any) error {
+	_, err := parse(raw)
+	return err
+}
+
+// launchProps is what Launch records in launch.json and DescribeInstances reports.
+type launchProps struct {
+	Ports   map[string]string `json:"ports,omitempty"`   // "80/tcp" -> "127.0.0.1:41234"
+	Address string            `json:"address,omitempty"` // L2 network address, CIDR form
+	Network string            `json:"network,omitempty"`
+	MAC     string            `json:"mac,omitempty"`
+	Accel   string            `json:"accel"`
+	QMP     string            `json:"qmp"`
+}
+
+func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Spec) (vm.Launch, error) {
+	p, err := parse(spec.Properties)
+	if err != nil {
+		return vm.Launch{}, err
+	}
+	key := string(id)
+	if spec.LogicalID != nil && *spec.LogicalID != "" {
+		key = string(*spec.LogicalID)
+	}
+	cfg := qemu.Config{
+		Binary: p.QEMU, Name: string(id), Accel: p.Accel, CPUs: p.CPUs, MemoryMB: p.Memory,
+		Console: dir.Path(vm.ConsoleFile), QMP: dir.Path(vm.QMPFile), NoReboot: true, Extra: p.ExtraArgs,
+	}
+	if cfg.MemoryMB == 0 {
+		cfg.MemoryMB = 512
+	}
+	if len(cfg.QMP) >= 104 {
+		return vm.Launch{}, fmt.Errorf("QMP socket path %s is too long for a unix socket: use a shorter plugin root", cfg.QMP)
+	}
+	if cfg.Accel == "" || cfg.Accel == "auto" {
+		cfg.Accel = qemu.Accel("x86_64")
+	}
+	lp := launchProps{Accel: cfg.Accel, QMP: cfg.QMP}
+
+	// Boot source.
+	switch {
+	case p.Moby != "":
+		boot, err := vm.FindBoot(p.Moby)
+		if err != nil {
+			return vm.Launch{}, err
+		}
+		cfg.Kernel, cfg.Initrd, cfg.Cmdline, cfg.ISO = boot.Kernel, boot.Initrd, boot.Cmdline, boot.ISO
+		if p.Cmdline != "" {
+			cfg.Cmdline = p.Cmdline
+		}
+		if boot.Disk != "" {
+			d, err := overlay(dir, boot.Disk, boot.DiskFormat)
+			if err != nil {
+				return vm.Launch{}, err
+			}
+			cfg.Disks = append(cfg.Disks, d)
+		}
+	case p.Kernel != "":
+		cfg.Kernel, cfg.Initrd, cfg.Cmdline = p.Kernel, p.Initrd, p.Cmdline
+	case p.ISO != "":
+		cfg.ISO = p.ISO
+	case p.Disk != "":
+		f := "raw"
+		if strings.HasSuffix(p.Disk, ".qcow2") {
+			f = "qcow2"
+		}
+		d, err := overlay(dir, p.Disk, f)
+		if err != nil {
+			return vm.Launch{}, err
+		}
+		cfg.Disks = append(cfg.Disks, d)
+	}
+	for _, f := range []string{cfg.Kernel, cfg.Initrd, cfg.ISO} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				return vm.Launch{}, fmt.Errorf("boot file: %w", err)
+			}
+		}
+	}
+
+	// Data disks.
+	for i, d := range p.Disks {
+		format := d.Format
+		if format == "" {
+			format = "qcow2"
+		}
+		path := dir.Path(filepath.Join(vm.DisksDir, fmt.Sprintf("disk%d.%s", i, format)))
+		if d.Persistent && spec.LogicalID != nil && *spec.LogicalID != "" {
+			if err := vm.CheckName(string(*spec.LogicalID)); err != nil {
+				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
+			}
+			path = filepath.Join(b.root, "disks", string(*spec.LogicalID), fmt.Sprintf("disk%d.%s", i, format))
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return vm.Launch{}, err
+		}
+		if err := qemu.CreateDisk(path, format, d.Size); err != nil {
+			return vm.Launch{}, err
+		}
+		cfg.Disks = append(cfg.Disks, qemu.Disk{Path: path, Format: format})
+	}
+
+	// Userdata.
+	if spec.Init != "" {
+		var md qemu.MetadataFunc
+		switch p.Metadata {
+		case "", "both":
+			md = qemu.MetadataBoth(string(id), string(id))
+		case "cd":
+			md = qemu.MetadataCD(string(id), string(id))
+		case "fw_cfg":
+			md = qemu.MetadataFwCfg
+		}
+		if md != nil {
+			iso, fw, err := md(dir, []byte(spec.Init))
+			if err != nil {
+				return vm.Launch{}, err
+			}
+			cfg.DataISO, cfg.FwCfg = iso, fw
+		}
+	}
+
+	// Networks.
+	var extraCmdline []string
+	if cfg.Kernel != "" {
+		extraCmdline = append(extraCmdline, "mobykit.instance="+string(id))
+	}
+	if p.UserNet == nil || *p.UserNet {
+		nic := qemu.NIC{Kind: qemu.NICUser, MAC: qemu.MAC(key + "/user")}
+		for _, s := range p.Publish {
+			f, _ := parsePublish(s)
+			if f.HostPort == 0 {
+				if f.HostPort, err = freePort(f.Proto, f.HostAddr); err != nil {
+					return vm.Launch{}, err
+				}
+			}
+			if lp.Ports == nil {
+				lp.Ports = map[string]string{}
+			}
+			ha := f.HostAddr
+			if ha == "" {
+				ha = "127.0.0.1"
+			}
+			lp.Ports[fmt.Sprintf("%d/%s", f.GuestPort, f.Proto)] = net.JoinHostPort(ha, fmt.Sprint(f.HostPort))
+			nic.Forwards = append(nic.Forwards, f)
+		}
+		cfg.NICs = append(cfg.NICs, nic)
+	}
+	if n := p.Network; n != nil {
+		addr, err := b.allocate(n, spec.LogicalID)
+		if err != nil {
+			return vm.Launch{}, err
+		}
+		nic := qemu.NIC{Kind: qemu.NICMcast, MAC: qemu.MAC(key + "/net:" + n.Name), Addr: n.Mcast}
+		if n.VDE != "" {
+			nic.Kind, nic.Addr = qemu.NICVDE, n.VDE
+		} else if nic.Addr == "" {
+			nic.Addr = mcastFor(n.Name)
+		}
+		cfg.NICs = append(cfg.NICs, nic)
+		lp.Address, lp.Network, lp.MAC = addr, n.Name, nic.MAC
+		if cfg.Kernel != "" {
+			extraCmdline = append(extraCmdline, "mobykit.ip="+addr, "mobykit.mac="+nic.MAC)
+		}
+	}
+	if len(extraCmdline) > 0 {
+		cfg.Cmdline = strings.TrimSpace(cfg.Cmdline + " " + strings.Join(extraCmdline, " "))
+	}
+	argv, err := cfg.Args()
+	if err != nil {
+		return vm.Launch{}, err
+	}
+	props := map[string]any{}
+	for k, v := range map[string]any{"accel": lp.Accel, "qmp": lp.QMP} {
+		props[k] = v
+	}
+	if lp.Ports != nil {
+		props["ports"] = lp.Ports
+	}
+	if lp.Address != "" {
+		props["address"], props["network"], props["mac"] = lp.Address, lp.Network, lp.MAC
+	}
+	if p.ShutdownTimeout != "" {
+		props["shutdown_timeout"] = p.ShutdownTimeout
+	}
+	return vm.Launch{Argv: argv, Properties: props}, nil
+}
+
+// overlay creates a qcow2 copy-on-write overlay of a shared boot disk in the state folder.
+func overlay(dir vm.Dir, base, format string) (qemu.Disk, error) {
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return qemu.Disk{}, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return qemu.Disk{}, fmt.Errorf("boot disk: %w", err)
+	}
+	if err := os.MkdirAll(dir.Path(vm.DisksDir), 0o755); err != nil {
+		return qemu.Disk{}, err
+	}
+	p := dir.Path(filepath.Join(vm.DisksDir, "boot.qcow2"))
+	out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-b", abs, "-F", format, p).CombinedOutput()
+	if err != nil {
+		return qemu.Disk{}, fmt.Errorf("qemu-img overlay of %s: %w: %s", abs, err, strings.TrimSpace(string(out)))
+	}
+	return qemu.Disk{Path: p, Format: "qcow2", Boot: true}, nil
+}
+
+// mcastFor derives a multicast group and port from a network name, so every VM naming it
+// joins the same segment and different names do not collide (barring hash collisions).
+func mcastFor(name string) string {
+	h := sha256.Sum256([]byte("mobykit-net:" + name))
+	port := 20000 + int(binary.BigEndian.Uint16(h[3:5]))%20000
+	return fmt.Sprintf("230.%d.%d.%d:%d", h[0], h[1], h[2]|1, port)
+}
+
+func freePort(proto, addr string) (int, error) {
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", net.JoinHostPort(addr, "0"))
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// allocate returns the VM's address on network n in CIDR form: the logical ID when it is an
+// IPv4 address, else the lowest address from .10 up that no other instance of this plugin
+// holds on the same network. Called with the Instances lock held (inside Provision).
+func (b *backend) allocate(n *Network, lid *spi.LogicalID) (string, error) {
+	ipn, err := n.subnet()
+	if err != nil {
+		return "", err
+	}
+	ones, _ := ipn.Mask.Size()
+	if lid != nil {
+		if ip := net.ParseIP(string(*lid)); ip != nil && ip.To4() != nil {
+			return fmt.Sprintf("%s/%d", ip.To4(), ones), nil
+		}
+	}
+	used := map[string]bool{}
+	ids, _ := b.store.List()
+	for _, id := range ids {
+		var lp launchProps
+		if err := vm.ReadJSON(filepath.Join(b.store.Root, id, vm.LaunchFile), &lp); err == nil && lp.Network == n.Name {
+			ip, _, _ := net.ParseCIDR(lp.Address)
+			if ip != nil {
+				used[ip.String()] = true
+			}
+		}
+	}
+	base := binary.BigEndian.Uint32(ipn.IP.To4())
+	size := uint32(1) << (32 - ones)
+	for i := uint32(10); i < size-1; i++ {
+		ip := make(net.IP, 4)
+		binary.BigEndian.PutUint32(ip, base+i)
+		if !used[ip.String()] {
+			return fmt.Sprintf("%s/%d", ip, ones), nil
+		}
+	}
+	return "", fmt.Errorf("network %s: no free address in %s", n.Name, ipn)
+}
+
+func (b *backend) Shutdown(ctx context.Context, dir vm.Dir, _ *vm.Process) error {
+	return qmp.Powerdown(ctx, dir.Path(vm.QMPFile))
+}
+
+func (b *backend) Release(vm.Dir) error { return nil }
