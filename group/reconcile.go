@@ -109,6 +109,10 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 			delete(gs.obs, x)
 		}
 	}
+	if !check {
+		// Health is only checked during rollouts; report the last verdict seen.
+		last.healthy = min(gs.last.healthy, last.updated)
+	}
 	gs.last = last
 
 	d := plan.Plan(in)

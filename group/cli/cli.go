@@ -1,0 +1,279 @@
+// Package cli is the logic behind `mobykit group ...`: reading group files (InfraKit's
+// {"ID","Properties"} JSON, or the same in YAML), and rendering groups, members and rollout
+// progress for people or, with JSON output, for programs. It talks to any spi.Group that also
+// implements spi.RolloutControl (the rpc client in production, the controller in tests).
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/mobykit/mobykit/group/types"
+	"github.com/mobykit/mobykit/spi"
+)
+
+// Client is what the commands need from the group plugin.
+type Client interface {
+	spi.Group
+	spi.RolloutControl
+}
+
+// ReadSpec reads a group file: JSON, or YAML when the name ends in .yml/.yaml or the content
+// is not JSON. "-" reads standard input.
+func ReadSpec(path string, stdin io.Reader) (spi.GroupSpec, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(stdin)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return spi.GroupSpec{}, fmt.Errorf("read group file: %w", err)
+	}
+	return ParseSpec(path, b)
+}
+
+// ParseSpec decodes a group document; name is used in errors and to recognise YAML.
+func ParseSpec(name string, b []byte) (spi.GroupSpec, error) {
+	ext := strings.ToLower(filepath.Ext(name))
+	trimmed := bytes.TrimSpace(b)
+	if ext == ".yml" || ext == ".yaml" || (len(trimmed) > 0 && trimmed[0] != '{') {
+		var v any
+		if err := yaml.Unmarshal(b, &v); err != nil {
+			return spi.GroupSpec{}, fmt.Errorf("group file %s: %w", name, err)
+		}
+		j, err := json.Marshal(v)
+		if err != nil {
+			return spi.GroupSpec{}, fmt.Errorf("group file %s: %w", name, err)
+		}
+		b = j
+	}
+	var s spi.GroupSpec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return spi.GroupSpec{}, fmt.Errorf("group file %s: %w", name, err)
+	}
+	if s.ID == "" {
+		return s, fmt.Errorf("group file %s: no \"ID\"", name)
+	}
+	if len(s.Properties) == 0 {
+		return s, fmt.Errorf("group file %s: no \"Properties\"", name)
+	}
+	return s, nil
+}
+
+// Printer writes results as text or, when JSON is set, as indented JSON.
+type Printer struct {
+	W    io.Writer
+	JSON bool
+}
+
+func (p Printer) json(v any) error {
+	enc := json.NewEncoder(p.W)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Message prints a one-line result ({"ID","Message"} in JSON).
+func (p Printer) Message(id spi.GroupID, msg string) error {
+	if p.JSON {
+		return p.json(struct {
+			ID      spi.GroupID
+			Message string
+		}{id, msg})
+	}
+	_, err := fmt.Fprintln(p.W, msg)
+	return err
+}
+
+// Commit prints the result of a commit.
+func (p Printer) Commit(id spi.GroupID, details string, pretend bool) error {
+	if p.JSON {
+		return p.json(struct {
+			ID      spi.GroupID
+			Details string
+			Pretend bool
+		}{id, details, pretend})
+	}
+	prefix := "Committed"
+	if pretend {
+		prefix = "Would commit"
+	}
+	_, err := fmt.Fprintf(p.W, "%s %s: %s\n", prefix, id, details)
+	return err
+}
+
+// GroupSummary is one line of `group ls`.
+type GroupSummary struct {
+	ID         spi.GroupID
+	Size       int
+	LogicalIDs []spi.LogicalID `json:",omitempty"`
+	Instance   spi.PluginName
+	Flavor     spi.PluginName
+	ConfigHash string
+	Spec       spi.GroupSpec
+}
+
+// Summaries parses InspectGroups output.
+func Summaries(specs []spi.GroupSpec) []GroupSummary {
+	var out []GroupSummary
+	for _, s := range specs {
+		p, _ := types.Parse(s.Properties)
+		h, _ := p.InstanceHash()
+		out = append(out, GroupSummary{ID: s.ID, Size: p.TargetSize(), LogicalIDs: p.Allocation.LogicalIDs,
+			Instance: p.Instance.Plugin, Flavor: p.Flavor.Plugin, ConfigHash: h, Spec: s})
+	}
+	return out
+}
+
+// List prints the groups.
+func (p Printer) List(groups []GroupSummary) error {
+	if p.JSON {
+		if groups == nil {
+			groups = []GroupSummary{}
+		}
+		return p.json(groups)
+	}
+	tw := tabwriter.NewWriter(p.W, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSIZE\tINSTANCE\tFLAVOR\tCONFIG")
+	for _, g := range groups {
+		size := fmt.Sprint(g.Size)
+		if len(g.LogicalIDs) > 0 {
+			var l []string
+			for _, x := range g.LogicalIDs {
+				l = append(l, string(x))
+			}
+			size += " (" + strings.Join(l, ",") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.ID, size, g.Instance, g.Flavor, short(g.ConfigHash))
+	}
+	return tw.Flush()
+}
+
+// Description is the JSON form of `group describe`.
+type Description struct {
+	ID        spi.GroupID
+	Converged bool
+	Instances []spi.Description
+	Rollout   *spi.RolloutStatus `json:",omitempty"`
+}
+
+// Describe prints the members and the rollout status (status may be nil when the plugin does
+// not implement mobykit's rollout extension, e.g. a real InfraKit).
+func (p Printer) Describe(id spi.GroupID, d spi.GroupDescription, status *spi.RolloutStatus) error {
+	if p.JSON {
+		inst := d.Instances
+		if inst == nil {
+			inst = []spi.Description{}
+		}
+		return p.json(Description{ID: id, Converged: d.Converged, Instances: inst, Rollout: status})
+	}
+	tw := tabwriter.NewWriter(p.W, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "INSTANCE\tLOGICAL ID\tCONFIG\tSTATE")
+	ds := append([]spi.Description(nil), d.Instances...)
+	sort.Slice(ds, func(i, j int) bool { return ds[i].ID < ds[j].ID })
+	for _, x := range ds {
+		lid := "-"
+		if x.LogicalID != nil {
+			lid = string(*x.LogicalID)
+		}
+		hash := x.Tags[spi.ConfigHashTag]
+		state := "outdated"
+		if status == nil || hash == status.TargetHash {
+			state = "current"
+		}
+		if status == nil {
+			state = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", x.ID, lid, short(hash), state)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	conv := "converged"
+	if !d.Converged {
+		conv = "not converged"
+	}
+	fmt.Fprintf(p.W, "%d members, %s\n", len(ds), conv)
+	if status != nil {
+		fmt.Fprintln(p.W, StatusLine(*status))
+	}
+	return nil
+}
+
+// StatusLine renders a rollout status on one line, for people.
+func StatusLine(s spi.RolloutStatus) string {
+	line := fmt.Sprintf("rollout %s: %d/%d updated, %d healthy, %d outdated (target %s",
+		s.Phase, s.Updated, s.Desired, s.Healthy, s.Outdated, short(s.TargetHash))
+	if s.PreviousHash != "" {
+		line += ", from " + short(s.PreviousHash)
+	}
+	line += ")"
+	if s.Message != "" {
+		line += " - " + s.Message
+	}
+	return line
+}
+
+func short(h string) string {
+	if len(h) > 8 {
+		return h[:8]
+	}
+	return h
+}
+
+// ErrPaused is returned by Watch when the rollout pauses.
+var ErrPaused = errors.New("rollout paused")
+
+// Watch prints the rollout's progress every interval until it is idle (nil) or paused
+// (ErrPaused, with the reason), or ctx ends. A line is printed only when something changed;
+// with JSON output every change is one JSON object per line.
+func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration, w io.Writer, asJSON bool, now func() time.Time) error {
+	if now == nil {
+		now = time.Now
+	}
+	var last string
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		s, err := c.UpdateStatus(ctx, id)
+		if err != nil {
+			return err
+		}
+		line := StatusLine(s)
+		if line != last {
+			last = line
+			if asJSON {
+				b, _ := json.Marshal(s)
+				fmt.Fprintln(w, string(b))
+			} else {
+				fmt.Fprintf(w, "%s  %s\n", now().Format("15:04:05"), line)
+			}
+		}
+		switch s.Phase {
+		case "idle", "done":
+			if s.Outdated == 0 && s.Updated >= s.Desired {
+				return nil
+			}
+		case "paused":
+			return fmt.Errorf("%w: %s", ErrPaused, s.Message)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
