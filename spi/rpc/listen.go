@@ -86,9 +86,9 @@ func Alive(path string) bool {
 
 // Server is a running plugin server.
 type Server struct {
-	srv  *http.Server
-	ln   net.Listener
-	done chan error
+	srv      *http.Server
+	ln       net.Listener
+	done     chan error
 	once     sync.Once
 	closeErr error
 	// Handler is the JSON-RPC handler being served.
