@@ -115,7 +115,7 @@ func TestPausedDoesNothing(t *testing.T) {
 func TestTimeoutRollsBackOnlyWhenPossible(t *testing.T) {
 	in := Input{Size: 1, Phase: PhaseRolling, Hash: "new", CanRollback: true,
 		Strategy: types.Strategy{MaxSurge: 1, HealthyPolls: 1, HealthTimeout: time.Minute, OnFailure: types.OnFailureRollback},
-		Members: []Member{{ID: "a", Hash: "old", Checked: true, Available: true}, {ID: "b", Hash: "new", Checked: true, Age: 2 * time.Minute}}}
+		Members:  []Member{{ID: "a", Hash: "old", Checked: true, Available: true}, {ID: "b", Hash: "new", Checked: true, Age: 2 * time.Minute}}}
 	if d := Plan(in); !d.Rollback || d.Phase != PhaseRollingBack {
 		t.Fatalf("want rollback: %s", d)
 	}
