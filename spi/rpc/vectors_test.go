@@ -152,7 +152,7 @@ func (s *scripted) Provision(ctx context.Context, _ spi.Spec) (*spi.ID, error) {
 	return r.ID, err
 }
 func (s *scripted) Label(context.Context, spi.ID, map[string]string) error { return s.reply(nil) }
-func (s *scripted) Destroy(context.Context, spi.ID, spi.Context) error      { return s.reply(nil) }
+func (s *scripted) Destroy(context.Context, spi.ID, spi.Context) error     { return s.reply(nil) }
 func (s *scripted) DescribeInstances(context.Context, map[string]string, bool) ([]spi.Description, error) {
 	var r DescribeInstancesResponse
 	err := s.reply(&r)
