@@ -250,7 +250,9 @@ func (in *Instances) DescribeInstances(_ context.Context, tags map[string]string
 			}
 			props["pid"] = p.PID
 			props["state_dir"] = string(dir)
-			props["console"] = dir.Path(ConsoleFile)
+			if _, ok := props["console"]; !ok {
+				props["console"] = dir.Path(ConsoleFile)
+			}
 			props["started"] = p.Started
 			b, err := json.Marshal(props)
 			if err != nil {

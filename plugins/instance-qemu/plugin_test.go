@@ -16,8 +16,8 @@ import (
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/vm"
-	"github.com/mobykit/mobykit/vm/vmtest"
 	"github.com/mobykit/mobykit/vm/qmp"
+	"github.com/mobykit/mobykit/vm/vmtest"
 )
 
 var netModules = []string{"virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci", "failover", "net_failover", "virtio_net", "qemu_fw_cfg"}

@@ -4,22 +4,15 @@ import (
 	"fmt"
 
 	"github.com/mobykit/mobykit/metadata/fwcfg"
-	"github.com/mobykit/mobykit/metadata/iso"
 	"github.com/mobykit/mobykit/vm"
 )
 
-// DataISOFile is the metadata CD's file name in a VM's state folder.
-const DataISOFile = "metadata.iso"
-
-// MetadataCD writes userdata as a metadata CD (LinuxKit's "config" plus NoCloud's user-data
-// and meta-data, label "cidata") into the state folder and attaches it.
+// MetadataCD writes userdata as a metadata CD into the state folder (vm.WriteMetadataCD) and
+// attaches it.
 func MetadataCD(instanceID, hostname string) MetadataFunc {
 	return func(dir vm.Dir, userdata []byte) (string, []FwCfg, error) {
-		p := dir.Path(DataISOFile)
-		if err := iso.WriteFile(p, iso.Metadata(userdata, instanceID, hostname), iso.Options{}); err != nil {
-			return "", nil, fmt.Errorf("metadata CD for %s: %w", dir.Name(), err)
-		}
-		return p, nil, nil
+		p, err := vm.WriteMetadataCD(dir, userdata, instanceID, hostname)
+		return p, nil, err
 	}
 }
 

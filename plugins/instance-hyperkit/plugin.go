@@ -1,0 +1,210 @@
+package instancehyperkit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/vm"
+	"github.com/mobykit/mobykit/vm/hyperkit"
+)
+
+// Properties are the Instance Properties of a group spec. Keys match case-insensitively, so
+// both LinuxKit's spelling ("Moby", "CPUs", "Memory", "Disk") and InfraKit's ("kernel",
+// "initrd", "cmdline", "cpus", "memory", "disk_size") are accepted.
+type Properties struct {
+	// Moby is a boot prefix: PREFIX-kernel, PREFIX-initrd.img, PREFIX-cmdline.
+	Moby string `json:"moby"`
+	// Kernel, Initrd, Cmdline boot a kernel directly (Cmdline also overrides Moby's).
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd"`
+	Cmdline string `json:"cmdline"`
+	// CPUs defaults to 1, Memory (MiB) to 1024.
+	CPUs   int `json:"cpus"`
+	Memory int `json:"memory"`
+	// DiskSize (MiB), or LinuxKit's Disk, adds a raw disk; 0 means none. With a logical ID
+	// it is kept across instances (disks/<logical ID>/disk.img under the plugin root).
+	DiskSize int `json:"disk_size"`
+	Disk     int `json:"disk"`
+	// VPNKitSock is vpnkit's ethernet socket; default Docker Desktop's
+	// ~/Library/Containers/com.docker.docker/Data/vpnkit.eth.sock. "none" disables networking.
+	VPNKitSock string `json:"vpnkit_sock"`
+	// HyperKit overrides the executable (default "hyperkit" on $PATH).
+	HyperKit string `json:"hyperkit"`
+	// ShutdownTimeout is how long Destroy waits after SIGTERM (HyperKit's ACPI power button)
+	// before SIGKILL; default "10s".
+	ShutdownTimeout string `json:"shutdown_timeout"`
+}
+
+func parse(raw spi.Any) (Properties, error) {
+	var p Properties
+	if len(raw) == 0 || string(raw) == "null" {
+		return p, fmt.Errorf("instance-hyperkit: Properties are empty: need moby or kernel")
+	}
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&p); err != nil {
+		return p, fmt.Errorf("instance-hyperkit: Properties: %w", err)
+	}
+	if (p.Moby == "") == (p.Kernel == "") {
+		return p, fmt.Errorf("instance-hyperkit: Properties: give exactly one of moby and kernel")
+	}
+	if p.CPUs < 0 || p.Memory < 0 || p.DiskSize < 0 || p.Disk < 0 {
+		return p, fmt.Errorf("instance-hyperkit: Properties: cpus, memory and disk sizes must not be negative")
+	}
+	if p.DiskSize == 0 {
+		p.DiskSize = p.Disk
+	}
+	if p.ShutdownTimeout != "" {
+		if _, err := time.ParseDuration(p.ShutdownTimeout); err != nil {
+			return p, fmt.Errorf("instance-hyperkit: Properties.shutdown_timeout: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// Plugin is the HyperKit instance plugin; its methods are vm.Instances'.
+type Plugin struct {
+	*vm.Instances
+}
+
+var _ spi.Instance = (*Plugin)(nil)
+
+// New returns a plugin keeping state under root (instances/<ID>/, disks/<logical ID>/).
+// Running VMs already recorded there are adopted.
+func New(root string, log *slog.Logger) (*Plugin, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "instances"), 0o755); err != nil {
+		return nil, fmt.Errorf("instance-hyperkit: state root: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	in := &vm.Instances{Store: vm.Store{Root: filepath.Join(root, "instances")}, Backend: &backend{root: root}, Prefix: "hyperkit-", Log: log}
+	return &Plugin{Instances: in}, nil
+}
+
+type backend struct{ root string }
+
+func (b *backend) Validate(raw spi.Any) error {
+	_, err := parse(raw)
+	return err
+}
+
+func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec) (vm.Launch, error) {
+	p, err := parse(spec.Properties)
+	if err != nil {
+		return vm.Launch{}, err
+	}
+	key := string(id)
+	var lid string
+	if spec.LogicalID != nil && *spec.LogicalID != "" {
+		lid = string(*spec.LogicalID)
+		key = lid
+	}
+	cfg := hyperkit.Config{
+		Binary: p.HyperKit, CPUs: p.CPUs, MemoryMB: p.Memory,
+		Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline,
+		UUID: hyperkit.UUID(string(id)), Console: string(dir), PidFile: dir.Path("hyperkit.pid"),
+	}
+	if p.Moby != "" {
+		boot, err := vm.FindBoot(p.Moby)
+		if err != nil {
+			return vm.Launch{}, err
+		}
+		if boot.Kernel == "" {
+			return vm.Launch{}, fmt.Errorf("moby %s: HyperKit boots a kernel and initrd, not an ISO or disk image", p.Moby)
+		}
+		cfg.Kernel, cfg.Initrd = boot.Kernel, boot.Initrd
+		if cfg.Cmdline == "" {
+			cfg.Cmdline = boot.Cmdline
+		}
+	}
+	for _, f := range []string{cfg.Kernel, cfg.Initrd} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				return vm.Launch{}, fmt.Errorf("boot file: %w", err)
+			}
+		}
+	}
+	props := map[string]any{"uuid": cfg.UUID, "console": dir.Path("console-ring")}
+	if p.ShutdownTimeout != "" {
+		props[vm.ShutdownTimeoutProperty] = p.ShutdownTimeout
+	}
+	if p.DiskSize > 0 {
+		path := dir.Path(filepath.Join(vm.DisksDir, "disk.img"))
+		if lid != "" {
+			if err := vm.CheckName(lid); err != nil {
+				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
+			}
+			path = filepath.Join(b.root, "disks", lid, "disk.img")
+		}
+		if err := createRaw(path, int64(p.DiskSize)<<20); err != nil {
+			return vm.Launch{}, err
+		}
+		cfg.Disks = append(cfg.Disks, path)
+	}
+	if spec.Init != "" {
+		if cfg.DataISO, err = vm.WriteMetadataCD(dir, []byte(spec.Init), string(id), string(id)); err != nil {
+			return vm.Launch{}, err
+		}
+	}
+	switch p.VPNKitSock {
+	case "none":
+	case "":
+		home, _ := os.UserHomeDir()
+		cfg.VPNKitSock = filepath.Join(home, "Library/Containers/com.docker.docker/Data/vpnkit.eth.sock")
+	default:
+		cfg.VPNKitSock = p.VPNKitSock
+	}
+	if cfg.VPNKitSock != "" {
+		cfg.VPNKitUUID = hyperkit.UUID("vpnkit:" + key)
+		props["vpnkit_uuid"] = cfg.VPNKitUUID
+		if ip := net.ParseIP(lid); ip != nil && ip.To4() != nil {
+			cfg.PreferredIPv4 = ip.To4().String()
+			props["address"] = cfg.PreferredIPv4
+		}
+	}
+	cfg.Cmdline += " mobykit.instance=" + string(id)
+	argv, err := cfg.Args()
+	if err != nil {
+		return vm.Launch{}, err
+	}
+	return vm.Launch{Argv: argv, Properties: props}, nil
+}
+
+// createRaw creates a sparse raw disk of size bytes unless path exists.
+func createRaw(path string, size int64) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("create disk %s: %w", path, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("size disk %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// Shutdown sends SIGTERM, which HyperKit turns into an ACPI power-button press.
+func (b *backend) Shutdown(_ context.Context, _ vm.Dir, p *vm.Process) error {
+	return p.Signal(syscall.SIGTERM)
+}
+
+func (b *backend) Release(vm.Dir) error { return nil }

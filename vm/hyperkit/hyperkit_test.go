@@ -1,0 +1,67 @@
+package hyperkit
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func TestArgsGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"vpnkit-disk-data", Config{CPUs: 2, MemoryMB: 512, Kernel: "/i/k", Initrd: "/i/initrd.img", Cmdline: "console=ttyS0",
+			Disks: []string{"/s/disk.img"}, DataISO: "/s/metadata.iso", VPNKitSock: "/v/eth.sock",
+			VPNKitUUID: UUID("10.0.0.2"), PreferredIPv4: "192.168.65.20", UUID: UUID("vm"), Console: "/s", PidFile: "/s/hyperkit.pid"}},
+		{"minimal-stdio", Config{Kernel: "/i/k"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := tc.cfg.Args()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(a, "\n") + "\n"
+			golden := filepath.Join("testdata", tc.name+".args")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				os.WriteFile(golden, []byte(got), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update)", err)
+			}
+			if got != string(want) {
+				t.Fatalf("args differ from %s:\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func TestArgsErrors(t *testing.T) {
+	for name, c := range map[string]Config{
+		"no kernel":         {},
+		"comma in kernel":   {Kernel: "/a,b"},
+		"comma in disk":     {Kernel: "/k", Disks: []string{"/d,1"}},
+		"ip without vpnkit": {Kernel: "/k", PreferredIPv4: "10.0.0.1"},
+		"bad ip":            {Kernel: "/k", VPNKitSock: "/s", PreferredIPv4: "fd00::1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := c.Args(); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+func TestUUID(t *testing.T) {
+	u := UUID("a")
+	if u != UUID("a") || u == UUID("b") || !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(u) {
+		t.Fatalf("UUID %q", u)
+	}
+}
