@@ -101,6 +101,11 @@ func scenarios() []scenario {
 				0: {commit(spec("managers", 0, []string{"a", "b", "c"}, "v1", false, ""))},
 				2: {commit(spec("managers", 0, []string{"a", "b", "c"}, "v2", false, ""))}},
 			final: "idle v2 v1 v2"},
+		// Old members whose health can no longer be judged are replaced within Cluster API's
+		// cleanup bound, not all at once.
+		scenario{name: "old-members-unknown", id: "workers", steps: 20, boot: 1,
+			at:    map[int][]event{0: {commit(w(4, "flaky1", ""))}, 8: {commit(w(4, "v2", ""))}},
+			final: "idle v2 v2 v2 v2"},
 		scenario{name: "adopt-bootstrap", id: "boot", steps: 3, boot: 0,
 			setup: func(c *fake.Cloud) {
 				c.Add("manual-1", spi.Spec{Tags: map[string]string{spi.GroupTag: "boot", spi.ConfigHashTag: spi.BootstrapHash}})

@@ -258,11 +258,18 @@ func planScaled(in Input) Decision {
 	maxTotal := n + in.Strategy.MaxSurge
 	budget := available - minAvailable
 
+	// Outdated members that are unavailable anyway go first, as far as Cluster API's cleanup
+	// bound allows (total - minAvailable - new unavailable): a flavor that cannot judge old
+	// members must not get them all destroyed at once.
+	cleanup := total - minAvailable - (len(news) - newAvailable)
 	destroyOrder(replaceable, true)
-	// Old members beyond what the new ones and the surge leave room for.
 	for _, m := range replaceable {
 		switch {
 		case !m.Available:
+			if cleanup <= 0 {
+				continue
+			}
+			cleanup--
 			d.Destroy = append(d.Destroy, Destroy{ID: m.ID, Reason: spi.ReasonRollingUpdate, Why: "outdated and unavailable"})
 		case budget > 0:
 			budget--

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mobykit/mobykit/group/cli"
+	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/spi/rpc"
+)
+
+// `mobykit group ...`: a thin client of the group plugin (mobykit's controller, or InfraKit's)
+// over its socket. The logic and rendering live in group/cli.
+func init() {
+	var name, output string
+	var interval time.Duration
+	g := &cobra.Command{Use: "group", Short: "Commit, inspect and roll groups of machines through the group plugin"}
+	g.PersistentFlags().StringVar(&name, "name", "group", "name of the group plugin (its socket in the plugin directory)")
+	g.PersistentFlags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	g.PersistentFlags().DurationVar(&interval, "interval", 2*time.Second, "how often --wait/--watch poll the rollout status")
+
+	setup := func(cmd *cobra.Command) (cli.Client, cli.Printer, context.Context, context.CancelFunc, error) {
+		p := cli.Printer{W: cmd.OutOrStdout()}
+		switch output {
+		case "text":
+		case "json":
+			p.JSON = true
+		default:
+			return nil, p, nil, nil, fmt.Errorf("--output %q: want text or json", output)
+		}
+		addr, err := groupAddress(name)
+		if err != nil {
+			return nil, p, nil, nil, err
+		}
+		ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt)
+		return rpc.NewGroupClient(addr, name), p, ctx, cancel, nil
+	}
+	watch := func(ctx context.Context, c cli.Client, id spi.GroupID, cmd *cobra.Command) error {
+		return cli.Watch(ctx, c, id, interval, cmd.OutOrStdout(), output == "json", nil)
+	}
+
+	var pretend, wait bool
+	commit := &cobra.Command{
+		Use: "commit FILE", Short: "Commit a group spec (InfraKit format, JSON or YAML; - for stdin)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := cli.ReadSpec(args[0], cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			c, p, ctx, cancel, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			details, err := c.CommitGroup(ctx, spec, pretend)
+			if err != nil {
+				return fmt.Errorf("commit group %s: %w", spec.ID, err)
+			}
+			if err := p.Commit(spec.ID, details, pretend); err != nil {
+				return err
+			}
+			if wait && !pretend {
+				return watch(ctx, c, spec.ID, cmd)
+			}
+			return nil
+		},
+	}
+	commit.Flags().BoolVar(&pretend, "pretend", false, "only say what the commit would do")
+	commit.Flags().BoolVar(&wait, "wait", false, "show the rollout's progress until it is done (non-zero exit if it pauses)")
+
+	var watchFlag bool
+	describe := &cobra.Command{
+		Use: "describe ID", Short: "Show a group's members and rollout status", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, ctx, cancel, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			id := spi.GroupID(args[0])
+			d, err := c.DescribeGroup(ctx, id)
+			if err != nil {
+				return fmt.Errorf("describe group %s: %w", id, err)
+			}
+			var status *spi.RolloutStatus
+			if st, err := c.UpdateStatus(ctx, id); err == nil { // InfraKit's plugin has no rollout status
+				status = &st
+			}
+			if err := p.Describe(id, d, status); err != nil {
+				return err
+			}
+			if watchFlag {
+				return watch(ctx, c, id, cmd)
+			}
+			return nil
+		},
+	}
+	describe.Flags().BoolVarP(&watchFlag, "watch", "w", false, "then follow the rollout until it is done or paused")
+
+	ls := &cobra.Command{
+		Use: "ls", Short: "List the committed groups", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, p, ctx, cancel, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			specs, err := c.InspectGroups(ctx)
+			if err != nil {
+				return fmt.Errorf("list groups: %w", err)
+			}
+			return p.List(cli.Summaries(specs))
+		},
+	}
+
+	scale := &cobra.Command{
+		Use: "scale ID N", Short: "Set a scaled group's size", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if err != nil {
+				return fmt.Errorf("size %q: not a number", args[1])
+			}
+			c, p, ctx, cancel, err := setup(cmd)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			id := spi.GroupID(args[0])
+			if err := c.SetSize(ctx, id, n); err != nil {
+				return fmt.Errorf("scale group %s to %d: %w", id, n, err)
+			}
+			return p.Message(id, fmt.Sprintf("Group %s scaled to %d", id, n))
+		},
+	}
+
+	simple := func(use, short, done string, f func(cli.Client, context.Context, spi.GroupID) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, p, ctx, cancel, err := setup(cmd)
+				if err != nil {
+					return err
+				}
+				defer cancel()
+				id := spi.GroupID(args[0])
+				if err := f(c, ctx, id); err != nil {
+					return fmt.Errorf("%s group %s: %w", use, id, err)
+				}
+				return p.Message(id, fmt.Sprintf(done, id))
+			},
+		}
+	}
+	g.AddCommand(commit, describe, ls, scale,
+		simple("destroy", "Drain and destroy every member, and forget the group", "Destroy %s initiated", cli.Client.DestroyGroup),
+		simple("free", "Stop managing the group; its members are left running", "Freed %s", cli.Client.FreeGroup),
+		simple("pause", "Pause the group's rollout", "Rollout of %s paused", cli.Client.PauseUpdate),
+		simple("resume", "Resume the group's paused rollout", "Rollout of %s resumed", cli.Client.ResumeUpdate),
+		simple("rollback", "Roll the group back to its previous spec", "Rolling %s back", cli.Client.RollbackUpdate),
+	)
+	addCommand(g)
+}
+
+// groupAddress finds the group plugin's socket. TODO(group): switch to spi/discovery once the
+// rpc helper's package lands; until then the directory rule of PROTOCOL.md §4 is applied here.
+func groupAddress(name string) (string, error) {
+	lookup, _ := spi.PluginName(name).Split()
+	dir := os.Getenv("INFRAKIT_PLUGINS_DIR")
+	if dir == "" {
+		home := os.Getenv("INFRAKIT_HOME")
+		if home == "" {
+			h, err := os.UserHomeDir()
+			if err != nil {
+				return "", fmt.Errorf("plugin directory: %w", err)
+			}
+			home = h + "/.infrakit"
+		}
+		dir = home + "/plugins"
+	}
+	path := dir + "/" + lookup
+	if b, err := os.ReadFile(path + ".listen"); err == nil {
+		return string(b), nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("group plugin %q: no socket at %s (is `mobykit plugin start group` running?)", name, path)
+	}
+	return path, nil
+}
