@@ -1,0 +1,285 @@
+package sysinit
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layout folders, relative to the root.
+const (
+	OnbootDir     = "containers/onboot"
+	ServicesDir   = "containers/services"
+	OnshutdownDir = "containers/onshutdown"
+)
+
+// System runs the containers of a root filesystem laid out by the assembler.
+type System struct {
+	Root    string // "/" in the VM
+	Runc    string // runc binary
+	Console *Console
+	Reaper  *Reaper
+	// NoPivot runs containers with runc --no-pivot (when / could not leave the initramfs).
+	NoPivot bool
+	// Backoff bounds service restarts: the first restart waits Backoff.Min, each quick exit
+	// doubles the wait up to Backoff.Max; a service that ran longer than Backoff.Max starts over.
+	Backoff struct{ Min, Max time.Duration }
+
+	mu       sync.Mutex
+	services map[string]*service
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+// FindRunc returns the first runc found in the usual places under root.
+func FindRunc(root string) (string, error) {
+	for _, p := range []string{"usr/bin/runc", "usr/sbin/runc", "bin/runc", "sbin/runc", "usr/local/bin/runc"} {
+		if st, err := os.Stat(filepath.Join(root, p)); err == nil && st.Mode().IsRegular() {
+			return "/" + p, nil
+		}
+	}
+	return "", errors.New("no runc in /usr/bin, /usr/sbin, /bin or /sbin (add mobykit/runc to init:)")
+}
+
+// bundles lists the container folders of dir, sorted by name.
+func (s *System) bundles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.Root, dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func (s *System) env() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+}
+
+// quiet runs runc with its output discarded.
+func (s *System) quiet(args ...string) {
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer devnull.Close()
+	s.runc(devnull, devnull, args...)
+}
+
+func (s *System) runc(stdout, stderr *os.File, args ...string) (unix.WaitStatus, error) {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 0, err
+	}
+	defer devnull.Close()
+	return s.Reaper.Run(append([]string{s.Runc}, args...), s.env(), devnull, stdout, stderr)
+}
+
+// start prepares and starts the container in bundle, with its output on out, and returns the
+// pid of its process and a channel that gets its exit status.
+// The filesystem is prepared once: *prepared records it (a restarted service skips it).
+func (s *System) start(kind, name, bundle string, out *os.File, prepared *bool) (int, <-chan unix.WaitStatus, error) {
+	rt, err := ReadRuntime(bundle)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !*prepared {
+		if err := PrepareFilesystem(bundle, rt); err != nil {
+			return 0, nil, err
+		}
+		*prepared = true
+	}
+	pidFile := filepath.Join("/run", "mobykit-init", kind+"-"+name+".pid")
+	os.MkdirAll(filepath.Dir(pidFile), 0o755)
+	os.Remove(pidFile)
+	create := []string{"create", "--bundle", bundle, "--pid-file", pidFile}
+	if s.NoPivot {
+		create = append(create, "--no-pivot")
+	}
+	ws, err := s.runc(out, out, append(create, name)...)
+	if err != nil {
+		return 0, nil, fmt.Errorf("runc create: %w", err)
+	}
+	if ws.ExitStatus() != 0 || !ws.Exited() {
+		return 0, nil, fmt.Errorf("runc create failed (%s); see its message above", describe(ws))
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, nil, fmt.Errorf("runc create: pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, nil, fmt.Errorf("runc create: pid file %q: %w", data, err)
+	}
+	exited := s.Reaper.Watch(pid)
+	if err := PrepareProcess(pid, rt); err != nil {
+		s.runc(out, out, "delete", "--force", name)
+		return 0, nil, err
+	}
+	ws, err = s.runc(out, out, "start", name)
+	if err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
+		s.runc(out, out, "delete", "--force", name)
+		if err == nil {
+			err = fmt.Errorf("runc start failed (%s)", describe(ws))
+		}
+		return 0, nil, err
+	}
+	return pid, exited, nil
+}
+
+// RunOnce runs each container of dir (onboot or onshutdown) in order, to completion, with its
+// output on the console. Failures are reported and do not stop the others.
+func (s *System) RunOnce(dir string) error {
+	names, err := s.bundles(dir)
+	if err != nil {
+		return err
+	}
+	kind := filepath.Base(dir)
+	var errs []error
+	for _, name := range names {
+		bundle := filepath.Join(s.Root, dir, name)
+		start := time.Now()
+		prepared := false
+		_, exited, err := s.start(kind, name, bundle, os.Stdout, &prepared)
+		if err != nil {
+			s.Console.Printf("%s %s failed to start: %v", kind, name, err)
+			errs = append(errs, fmt.Errorf("%s %s: %w", kind, name, err))
+			Cleanup(bundle)
+			continue
+		}
+		ws := <-exited
+		s.quiet("delete", "--force", name)
+		Cleanup(bundle)
+		if !ws.Exited() || ws.ExitStatus() != 0 {
+			s.Console.Printf("%s %s failed: %s", kind, name, describe(ws))
+			errs = append(errs, fmt.Errorf("%s %s: %s", kind, name, describe(ws)))
+			continue
+		}
+		s.Console.Printf("%s %s done in %s", kind, name, time.Since(start).Round(time.Millisecond))
+	}
+	return errors.Join(errs...)
+}
+
+type service struct {
+	name, bundle string
+	pid          int
+	prepared     bool
+	exited       <-chan unix.WaitStatus
+	stop         chan struct{}
+	done         chan struct{}
+}
+
+// StartServices starts every service and keeps each running: when one exits it is started
+// again after a backoff, with the reason on the console. Output goes to /var/log/NAME.log and
+// to the console.
+func (s *System) StartServices() error {
+	names, err := s.bundles(ServicesDir)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.services == nil {
+		s.services = map[string]*service{}
+	}
+	for _, name := range names {
+		svc := &service{name: name, bundle: filepath.Join(s.Root, ServicesDir, name), stop: make(chan struct{}), done: make(chan struct{})}
+		s.services[name] = svc
+		go s.supervise(svc)
+	}
+	return nil
+}
+
+func (s *System) supervise(svc *service) {
+	defer close(svc.done)
+	wait := s.Backoff.Min
+	for {
+		out, copied, err := s.Console.logPipe(svc.name, filepath.Join(s.Root, "var/log", svc.name+".log"))
+		if err != nil {
+			s.Console.Printf("service %s: log: %v", svc.name, err)
+			out, copied = os.Stdout, nil
+		}
+		started := time.Now()
+		pid, exited, err := s.start("service", svc.name, svc.bundle, out, &svc.prepared)
+		if out != os.Stdout {
+			out.Close()
+		}
+		var reason string
+		if err != nil {
+			reason = "failed to start: " + err.Error()
+		} else {
+			s.mu.Lock()
+			svc.pid = pid
+			s.mu.Unlock()
+			s.Console.Printf("service %s started (pid %d)", svc.name, pid)
+			ws := <-exited
+			s.quiet("delete", "--force", svc.name)
+			reason = "exited: " + describe(ws)
+		}
+		if copied != nil {
+			select {
+			case <-copied:
+			case <-time.After(time.Second):
+			}
+		}
+		select {
+		case <-svc.stop:
+			s.Console.Printf("service %s stopped", svc.name)
+			return
+		default:
+		}
+		if time.Since(started) > s.Backoff.Max {
+			wait = s.Backoff.Min
+		}
+		s.Console.Printf("service %s %s; restarting in %s", svc.name, reason, wait)
+		select {
+		case <-svc.stop:
+			s.Console.Printf("service %s stopped", svc.name)
+			return
+		case <-time.After(wait):
+		}
+		wait *= 2
+		if wait > s.Backoff.Max {
+			wait = s.Backoff.Max
+		}
+	}
+}
+
+// StopServices asks every service to stop (SIGTERM through runc kill), and kills those still
+// running after grace.
+func (s *System) StopServices(grace time.Duration) {
+	s.mu.Lock()
+	svcs := make([]*service, 0, len(s.services))
+	for _, svc := range s.services {
+		close(svc.stop)
+		svcs = append(svcs, svc)
+	}
+	s.mu.Unlock()
+	for _, svc := range svcs {
+		s.quiet("kill", svc.name, "TERM")
+	}
+	deadline := time.Now().Add(grace)
+	for _, svc := range svcs {
+		select {
+		case <-svc.done:
+		case <-time.After(time.Until(deadline)):
+			s.Console.Printf("service %s did not stop within %s; killing it", svc.name, grace)
+			s.quiet("kill", svc.name, "KILL")
+			<-svc.done
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package sysinit
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main is PID 1: boot, run the containers, wait for a shutdown request, shut down. It never
+// returns.
+func Main(args []string) {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "mobykit init: must run as PID 1")
+		os.Exit(1)
+	}
+	noPivot := false
+	if NeedsSwitchRoot(args) {
+		err := SwitchRoot(args[0])
+		// only returns on failure: carry on in the initramfs, runc then cannot pivot_root.
+		fmt.Fprintf(os.Stdout, "mobykit init: moving the root to a tmpfs failed, containers will run without pivot_root: %v\n", err)
+		noPivot = true
+	}
+	mountErr := EarlyMounts()
+	reopenConsole()
+	con := NewConsole(os.Stdout)
+	var u unix.Utsname
+	unix.Uname(&u)
+	con.Printf("init started (kernel %s, uptime %s)", unix.ByteSliceToString(u.Release[:]), uptime())
+	if mountErr != nil {
+		con.Printf("mounts: %v", mountErr)
+	}
+	setHostname(con)
+	if err := linkUp("lo"); err != nil {
+		con.Printf("lo: %v", err)
+	}
+	start := time.Now()
+	n, err := LoadModules("/")
+	if err != nil {
+		con.Printf("modules: %v", err)
+	}
+	if n > 0 {
+		con.Printf("loaded %d kernel modules in %s", n, time.Since(start).Round(time.Millisecond))
+	}
+	reaper := NewReaper()
+	requests := ShutdownRequests(con)
+
+	sys := &System{Root: "/", Console: con, Reaper: reaper, NoPivot: noPivot}
+	sys.Backoff.Min, sys.Backoff.Max = time.Second, 30*time.Second
+	runc, err := FindRunc("/")
+	if err != nil {
+		con.Printf("%v", err)
+	}
+	sys.Runc = runc
+	booted := make(chan struct{})
+	go func() {
+		defer close(booted)
+		if runc == "" {
+			return
+		}
+		sys.RunOnce(OnbootDir)
+		if err := sys.StartServices(); err != nil {
+			con.Printf("services: %v", err)
+		}
+		con.Printf("boot complete (uptime %s)", uptime())
+	}()
+
+	req := <-requests
+	con.Printf("%s requested (%s)", req.Action, req.Cause)
+	select {
+	case <-booted:
+	case <-time.After(10 * time.Second):
+		con.Printf("boot still running; shutting down anyway")
+	}
+	if runc != "" {
+		sys.StopServices(10 * time.Second)
+		sys.RunOnce(OnshutdownDir)
+	}
+	KillAll(unix.SIGTERM)
+	waitForChildren(2 * time.Second)
+	KillAll(unix.SIGKILL)
+	unix.Sync()
+	con.Printf("%s now (uptime %s)", req.Action, uptime())
+	unix.Reboot(req.Action.RebootCmd())
+	// reboot(2) only returns on failure
+	con.Printf("reboot(2) failed; halting here")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// reopenConsole points stdin, stdout and stderr at /dev/console (the initramfs may have had
+// no /dev/console when the kernel started init).
+func reopenConsole() {
+	f, err := os.OpenFile("/dev/console", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return
+	}
+	for fd := 0; fd < 3; fd++ {
+		unix.Dup3(int(f.Fd()), fd, 0)
+	}
+	f.Close()
+}
+
+// setHostname sets the hostname from /etc/hostname, if there is one.
+func setHostname(con *Console) {
+	data, err := os.ReadFile("/etc/hostname")
+	if err != nil {
+		return
+	}
+	name := strings.TrimSpace(string(data))
+	if name == "" {
+		return
+	}
+	if err := unix.Sethostname([]byte(name)); err != nil {
+		con.Printf("hostname %s: %v", name, err)
+	}
+}
+
+func uptime() string {
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0] + "s"
+}
+
+// waitForChildren waits until no process but init is left, or d passes.
+func waitForChildren(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return
+		}
+		others := false
+		for _, e := range ents {
+			if pid := e.Name(); pid != "1" && pid[0] >= '0' && pid[0] <= '9' {
+				if st, err := os.ReadFile("/proc/" + pid + "/stat"); err == nil && !isKernelThread(string(st)) {
+					others = true
+					break
+				}
+			}
+		}
+		if !others {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// isKernelThread tells kernel threads (children of kthreadd, pid 2) from processes.
+func isKernelThread(stat string) bool {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(stat[i+1:])
+	return len(f) > 1 && (f[1] == "2" || f[1] == "0")
+}

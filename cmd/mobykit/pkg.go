@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mobykit/mobykit/assembler/image"
+	"github.com/mobykit/mobykit/pkgbuild"
+)
+
+func init() {
+	var (
+		cacheDir string
+		workDir  string
+		arch     string
+		force    bool
+	)
+	pkg := &cobra.Command{
+		Use:   "pkg",
+		Short: "Build mobykit's system images (images/NAME/build.yml) into the local image cache",
+	}
+	build := &cobra.Command{
+		Use:   "build DIR...",
+		Short: "Build the images whose recipes are DIR/build.yml; prints ORG/NAME:TAG of each",
+		Long: `Build each recipe into the local OCI-layout cache (the one mobykit build reads), tagged
+ORG/NAME:HASH (a hash of the recipe and its inputs) and ORG/NAME:latest. An image whose tag the
+cache already holds is not rebuilt.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := image.OpenCache(cacheDir)
+			if err != nil {
+				return err
+			}
+			b := &pkgbuild.Builder{Cache: c, WorkDir: workDir, Arch: arch, Force: force, Log: slog.Default()}
+			for _, dir := range args {
+				r, err := pkgbuild.LoadRecipe(dir)
+				if err != nil {
+					return err
+				}
+				res, err := b.Build(cmd.Context(), r)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
+			}
+			return nil
+		},
+	}
+	showTag := &cobra.Command{
+		Use:   "show-tag DIR...",
+		Short: "Print the ORG/NAME:TAG each recipe would build, without building",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b := &pkgbuild.Builder{WorkDir: workDir, Arch: arch, Log: slog.Default()}
+			for _, dir := range args {
+				r, err := pkgbuild.LoadRecipe(dir)
+				if err != nil {
+					return err
+				}
+				tag, err := b.Tag(cmd.Context(), r)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), r.Repo()+":"+tag)
+			}
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{build, showTag} {
+		c.Flags().StringVar(&workDir, "work-dir", pkgbuild.DefaultWorkDir(), "where downloaded packages and scratch modules are kept ($MOBYKIT_PKG_CACHE)")
+		c.Flags().StringVar(&arch, "arch", "amd64", "target architecture")
+	}
+	build.Flags().StringVar(&cacheDir, "cache", image.DefaultCacheDir(), "image cache folder ($MOBYKIT_CACHE)")
+	build.Flags().BoolVar(&force, "force", false, "rebuild even when the cache holds the tag")
+	pkg.AddCommand(build, showTag)
+	addCommand(pkg)
+}

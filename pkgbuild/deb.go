@@ -1,0 +1,273 @@
+package pkgbuild
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// debInfo identifies a Debian package file as apt would download it.
+type debInfo struct {
+	Package  string
+	Filename string // e.g. busybox-static_1%3a1.35.0-4_amd64.deb
+	SHA256   string
+}
+
+// resolveDeb asks apt which file `apt-get download pkg` would fetch, without fetching it.
+func resolveDeb(ctx context.Context, pkg string) (debInfo, error) {
+	out, err := exec.CommandContext(ctx, "apt-get", "download", "--print-uris", pkg).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return debInfo{}, fmt.Errorf("apt-get download --print-uris %s: %w: %s (run apt-get update?)", pkg, err, bytes.TrimSpace(ee.Stderr))
+		}
+		return debInfo{}, fmt.Errorf("apt-get download --print-uris %s: %w", pkg, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 4 && strings.HasPrefix(f[3], "SHA256:") {
+			return debInfo{Package: pkg, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}, nil
+		}
+	}
+	return debInfo{}, fmt.Errorf("apt-get download --print-uris %s: no SHA256 in %q", pkg, out)
+}
+
+// fetchDeb returns the path of the package file in cacheDir, downloading it with apt-get
+// download when absent and checking its SHA256.
+func fetchDeb(ctx context.Context, cacheDir string, d debInfo) (string, error) {
+	dst := filepath.Join(cacheDir, "debs", d.SHA256+".deb")
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	tmp, err := os.MkdirTemp(cacheDir, "apt-")
+	if err != nil {
+		return "", fmt.Errorf("fetch %s: %w", d.Package, err)
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.CommandContext(ctx, "apt-get", "download", d.Package)
+	cmd.Dir = tmp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get download %s: %w\n%s", d.Package, err, out)
+	}
+	got := filepath.Join(tmp, d.Filename)
+	if _, err := os.Stat(got); err != nil {
+		m, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+		if len(m) != 1 {
+			return "", fmt.Errorf("apt-get download %s: expected %s, found %v", d.Package, d.Filename, m)
+		}
+		got = m[0]
+	}
+	sum, err := fileSHA256(got)
+	if err != nil {
+		return "", err
+	}
+	if sum != d.SHA256 {
+		return "", fmt.Errorf("apt-get download %s: %s has sha256 %s, apt said %s", d.Package, filepath.Base(got), sum, d.SHA256)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(got, dst); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", d.Package, err)
+	}
+	return dst, nil
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// DebFile is one entry of a Debian package's data archive.
+type DebFile struct {
+	Path     string // clean, relative, no leading slash
+	Type     byte   // tar.TypeReg, TypeDir, TypeSymlink
+	Mode     os.FileMode
+	Data     []byte
+	Linkname string
+}
+
+// ReadDeb reads the data archive of a .deb (ar of debian-binary, control.tar.*, data.tar.*),
+// resolving hard links to copies. keep, when not nil, selects the regular files whose contents
+// are read (others are listed without data).
+func ReadDeb(r io.Reader, keep func(path string) bool) ([]DebFile, error) {
+	br := bufio.NewReader(r)
+	magic := make([]byte, 8)
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != "!<arch>\n" {
+		return nil, errors.New("not a Debian package (no ar magic)")
+	}
+	for {
+		hdr := make([]byte, 60)
+		if _, err := io.ReadFull(br, hdr); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, errors.New("no data.tar member")
+			}
+			return nil, fmt.Errorf("ar header: %w", err)
+		}
+		name := strings.TrimRight(strings.TrimSpace(string(hdr[0:16])), "/")
+		size, err := strconv.ParseInt(strings.TrimSpace(string(hdr[48:58])), 10, 64)
+		if err != nil || size < 0 {
+			return nil, fmt.Errorf("ar member %q: bad size", name)
+		}
+		body := io.LimitReader(br, size)
+		if strings.HasPrefix(name, "data.tar") {
+			var tr io.Reader
+			switch path.Ext(name) {
+			case ".xz":
+				x, err := xz.NewReader(body)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				tr = x
+			case ".zst":
+				z, err := zstd.NewReader(body)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				defer z.Close()
+				tr = z
+			case ".gz":
+				g, err := gzip.NewReader(body)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				tr = g
+			case ".tar":
+				tr = body
+			default:
+				return nil, fmt.Errorf("%s: unknown compression", name)
+			}
+			return readDataTar(tr, keep)
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return nil, fmt.Errorf("ar member %q: %w", name, err)
+		}
+		if size%2 == 1 {
+			if _, err := br.Discard(1); err != nil {
+				return nil, fmt.Errorf("ar member %q: %w", name, err)
+			}
+		}
+	}
+}
+
+func readDataTar(r io.Reader, keep func(string) bool) ([]DebFile, error) {
+	tr := tar.NewReader(r)
+	var out []DebFile
+	regular := map[string]int{}
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("data.tar: %w", err)
+		}
+		p := path.Clean(strings.TrimPrefix(path.Clean("/"+h.Name), "/"))
+		if p == "." || p == "" {
+			continue
+		}
+		if !path.IsAbs("/"+p) || strings.HasPrefix(p, "..") {
+			return nil, fmt.Errorf("data.tar: entry %q escapes the package root", h.Name)
+		}
+		f := DebFile{Path: p, Mode: os.FileMode(h.Mode).Perm()}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			f.Type = tar.TypeDir
+		case tar.TypeReg:
+			f.Type = tar.TypeReg
+			if keep != nil && !keep(p) {
+				break
+			}
+			if f.Data, err = io.ReadAll(tr); err != nil {
+				return nil, fmt.Errorf("data.tar %s: %w", p, err)
+			}
+			regular[p] = len(out)
+		case tar.TypeSymlink:
+			f.Type = tar.TypeSymlink
+			f.Linkname = h.Linkname
+		case tar.TypeLink:
+			target := path.Clean(strings.TrimPrefix(path.Clean("/"+h.Linkname), "/"))
+			i, ok := regular[target]
+			if !ok {
+				return nil, fmt.Errorf("data.tar: hard link %s to unknown %s", p, h.Linkname)
+			}
+			f.Type = tar.TypeReg
+			f.Data = out[i].Data
+			f.Mode = out[i].Mode
+			regular[p] = len(out)
+		default:
+			continue // devices, fifos: not expected in packages we use
+		}
+		out = append(out, f)
+	}
+}
+
+// addDeb unpacks files of a package into t: all of them, or those selected by extract
+// (exact paths, or folder prefixes ending in "/" mapped to a folder).
+func addDeb(t *Tree, files []DebFile, extract map[string]string, pkg string) error {
+	used := map[string]bool{}
+	for _, f := range files {
+		dst := ""
+		if len(extract) == 0 {
+			dst = "/" + f.Path
+		} else {
+			for from, to := range extract {
+				from = strings.TrimPrefix(from, "/")
+				if strings.HasSuffix(from, "/") {
+					if rest, ok := strings.CutPrefix(f.Path, strings.TrimSuffix(from, "/")); ok && (rest == "" || strings.HasPrefix(rest, "/")) {
+						dst = to + rest
+						used[from] = true
+					}
+				} else if f.Path == from {
+					dst = to
+					used[from] = true
+				}
+			}
+			if dst == "" {
+				continue
+			}
+		}
+		var err error
+		switch f.Type {
+		case tar.TypeDir:
+			err = t.Dir(dst, f.Mode)
+		case tar.TypeReg:
+			err = t.File(dst, f.Mode, f.Data)
+		case tar.TypeSymlink:
+			err = t.Symlink(dst, f.Linkname)
+		}
+		if err != nil {
+			return fmt.Errorf("debian package %s: %s: %w", pkg, f.Path, err)
+		}
+	}
+	for from := range extract {
+		if !used[strings.TrimPrefix(from, "/")] {
+			return fmt.Errorf("debian package %s: extract: %q is not in the package", pkg, from)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package pkgbuild
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/mobykit/mobykit/assembler/spec"
+)
+
+// RecipeFile is the name of the recipe inside an image folder.
+const RecipeFile = "build.yml"
+
+// DefaultOrg is the repository prefix of image references when a recipe names none.
+const DefaultOrg = "mobykit"
+
+// Recipe is one images/NAME/build.yml.
+type Recipe struct {
+	// Name is the image name; the reference is Org/Name:TAG. Default: the folder name.
+	Name string `yaml:"name"`
+	// Org is the repository prefix; default "mobykit".
+	Org string `yaml:"org"`
+	// Go lists programs of this repository, built static (CGO_ENABLED=0, -trimpath).
+	Go []GoProgram `yaml:"go"`
+	// GoModules lists programs fetched from the Go module proxy and built there.
+	GoModules []GoModule `yaml:"gomodules"`
+	// Debian lists Debian packages fetched with apt-get download and unpacked.
+	Debian []DebianPackage `yaml:"debian"`
+	// Kernel, when set, makes this a kernel image: /kernel, /kernel.tar.
+	Kernel *KernelSource `yaml:"kernel"`
+	// Files are plain files, directories and symlinks added last (they win).
+	Files []File `yaml:"files"`
+	// Config is the image config.
+	Config ImageConfig `yaml:"config"`
+	// Label is the org.mobyproject.config label: LinuxKit per-image defaults (capabilities,
+	// binds, net, …), with the same keys as a spec's image entry. Checked against the spec schema.
+	Label map[string]any `yaml:"label"`
+
+	// Dir is the folder holding the recipe (set by LoadRecipe).
+	Dir string `yaml:"-"`
+	// raw is the recipe file's bytes, part of the input hash.
+	raw []byte
+}
+
+// GoProgram is a main package of the enclosing module.
+type GoProgram struct {
+	// Package is the import path or a path relative to the module root ("./cmd/init").
+	Package string `yaml:"package"`
+	// Path is where the binary goes in the image.
+	Path string `yaml:"path"`
+}
+
+// GoModule is a main package from the module proxy, built in a scratch module.
+type GoModule struct {
+	// Module is module@version, e.g. github.com/opencontainers/runc@v1.4.0.
+	Module string `yaml:"module"`
+	// Package is the main package to build; default the module path.
+	Package string `yaml:"package"`
+	// Path is where the binary goes in the image.
+	Path string `yaml:"path"`
+	// Cgo builds with CGO_ENABLED=1 and links statically (-extldflags -static).
+	Cgo bool `yaml:"cgo"`
+	// Tags are build tags.
+	Tags []string `yaml:"tags"`
+}
+
+// DebianPackage is a package from the Debian archive.
+type DebianPackage struct {
+	// Package is the package name (the candidate version apt knows is used and recorded).
+	Package string `yaml:"package"`
+	// Extract maps paths inside the package to paths in the image. Empty: the whole package.
+	Extract map[string]string `yaml:"extract"`
+}
+
+// KernelSource selects a Debian kernel package and the modules kept in kernel.tar.
+type KernelSource struct {
+	// Package is the kernel package or a meta-package that depends on one
+	// (linux-image-cloud-amd64).
+	Package string `yaml:"package"`
+	// Modules are module names (without .ko); their dependencies are added.
+	Modules []string `yaml:"modules"`
+	// SystemMap adds /System.map.
+	SystemMap bool `yaml:"systemMap"`
+}
+
+// File is a plain file, directory or symlink.
+type File struct {
+	Path      string `yaml:"path"`
+	Contents  string `yaml:"contents"`
+	Source    string `yaml:"source"`
+	Symlink   string `yaml:"symlink"`
+	Directory bool   `yaml:"directory"`
+	// Mode is octal; default 0644 for files (0755 when the source is executable), 0755 for dirs.
+	Mode string `yaml:"mode"`
+}
+
+// ImageConfig is the subset of the OCI image config a recipe sets.
+type ImageConfig struct {
+	Entrypoint []string `yaml:"entrypoint"`
+	Cmd        []string `yaml:"cmd"`
+	Env        []string `yaml:"env"`
+	WorkingDir string   `yaml:"workingDir"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
+
+// LoadRecipe reads dir/build.yml strictly.
+func LoadRecipe(dir string) (*Recipe, error) {
+	file := filepath.Join(dir, RecipeFile)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read recipe: %w", err)
+	}
+	r, err := ParseRecipe(file, data)
+	if err != nil {
+		return nil, err
+	}
+	r.Dir = dir
+	if r.Name == "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("recipe %s: %w", file, err)
+		}
+		r.Name = filepath.Base(abs)
+	}
+	if !nameRE.MatchString(r.Name) {
+		return nil, fmt.Errorf("recipe %s: name %q is not a valid image name", file, r.Name)
+	}
+	return r, nil
+}
+
+// ParseRecipe parses and validates a recipe; file names it in errors.
+func ParseRecipe(file string, data []byte) (*Recipe, error) {
+	var r Recipe
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("recipe %s: %w", file, err)
+	}
+	r.raw = data
+	if r.Org == "" {
+		r.Org = DefaultOrg
+	}
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("recipe %s: %w", file, err)
+	}
+	return &r, nil
+}
+
+// imagePath checks that p is an absolute, clean path inside the image.
+func imagePath(field, p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
+		return fmt.Errorf("%s: %q must be an absolute clean path below /", field, p)
+	}
+	return nil
+}
+
+func (r *Recipe) validate() error {
+	if r.Name != "" && !nameRE.MatchString(r.Name) {
+		return fmt.Errorf("name: %q is not a valid image name", r.Name)
+	}
+	for i, g := range r.Go {
+		if g.Package == "" {
+			return fmt.Errorf("go[%d].package: required", i)
+		}
+		if err := imagePath(fmt.Sprintf("go[%d].path", i), g.Path); err != nil {
+			return err
+		}
+	}
+	for i, g := range r.GoModules {
+		mod, ver, ok := strings.Cut(g.Module, "@")
+		if !ok || mod == "" || ver == "" {
+			return fmt.Errorf("gomodules[%d].module: %q must be module@version", i, g.Module)
+		}
+		if err := imagePath(fmt.Sprintf("gomodules[%d].path", i), g.Path); err != nil {
+			return err
+		}
+	}
+	for i, d := range r.Debian {
+		if d.Package == "" {
+			return fmt.Errorf("debian[%d].package: required", i)
+		}
+		for from, to := range d.Extract {
+			if strings.Contains(from, "..") {
+				return fmt.Errorf("debian[%d].extract: %q must not contain ..", i, from)
+			}
+			if err := imagePath(fmt.Sprintf("debian[%d].extract[%s]", i, from), to); err != nil {
+				return err
+			}
+		}
+	}
+	if r.Kernel != nil && r.Kernel.Package == "" {
+		return errors.New("kernel.package: required")
+	}
+	for i, f := range r.Files {
+		if err := imagePath(fmt.Sprintf("files[%d].path", i), f.Path); err != nil {
+			return err
+		}
+		n := 0
+		if f.Contents != "" {
+			n++
+		}
+		if f.Source != "" {
+			n++
+			if filepath.IsAbs(f.Source) || strings.HasPrefix(filepath.Clean(f.Source), "..") {
+				return fmt.Errorf("files[%d].source: %q must be relative, inside the recipe folder", i, f.Source)
+			}
+		}
+		if f.Symlink != "" {
+			n++
+		}
+		if f.Directory {
+			n++
+		}
+		if n > 1 {
+			return fmt.Errorf("files[%d] (%s): set only one of contents, source, symlink, directory", i, f.Path)
+		}
+		if f.Mode != "" {
+			if _, err := strconv.ParseUint(f.Mode, 8, 32); err != nil {
+				return fmt.Errorf("files[%d].mode: %q is not octal", i, f.Mode)
+			}
+		}
+	}
+	if r.Label != nil {
+		if _, err := r.labelJSON(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// labelJSON returns the org.mobyproject.config label, checked against the spec's per-image
+// fields so that a typo fails here rather than at `mobykit build`.
+func (r *Recipe) labelJSON() (string, error) {
+	if len(r.Label) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(r.Label)
+	if err != nil {
+		return "", fmt.Errorf("label: %w", err)
+	}
+	var cfg spec.ImageConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return "", fmt.Errorf("label: not a valid org.mobyproject.config: %w", err)
+	}
+	return string(b), nil
+}
+
+// Repo returns ORG/NAME.
+func (r *Recipe) Repo() string { return r.Org + "/" + r.Name }
