@@ -287,6 +287,7 @@ func (m *Moby) Bytes() ([]byte, error) {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
 	blockStyle(&n)
+	dropEmptyKernel(&n)
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -297,6 +298,20 @@ func (m *Moby) Bytes() ([]byte, error) {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
 	return b.Bytes(), nil
+}
+
+// dropEmptyKernel removes "kernel: {}" (a spec without a kernel section).
+func dropEmptyKernel(doc *yaml.Node) {
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return
+	}
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value == "kernel" && len(top.Content[i+1].Content) == 0 {
+			top.Content = append(top.Content[:i], top.Content[i+2:]...)
+			return
+		}
+	}
 }
 
 func blockStyle(n *yaml.Node) {

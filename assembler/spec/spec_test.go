@@ -358,3 +358,17 @@ func TestIDMap(t *testing.T) {
 		t.Errorf("IDMap = %v, want %v", got, want)
 	}
 }
+
+func TestBytesWithoutKernel(t *testing.T) {
+	m, err := Parse("x.yml", []byte("services: [{name: a, image: b}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Defaulted().Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "services:\n  - name: a\n    image: b\n"; string(out) != want {
+		t.Errorf("Bytes = %q, want %q", out, want)
+	}
+}
