@@ -361,7 +361,11 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 		gs.rec.Previous = &prev
 	}
 	now := c.opts.Now().UTC()
-	if outdated > 0 {
+	phase := gs.rec.Rollout.Phase
+	if hash == gs.hash && phase != plan.PhaseIdle && phase != "" {
+		// Same config (a SetSize, or an Updating change): a running, paused or rolling-back
+		// rollout carries on as it was.
+	} else if outdated > 0 {
 		gs.rec.Rollout = store.Rollout{Phase: plan.PhaseRolling, TargetHash: hash, PreviousHash: gs.hash, Started: now,
 			Message: fmt.Sprintf("rolling %d members to %s", outdated, hash)}
 	} else {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,5 +220,55 @@ func TestDetails(t *testing.T) {
 		if got := Details(tc.quorum, tc.oldSize, tc.newSize, tc.stale); got != tc.want {
 			t.Errorf("Details(%v,%d,%d,%d) = %q, want %q", tc.quorum, tc.oldSize, tc.newSize, tc.stale, got, tc.want)
 		}
+	}
+}
+
+// SetSize during a paused rollout keeps it paused; a new config replaces it.
+func TestSetSizeKeepsPausedRollout(t *testing.T) {
+	cloud := fake.New(nil)
+	c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{Manual: true, Logger: quiet()})
+	ctx := context.Background()
+	c.CommitGroup(ctx, spec("web", 3, nil, "v1", false, ""), false)
+	c.Reconcile(ctx, "web")
+	c.CommitGroup(ctx, spec("web", 3, nil, "v2", false, ""), false)
+	if err := c.PauseUpdate(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetSize(ctx, "web", 4); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.UpdateStatus(ctx, "web"); st.Phase != "paused" {
+		t.Fatalf("SetSize unpaused the rollout: %+v", st)
+	}
+	c.CommitGroup(ctx, spec("web", 4, nil, "v3", false, ""), false)
+	if st, _ := c.UpdateStatus(ctx, "web"); st.Phase != "rolling" {
+		t.Fatalf("a new config did not start a new rollout: %+v", st)
+	}
+}
+
+func TestOptionsFromEnv(t *testing.T) {
+	t.Setenv(EnvPollInterval, "3s")
+	t.Setenv(EnvSelfLogicalID, "10.0.0.1")
+	t.Setenv(EnvMaxParallel, "4")
+	o, err := OptionsFromEnv()
+	if err != nil || o.PollInterval != 3*time.Second || o.SelfLogicalID != "10.0.0.1" || o.MaxParallel != 4 {
+		t.Fatalf("%+v %v", o, err)
+	}
+	t.Setenv(EnvPollInterval, "soon")
+	if _, err := OptionsFromEnv(); err == nil {
+		t.Fatal("bad poll interval accepted")
+	}
+}
+
+func TestOpen(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(context.Background(), filepath.Join(dir, "groups"), func(string) (string, error) { return "", os.ErrNotExist })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	_, err = c.CommitGroup(context.Background(), spec("web", 1, nil, "v1", false, ""), true)
+	if err == nil || err.Error() != "Failed to find Flavor plugin 'fake':plugin not found:fake" {
+		t.Fatalf("%v", err)
 	}
 }
