@@ -1,0 +1,514 @@
+package flavormoby
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mobykit/mobykit/assembler"
+	"github.com/mobykit/mobykit/assembler/spec"
+	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/vm"
+)
+
+// Tags the flavor adds to every instance.
+const (
+	// ImageDigestTag is the digest of the image the instance boots ("sha256:<hex>" over the
+	// built files).
+	ImageDigestTag = "mobykit.image.digest"
+)
+
+// BuildRequest asks a Builder for one image.
+type BuildRequest struct {
+	// SpecFiles, or SpecYAML when there are none.
+	SpecFiles []string
+	SpecYAML  []byte
+	Format    string
+	// Dir receives the outputs, named Name-kernel, Name-initrd.img, ... as the assembler
+	// names them.
+	Dir, Name string
+	Insecure  []string
+}
+
+// Builder builds an image spec. AssemblerBuilder is the real one; tests use fakes.
+type Builder interface {
+	Build(ctx context.Context, r BuildRequest) (outputs []string, err error)
+}
+
+// AssemblerBuilder builds with mobykit's assembler, using the image cache at CacheDir
+// ("" = the assembler's default).
+type AssemblerBuilder struct {
+	CacheDir string
+}
+
+// Build implements Builder.
+func (a AssemblerBuilder) Build(ctx context.Context, r BuildRequest) ([]string, error) {
+	o := assembler.Options{Name: r.Name, OutputDir: r.Dir, Formats: []string{r.Format}, CacheDir: a.CacheDir, Insecure: r.Insecure}
+	var res *assembler.Result
+	var err error
+	if len(r.SpecFiles) > 0 {
+		res, err = assembler.BuildFiles(ctx, r.SpecFiles, o)
+	} else {
+		var m *spec.Moby
+		if m, err = spec.Parse("spec_yaml", r.SpecYAML); err == nil {
+			if err = m.Validate(); err == nil {
+				res, err = assembler.Build(ctx, m, o)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res.Outputs, nil
+}
+
+// Plugin is the flavor. Build results live under Root/builds/<content key>/.
+type Plugin struct {
+	Root    string
+	Builder Builder
+	Log     *slog.Logger
+	// Now is the clock used for health grace periods; default time.Now.
+	Now func() time.Time
+
+	flight singleflight.Group
+}
+
+var _ spi.Flavor = (*Plugin)(nil)
+
+// New returns a flavor keeping builds under root and building with b (nil: the assembler
+// with its default cache).
+func New(root string, b Builder, log *slog.Logger) (*Plugin, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(root, "builds"), 0o755); err != nil {
+		return nil, fmt.Errorf("flavor-moby: root: %w", err)
+	}
+	if b == nil {
+		b = AssemblerBuilder{}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Plugin{Root: root, Builder: b, Log: log, Now: time.Now}, nil
+}
+
+// Validate checks the Properties: their shape, the spec (parsed and validated, not built),
+// the pinned digest, the userdata template and the health check.
+func (f *Plugin) Validate(_ context.Context, properties spi.Any, _ spi.Allocation) error {
+	p, err := parse(properties)
+	if err != nil {
+		return err
+	}
+	if len(p.Spec) > 0 {
+		d, err := p.checkPinned()
+		if err != nil {
+			return err
+		}
+		if p.SpecDigest == "" {
+			f.Log.Warn("spec given by path without spec_digest: editing the file will not change the group's config hash, so a commit will not roll the group; pin it with `mobykit moby pin`", "spec", p.Spec, "digest", d)
+		}
+		if _, err := spec.Load(p.Spec...); err != nil {
+			return fmt.Errorf("flavor-moby: %w", err)
+		}
+	} else {
+		m, err := spec.Parse("spec_yaml", []byte(p.SpecYAML))
+		if err == nil {
+			err = m.Validate()
+		}
+		if err != nil {
+			return fmt.Errorf("flavor-moby: %w", err)
+		}
+	}
+	return nil
+}
+
+// image is one build result.
+type image struct {
+	// Boot is what the instance plugin's "moby" property gets: the prefix for kernel+initrd,
+	// else the first output file.
+	Boot   string
+	Digest string
+}
+
+// contentKey identifies a build: format, architecture and spec content.
+func (p Properties) contentKey() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "format=%s\x00arch=%s\x00", p.Format, runtime.GOARCH)
+	if len(p.Spec) > 0 {
+		d, err := SpecDigest(p.Spec)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "files=%s\x00", d)
+	} else {
+		fmt.Fprintf(h, "yaml=%s\x00", p.SpecYAML)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// build returns the image for p, building it at most once per content key: concurrent
+// Prepares of a group wait for the same build, later ones find it on disk.
+func (f *Plugin) build(ctx context.Context, p Properties) (image, error) {
+	key, err := p.contentKey()
+	if err != nil {
+		return image{}, err
+	}
+	dir := filepath.Join(f.Root, "builds", key)
+	v, err, _ := f.flight.Do(key, func() (any, error) {
+		var img image
+		if vm.ReadJSON(filepath.Join(dir, "image.json"), &img) == nil {
+			return img, nil
+		}
+		tmp, err := os.MkdirTemp(filepath.Join(f.Root, "builds"), "."+key+"-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		start := time.Now()
+		outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure})
+		if err != nil {
+			return nil, fmt.Errorf("flavor-moby: build %s: %w", strings.Join(p.Spec, ","), err)
+		}
+		if len(outs) == 0 {
+			return nil, fmt.Errorf("flavor-moby: build %s produced no output", strings.Join(p.Spec, ","))
+		}
+		digest, err := digestFiles(outs)
+		if err != nil {
+			return nil, err
+		}
+		img = image{Digest: digest}
+		if p.Format == "kernel+initrd" {
+			img.Boot = filepath.Join(dir, "image")
+		} else {
+			img.Boot = filepath.Join(dir, filepath.Base(outs[0]))
+		}
+		if err := vm.WriteJSON(filepath.Join(tmp, "image.json"), img); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			return nil, fmt.Errorf("flavor-moby: keep build %s: %w", key, err)
+		}
+		f.Log.Info("built image", "key", key, "digest", digest, "seconds", time.Since(start).Seconds())
+		return img, nil
+	})
+	if err != nil {
+		return image{}, err
+	}
+	return v.(image), nil
+}
+
+// digestFiles hashes the outputs by name and content, in name order.
+func digestFiles(paths []string) (string, error) {
+	sorted := append([]string(nil), paths...)
+	sort.Strings(sorted)
+	h := sha256.New()
+	for _, p := range sorted {
+		fh, err := os.Open(p)
+		if err != nil {
+			return "", fmt.Errorf("flavor-moby: digest: %w", err)
+		}
+		fmt.Fprintf(h, "%s\x00", filepath.Base(p))
+		_, err = io.Copy(h, fh)
+		fh.Close()
+		if err != nil {
+			return "", fmt.Errorf("flavor-moby: digest %s: %w", p, err)
+		}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// bootKeys are instance Properties keys that name a boot source; Prepare replaces them with
+// "moby".
+var bootKeys = []string{"moby", "kernel", "initrd", "iso", "disk"}
+
+// Prepare builds (or reuses) the image, sets the instance Properties' "moby" to it, tags the
+// instance with the image digest and the flavor's tags, and renders the userdata into Init.
+func (f *Plugin) Prepare(ctx context.Context, properties spi.Any, s spi.Spec, a spi.Allocation, idx spi.Index) (spi.Spec, error) {
+	p, err := parse(properties)
+	if err != nil {
+		return s, err
+	}
+	if _, err := p.checkPinned(); err != nil {
+		return s, err
+	}
+	img, err := f.build(ctx, p)
+	if err != nil {
+		return s, err
+	}
+	props := map[string]any{}
+	if len(s.Properties) > 0 && string(s.Properties) != "null" {
+		if err := json.Unmarshal(s.Properties, &props); err != nil {
+			return s, fmt.Errorf("flavor-moby: instance Properties must be a JSON object to point at the image: %w", err)
+		}
+	}
+	for k := range props {
+		for _, b := range bootKeys {
+			if strings.EqualFold(k, b) {
+				delete(props, k)
+			}
+		}
+	}
+	props["moby"] = img.Boot
+	b, err := json.Marshal(props)
+	if err != nil {
+		return s, err
+	}
+	out := s
+	out.Properties = b
+	out.Tags = map[string]string{}
+	for k, v := range p.Tags {
+		out.Tags[k] = v
+	}
+	for k, v := range s.Tags { // infrakit.* tags win over the flavor's
+		out.Tags[k] = v
+	}
+	out.Tags[ImageDigestTag] = img.Digest
+	if render, _ := p.template(); render != nil {
+		d := TemplateData{Group: string(idx.Group), Index: -1, Sequence: idx.Sequence, Size: int(a.Size), Tags: out.Tags, ImageDigest: img.Digest}
+		if s.LogicalID != nil {
+			d.LogicalID = string(*s.LogicalID)
+		}
+		if len(a.LogicalIDs) > 0 {
+			d.Size = len(a.LogicalIDs)
+		}
+		for i, l := range a.LogicalIDs {
+			d.AllPeers = append(d.AllPeers, string(l))
+			if string(l) == d.LogicalID {
+				d.Index = i
+			} else {
+				d.Peers = append(d.Peers, string(l))
+			}
+		}
+		init, err := render(d)
+		if err != nil {
+			return s, err
+		}
+		if out.Init != "" {
+			out.Init += "\n"
+		}
+		out.Init += init
+	}
+	return out, nil
+}
+
+// Healthy runs the configured check against the instance, using the endpoints its instance
+// plugin reports in its Properties ("ports": {"80/tcp": "host:port"}, "address",
+// "console", "started"). A failing check is Unknown while the instance is younger than the
+// grace period (still booting), Unhealthy after.
+func (f *Plugin) Healthy(ctx context.Context, properties spi.Any, inst spi.Description) (spi.Health, error) {
+	p, err := parse(properties)
+	if err != nil {
+		return spi.Unknown, err
+	}
+	h := p.Health
+	if h == nil || (h.HTTP == nil && h.TCP == nil && h.Console == "") {
+		return spi.Healthy, nil
+	}
+	var ip instanceProps
+	if len(inst.Properties) > 0 {
+		json.Unmarshal(inst.Properties, &ip)
+	}
+	timeout := 2 * time.Second
+	if h.Timeout != "" {
+		timeout, _ = time.ParseDuration(h.Timeout)
+	}
+	grace := 120 * time.Second
+	if h.Grace != "" {
+		grace, _ = time.ParseDuration(h.Grace)
+	}
+	err = probe(ctx, h, ip, timeout)
+	if err == nil {
+		return spi.Healthy, nil
+	}
+	if ip.Started.IsZero() || f.Now().Sub(ip.Started) < grace {
+		f.Log.Debug("not healthy yet", "instance", inst.ID, "err", err)
+		return spi.Unknown, nil
+	}
+	f.Log.Info("unhealthy", "instance", inst.ID, "err", err)
+	return spi.Unhealthy, nil
+}
+
+type instanceProps struct {
+	Ports   map[string]string `json:"ports"`
+	Address string            `json:"address"`
+	Console string            `json:"console"`
+	Started time.Time         `json:"started"`
+}
+
+// endpoint finds host:port for a guest TCP port: the published port, else the instance's
+// address.
+func (ip instanceProps) endpoint(port int) (string, error) {
+	if hp, ok := ip.Ports[fmt.Sprintf("%d/tcp", port)]; ok {
+		return hp, nil
+	}
+	if ip.Address != "" {
+		host := ip.Address
+		if h, _, err := net.ParseCIDR(host); err == nil {
+			host = h.String()
+		}
+		return net.JoinHostPort(host, fmt.Sprint(port)), nil
+	}
+	return "", fmt.Errorf("instance reports neither a published port %d/tcp nor an address", port)
+}
+
+func probe(ctx context.Context, h *Health, ip instanceProps, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case h.HTTP != nil:
+		ep, err := ip.endpoint(h.HTTP.Port)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ep+"/"+strings.TrimPrefix(h.HTTP.Path, "/"), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+		}
+		if h.HTTP.Expect != "" && !strings.Contains(string(body), h.HTTP.Expect) {
+			return fmt.Errorf("GET %s: body lacks %q", req.URL, h.HTTP.Expect)
+		}
+		return nil
+	case h.TCP != nil:
+		ep, err := ip.endpoint(h.TCP.Port)
+		if err != nil {
+			return err
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", ep)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	default:
+		if ip.Console == "" {
+			return errors.New("instance reports no console log")
+		}
+		b, err := os.ReadFile(ip.Console)
+		if err != nil {
+			return err
+		}
+		re := regexp.MustCompile(h.Console)
+		for _, line := range strings.Split(string(b), "\n") {
+			if re.MatchString(line) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no console line matches %q yet", h.Console)
+	}
+}
+
+// Drain has nothing to do: the members of a local cluster hold no work a scheduler must move.
+func (f *Plugin) Drain(context.Context, spi.Any, spi.Description) error { return nil }
+
+// Pin sets spec_digest in every flavor-moby Flavor Properties found in a group spec document
+// (one group, or a list of groups, as InfraKit's CLI takes) to the current content of its spec
+// files, and returns the rewritten document. flavorPlugins names the Flavor plugins to touch
+// (e.g. "flavor-moby"); groups using other flavors are left alone.
+func Pin(doc []byte, flavorPlugins ...string) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return nil, fmt.Errorf("flavor-moby: pin: group file: %w", err)
+	}
+	isOurs := func(name string) bool {
+		lookup, _, _ := strings.Cut(name, "/")
+		for _, f := range flavorPlugins {
+			if lookup == f || name == f {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	var pinErr error
+	var visit func(any)
+	visit = func(x any) {
+		switch t := x.(type) {
+		case []any:
+			for _, e := range t {
+				visit(e)
+			}
+		case map[string]any:
+			for k, e := range t {
+				if strings.EqualFold(k, "Flavor") {
+					if fl, ok := e.(map[string]any); ok {
+						if name, _ := lookupFold(fl, "Plugin").(string); isOurs(name) {
+							if props, ok := lookupFold(fl, "Properties").(map[string]any); ok {
+								if err := pinProps(props); err != nil && pinErr == nil {
+									pinErr = err
+								}
+								n++
+							}
+						}
+					}
+				}
+				visit(e)
+			}
+		}
+	}
+	visit(v)
+	if pinErr != nil {
+		return nil, pinErr
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("flavor-moby: pin: no Flavor using %s found", strings.Join(flavorPlugins, ", "))
+	}
+	return json.MarshalIndent(v, "", "  ")
+}
+
+func lookupFold(m map[string]any, key string) any {
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return nil
+}
+
+func pinProps(props map[string]any) error {
+	b, _ := json.Marshal(props)
+	var p Properties
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("flavor-moby: pin: %w", err)
+	}
+	if len(p.Spec) == 0 {
+		return nil // inline spec: the hash follows it already
+	}
+	d, err := SpecDigest(p.Spec)
+	if err != nil {
+		return err
+	}
+	for k := range props {
+		if strings.EqualFold(k, "spec_digest") {
+			delete(props, k)
+		}
+	}
+	props["spec_digest"] = d
+	return nil
+}

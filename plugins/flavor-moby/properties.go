@@ -1,0 +1,279 @@
+package flavormoby
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/mobykit/mobykit/spi"
+)
+
+// Properties are the Flavor Properties of a group spec. Keys match case-insensitively.
+type Properties struct {
+	// Spec is the image spec: one path or a list of paths merged in order (LinuxKit YAML).
+	// Relative paths are resolved against the plugin's working directory.
+	Spec StringList `json:"spec"`
+	// SpecYAML is an inline spec, instead of Spec. Its content is part of the group's config
+	// hash, so editing it rolls the group.
+	SpecYAML string `json:"spec_yaml"`
+	// SpecDigest pins the content of the Spec files ("sha256:<hex>", see SpecDigest). When
+	// set, Validate and Prepare refuse files whose content differs; updating it is what
+	// changes the config hash after the files are edited. Without it a warning is logged.
+	SpecDigest string `json:"spec_digest"`
+	// Format is the output format the instance plugin boots: "kernel+initrd" (default) or any
+	// other name the assembler knows (e.g. an ISO or disk format).
+	Format string `json:"format"`
+	// Userdata is a template filled per instance and passed as the instance's Init: a JSON
+	// object in LinuxKit's format ({"name":{"content":"...","perm":"0644"}, "dir":{"entries":
+	// {...}}}), whose strings are templates, or a plain string template. See TemplateData.
+	Userdata json.RawMessage `json:"userdata"`
+	// Health says when an instance is healthy. With none, Healthy reports Healthy as soon as
+	// the instance is listed.
+	Health *Health `json:"health"`
+	// Tags are added to every instance.
+	Tags map[string]string `json:"tags"`
+	// Insecure registries (host:port) the assembler may pull from over plain HTTP.
+	Insecure []string `json:"insecure"`
+}
+
+// Health is a readiness check. At most one of HTTP, TCP and Console is used, in that order.
+type Health struct {
+	// HTTP probes http://HOST:PORT/Path on the instance's published guest Port and wants a
+	// 2xx answer, containing Expect when set.
+	HTTP *HTTPCheck `json:"http"`
+	// TCP wants a TCP connection to the published guest port.
+	TCP *TCPCheck `json:"tcp"`
+	// Console wants a console line matching this regular expression.
+	Console string `json:"console"`
+	// Timeout of one probe; default "2s".
+	Timeout string `json:"timeout"`
+	// Grace: an instance that still fails its probe this long after it started is reported
+	// Unhealthy rather than Unknown (still booting); default "120s".
+	Grace string `json:"grace"`
+}
+
+// HTTPCheck probes an HTTP endpoint.
+type HTTPCheck struct {
+	Port   int    `json:"port"`
+	Path   string `json:"path"`
+	Expect string `json:"expect"`
+}
+
+// TCPCheck probes a TCP port.
+type TCPCheck struct {
+	Port int `json:"port"`
+}
+
+// StringList decodes from a JSON string or a list of strings.
+type StringList []string
+
+// UnmarshalJSON accepts "a" and ["a","b"].
+func (s *StringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = StringList{one}
+		if one == "" {
+			*s = nil
+		}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("want a path or a list of paths: %w", err)
+	}
+	*s = many
+	return nil
+}
+
+func parse(raw spi.Any) (Properties, error) {
+	var p Properties
+	if len(raw) == 0 || string(raw) == "null" {
+		return p, fmt.Errorf("flavor-moby: Properties are empty: need spec or spec_yaml")
+	}
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&p); err != nil {
+		return p, fmt.Errorf("flavor-moby: Properties: %w", err)
+	}
+	if (len(p.Spec) == 0) == (p.SpecYAML == "") {
+		return p, fmt.Errorf("flavor-moby: Properties: give exactly one of spec (paths) and spec_yaml (inline)")
+	}
+	if p.SpecDigest != "" && p.SpecYAML != "" {
+		return p, fmt.Errorf("flavor-moby: Properties: spec_digest pins spec files; an inline spec_yaml needs none")
+	}
+	if p.SpecDigest != "" && !digestRE.MatchString(p.SpecDigest) {
+		return p, fmt.Errorf("flavor-moby: Properties.spec_digest %q: want sha256:<64 hex>", p.SpecDigest)
+	}
+	if p.Format == "" {
+		p.Format = "kernel+initrd"
+	}
+	if _, err := p.template(); err != nil {
+		return p, err
+	}
+	if h := p.Health; h != nil {
+		for _, d := range []struct{ name, v string }{{"timeout", h.Timeout}, {"grace", h.Grace}} {
+			if d.v != "" {
+				if _, err := time.ParseDuration(d.v); err != nil {
+					return p, fmt.Errorf("flavor-moby: Properties.health.%s: %w", d.name, err)
+				}
+			}
+		}
+		if h.HTTP != nil && (h.HTTP.Port < 1 || h.HTTP.Port > 65535) {
+			return p, fmt.Errorf("flavor-moby: Properties.health.http.port %d: want 1-65535", h.HTTP.Port)
+		}
+		if h.TCP != nil && (h.TCP.Port < 1 || h.TCP.Port > 65535) {
+			return p, fmt.Errorf("flavor-moby: Properties.health.tcp.port %d: want 1-65535", h.TCP.Port)
+		}
+		if h.Console != "" {
+			if _, err := regexp.Compile(h.Console); err != nil {
+				return p, fmt.Errorf("flavor-moby: Properties.health.console: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// SpecDigest is the content digest of spec files as spec_digest records it: SHA-256 over
+// each file's base name and content, in order.
+func SpecDigest(paths []string) (string, error) {
+	h := sha256.New()
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("flavor-moby: spec: %w", err)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(p), len(b))
+		h.Write(b)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// checkPinned verifies spec_digest against the files.
+func (p Properties) checkPinned() (string, error) {
+	if len(p.Spec) == 0 {
+		return "", nil
+	}
+	d, err := SpecDigest(p.Spec)
+	if err != nil {
+		return "", err
+	}
+	if p.SpecDigest != "" && d != p.SpecDigest {
+		return d, fmt.Errorf("flavor-moby: spec %s changed since it was pinned (spec_digest %s, files now %s): run `mobykit moby pin` on the group file and commit again", strings.Join(p.Spec, ", "), p.SpecDigest, d)
+	}
+	return d, nil
+}
+
+// TemplateData is what a userdata template sees.
+type TemplateData struct {
+	// Group is the group ID.
+	Group string
+	// Index is the position of LogicalID in the group's LogicalIDs (0-based), or -1 in a
+	// group sized by Size, where members have no stable index.
+	Index int
+	// Sequence is InfraKit's Index.Sequence (the supervisor's target size, not a member
+	// counter).
+	Sequence uint
+	// LogicalID is the member's logical ID, "" in a Size group.
+	LogicalID string
+	// Peers are the other members' logical IDs (addresses in a quorum group); empty in a Size
+	// group. AllPeers includes this member.
+	Peers, AllPeers []string
+	// Size is the group's size.
+	Size int
+	// Tags are the instance's tags as prepared (infrakit.* and the flavor's).
+	Tags map[string]string
+	// ImageDigest is the digest of the built image.
+	ImageDigest string
+}
+
+var funcs = template.FuncMap{
+	"join": strings.Join,
+	"json": func(v any) (string, error) { b, err := json.Marshal(v); return string(b), err },
+}
+
+// template returns a function that renders the userdata for one instance, or nil when no
+// userdata is configured.
+func (p Properties) template() (func(TemplateData) (string, error), error) {
+	raw := bytes.TrimSpace(p.Userdata)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, fmt.Errorf("flavor-moby: Properties.userdata: %w", err)
+		}
+		t, err := template.New("userdata").Funcs(funcs).Option("missingkey=error").Parse(s)
+		if err != nil {
+			return nil, fmt.Errorf("flavor-moby: Properties.userdata: %w", err)
+		}
+		return func(d TemplateData) (string, error) {
+			var b strings.Builder
+			if err := t.Execute(&b, d); err != nil {
+				return "", fmt.Errorf("flavor-moby: userdata template: %w", err)
+			}
+			return b.String(), nil
+		}, nil
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, fmt.Errorf("flavor-moby: Properties.userdata: want a string or a JSON object (LinuxKit entries): %w", err)
+	}
+	// Parse every string once now, so that errors show at Validate.
+	var parseErr error
+	walkStrings(obj, func(s string) string {
+		if _, err := template.New("userdata").Funcs(funcs).Parse(s); err != nil && parseErr == nil {
+			parseErr = fmt.Errorf("flavor-moby: Properties.userdata: %w", err)
+		}
+		return s
+	})
+	if parseErr != nil {
+		return nil, parseErr
+	}
+	return func(d TemplateData) (string, error) {
+		var obj map[string]any
+		json.Unmarshal(raw, &obj)
+		var execErr error
+		out := walkStrings(obj, func(s string) string {
+			t, _ := template.New("userdata").Funcs(funcs).Option("missingkey=error").Parse(s)
+			var b strings.Builder
+			if err := t.Execute(&b, d); err != nil && execErr == nil {
+				execErr = fmt.Errorf("flavor-moby: userdata template: %w", err)
+			}
+			return b.String()
+		})
+		if execErr != nil {
+			return "", execErr
+		}
+		b, err := json.Marshal(out)
+		return string(b), err
+	}, nil
+}
+
+// walkStrings returns v with every string value (not keys) replaced by f(s).
+func walkStrings(v any, f func(string) string) any {
+	switch t := v.(type) {
+	case string:
+		return f(t)
+	case map[string]any:
+		for k, e := range t {
+			t[k] = walkStrings(e, f)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = walkStrings(e, f)
+		}
+		return t
+	default:
+		return v
+	}
+}
