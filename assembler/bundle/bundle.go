@@ -67,7 +67,7 @@ type Options struct {
 // if set there, else from the image's org.mobyproject.config label, else
 // from the image config (command, env, cwd), else LinuxKit's default.
 func Generate(img *spec.Image, imgCfg v1.Config, opts Options) (*Bundle, error) {
-	where := fmt.Sprintf("%s: image %s", img.Pos(), img.Image)
+	where := describe(img)
 	if opts.Path == "" || path.IsAbs(opts.Path) || path.Clean(opts.Path) != opts.Path || strings.HasPrefix(opts.Path, "../") {
 		return nil, fmt.Errorf("%s: bundle path %q must be relative and clean", where, opts.Path)
 	}
@@ -93,6 +93,15 @@ func Generate(img *spec.Image, imgCfg v1.Config, opts Options) (*Bundle, error) 
 		return nil, fmt.Errorf("%s: encode runtime.json: %w", where, err)
 	}
 	return b, nil
+}
+
+// describe names a container in errors: its place in the spec, if known,
+// and its image.
+func describe(img *spec.Image) string {
+	if p := img.Pos().String(); p != "" {
+		return fmt.Sprintf("%s: image %s", p, img.Image)
+	}
+	return fmt.Sprintf("%s: image %s", img.Name, img.Image)
 }
 
 // Label parses the image's org.mobyproject.config label; an image without

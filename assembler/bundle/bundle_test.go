@@ -401,3 +401,16 @@ func TestEffectiveGivesSameBundle(t *testing.T) {
 		t.Errorf("effective spec lacks the image's command:\n%s", out)
 	}
 }
+
+func TestGenerateErrorNamesSpecPlace(t *testing.T) {
+	m, err := spec.Parse("x.yml", []byte("services:\n  - name: a\n    image: x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := v1.Config{Labels: map[string]string{ConfigLabel: "{\n  \"capabilites\": []}"}}
+	_, err = Generate(m.Services[0], cfg, Options{Path: "containers/services/a"})
+	want := `x.yml:2: services[0] (a): image x: invalid org.mobyproject.config label: image x label org.mobyproject.config:2:3: capabilites: unknown field (did you mean "capabilities"?)`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}

@@ -17,7 +17,7 @@ import (
 func Effective(img *spec.Image, imgCfg v1.Config) (*spec.Image, error) {
 	label, err := Label(img.Image, imgCfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: image %s: %w", img.Pos(), img.Image, err)
+		return nil, fmt.Errorf("%s: %w", describe(img), err)
 	}
 	y := &img.ImageConfig
 	out := *img
@@ -86,7 +86,7 @@ func EffectiveSpec(m *spec.Moby, config func(ref string) (v1.Config, error)) (*s
 		for i, img := range *list {
 			cfg, err := config(img.Image)
 			if err != nil {
-				return nil, fmt.Errorf("%s: image %s: %w", img.Pos(), img.Image, err)
+				return nil, fmt.Errorf("%s: %w", describe(img), err)
 			}
 			if imgs[i], err = Effective(img, cfg); err != nil {
 				return nil, err

@@ -54,6 +54,9 @@ type Pos struct {
 }
 
 func (p Pos) String() string {
+	if p.File == "" {
+		return p.Field
+	}
 	if p.Line == 0 {
 		return fmt.Sprintf("%s: %s", p.File, p.Field)
 	}
