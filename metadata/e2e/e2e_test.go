@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -135,12 +136,15 @@ func TestSameImageThreeWays(t *testing.T) {
 	}
 
 	// One image for all three boots.
-	ird := vmtest.NewBusybox(t, "")
-	mods := ird.Modules(t, testenv.KernelDir(t), modules...)
-	ird.Add("init", 0o755, "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n"+
-		fmt.Sprintf(guestInit, strings.Join(mods, " "), imds.UserDHCP))
-	ird.Add("usr/bin/metadata", 0o755, string(bin))
-	initrd := ird.Write(t, filepath.Join(dir, "initrd.img"))
+	mkInitrd := func(name string, modules []string) string {
+		ird := vmtest.NewBusybox(t, "")
+		mods := ird.Modules(t, testenv.KernelDir(t), modules...)
+		ird.Add("init", 0o755, "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\n"+
+			fmt.Sprintf(guestInit, strings.Join(mods, " "), imds.UserDHCP))
+		ird.Add("usr/bin/metadata", 0o755, string(bin))
+		return ird.Write(t, filepath.Join(dir, name))
+	}
+	initrd := mkInitrd("initrd.img", modules)
 
 	t.Run("cdrom", func(t *testing.T) {
 		cd := filepath.Join(dir, "meta.iso")
@@ -160,6 +164,21 @@ func TestSameImageThreeWays(t *testing.T) {
 		c := boot(t, kernel, initrd, args, nil)
 		check(t, c, map[string]string{"E2E-RC": "0", "E2E-PROVIDER": "fw_cfg", "E2E-HOSTNAME": "vm-fwcfg",
 			"E2E-MESSAGE": "hello from fw_cfg", "E2E-MODE": "640"})
+	})
+
+	// Without the qemu_fw_cfg module the agent reads fw_cfg through the x86 I/O ports.
+	t.Run("fw_cfg via I/O ports", func(t *testing.T) {
+		noFwCfg := mkInitrd("initrd-no-fwcfg.img", slices.DeleteFunc(slices.Clone(modules), func(m string) bool { return m == "qemu_fw_cfg" }))
+		_, args, err := fwcfg.WritePayload(t.TempDir(), userdata("vm-ports", "hello through the ports"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := boot(t, kernel, noFwCfg, args, nil)
+		if !strings.Contains(c, "read through the I/O ports") {
+			t.Errorf("the agent did not use the I/O port path")
+		}
+		check(t, c, map[string]string{"E2E-RC": "0", "E2E-PROVIDER": "fw_cfg", "E2E-HOSTNAME": "vm-ports",
+			"E2E-MESSAGE": "hello through the ports", "E2E-MODE": "640"})
 	})
 
 	t.Run("local metadata server", func(t *testing.T) {

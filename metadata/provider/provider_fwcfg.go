@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/mobykit/mobykit/metadata/config"
 	"github.com/mobykit/mobykit/metadata/fwcfg"
@@ -38,6 +39,7 @@ func (p *FwCfg) Probe(context.Context) error {
 			return fmt.Errorf("%w; I/O ports: %w", err, perr)
 		}
 		err = nil
+		slog.Info("fw_cfg: read through the I/O ports (no qemu_fw_cfg sysfs)", "entry", p.name)
 	}
 	if err != nil {
 		return err
