@@ -262,7 +262,7 @@ func TestOptionsFromEnv(t *testing.T) {
 
 func TestOpen(t *testing.T) {
 	dir := t.TempDir()
-	c, err := Open(context.Background(), filepath.Join(dir, "groups"), func(string) (string, error) { return "", os.ErrNotExist })
+	c, err := Open(context.Background(), filepath.Join(dir, "groups"), func(string) (string, error) { return "", os.ErrNotExist }, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

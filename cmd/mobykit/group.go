@@ -10,8 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mobykit/mobykit/group"
 	"github.com/mobykit/mobykit/group/cli"
+	"github.com/mobykit/mobykit/launcher"
 	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
 )
 
@@ -166,28 +169,34 @@ func init() {
 	addCommand(g)
 }
 
-// groupAddress finds the group plugin's socket. TODO(group): switch to spi/discovery once the
-// rpc helper's package lands; until then the directory rule of PROTOCOL.md §4 is applied here.
+// groupAddress finds the group plugin's socket (or .listen URL) in the plugin directory.
 func groupAddress(name string) (string, error) {
+	dir, err := discovery.Dir()
+	if err != nil {
+		return "", err
+	}
 	lookup, _ := spi.PluginName(name).Split()
-	dir := os.Getenv("INFRAKIT_PLUGINS_DIR")
-	if dir == "" {
-		home := os.Getenv("INFRAKIT_HOME")
-		if home == "" {
-			h, err := os.UserHomeDir()
-			if err != nil {
-				return "", fmt.Errorf("plugin directory: %w", err)
-			}
-			home = h + "/.infrakit"
+	addr, err := discovery.Find(dir, lookup)
+	if err != nil {
+		return "", fmt.Errorf("group plugin %q in %s: %w (is `mobykit plugin start group` running?)", name, dir, err)
+	}
+	return addr, nil
+}
+
+// The built-in plugin "group": mobykit's controller on the socket "group", its state in
+// $MOBYKIT_GROUP_DIR or ~/.mobykit/groups, instance and flavor plugins found in the same plugin
+// directory.
+func init() {
+	launcher.Register("group", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+		find := func(lookup string) (string, error) { return discovery.Find(o.Dir, lookup) }
+		c, err := group.Open(ctx, "", find, o.Logger)
+		if err != nil {
+			return nil, err
 		}
-		dir = home + "/plugins"
-	}
-	path := dir + "/" + lookup
-	if b, err := os.ReadFile(path + ".listen"); err == nil {
-		return string(b), nil
-	}
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("group plugin %q: no socket at %s (is `mobykit plugin start group` running?)", name, path)
-	}
-	return path, nil
+		go func() {
+			<-ctx.Done()
+			c.Stop()
+		}()
+		return []rpc.Plugin{rpc.Group(c)}, nil
+	}, launcher.Describe("mobykit group controller: Group/0.1.1 with rolling updates, pause/resume/rollback, resume after restart"))
 }
