@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -63,6 +64,19 @@ func join(path, key string) string {
 type fieldInfo struct {
 	name  string
 	index []int
+}
+
+// fieldCache holds structFields results: the decoder meets the same few
+// types over and over.
+var fieldCache sync.Map // reflect.Type -> []fieldInfo
+
+func cachedFields(t reflect.Type) []fieldInfo {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]fieldInfo)
+	}
+	f := structFields(t)
+	fieldCache.Store(t, f)
+	return f
 }
 
 func structFields(t reflect.Type) []fieldInfo {
@@ -256,7 +270,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) error
 		return d.pos(n, path).errorf("must be a mapping, not %s", kindName(n))
 	}
 	t := v.Type()
-	fields := structFields(t)
+	fields := cachedFields(t)
 	exact := hasYAMLTags(t)
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
