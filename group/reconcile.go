@@ -48,7 +48,7 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 	check := phase == plan.PhaseRolling || phase == plan.PhaseRollingBack
 	health := make([]spi.Health, len(descs))
 	if check {
-		c.parallel(len(descs), func(i int) {
+		c.parallelN(healthParallel(c.opts.MaxParallel), len(descs), func(i int) {
 			h, err := gs.flavor.Healthy(ctx, gs.props.Flavor.Properties, descs[i])
 			if err != nil {
 				c.log.Debug("health check", "group", id, "instance", descs[i].ID, "err", err)
@@ -317,12 +317,25 @@ func (c *Controller) create(ctx context.Context, gs *groupState, lid spi.Logical
 	return *newID, nil
 }
 
+// maxHealthChecks bounds concurrent Flavor.Healthy calls when MaxParallel does not: a
+// 1,000-member group must not open 1,000 connections to its flavor plugin every pass.
+const maxHealthChecks = 32
+
+func healthParallel(maxParallel int) int {
+	if maxParallel > 0 && maxParallel < maxHealthChecks {
+		return maxParallel
+	}
+	return maxHealthChecks
+}
+
 // parallel runs f(0..n-1) concurrently, at most MaxParallel at a time, and waits.
-func (c *Controller) parallel(n int, f func(i int)) {
+func (c *Controller) parallel(n int, f func(i int)) { c.parallelN(c.opts.MaxParallel, n, f) }
+
+// parallelN runs f(0..n-1) concurrently, at most limit (0: no limit) at a time, and waits.
+func (c *Controller) parallelN(limit, n int, f func(i int)) {
 	if n == 0 {
 		return
 	}
-	limit := c.opts.MaxParallel
 	if limit <= 0 || limit > n {
 		limit = n
 	}

@@ -159,3 +159,21 @@ func TestWatchPaused(t *testing.T) {
 		t.Fatalf("json watch line: %v %q", e, out.String())
 	}
 }
+
+func FuzzParseSpec(f *testing.F) {
+	f.Add("web.json", []byte(specJSON))
+	f.Add("web.yml", []byte(specYAML))
+	f.Add("x", []byte("ID: [1"))
+	f.Fuzz(func(t *testing.T, name string, doc []byte) {
+		s, err := ParseSpec(name, doc)
+		if err != nil {
+			return
+		}
+		if s.ID == "" || len(s.Properties) == 0 {
+			t.Fatalf("accepted a spec without ID or Properties: %+v", s)
+		}
+		if !json.Valid(s.Properties) {
+			t.Fatalf("invalid Properties JSON %q", s.Properties)
+		}
+	})
+}
