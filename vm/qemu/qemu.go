@@ -182,7 +182,9 @@ func (c Config) Args() ([]string, error) {
 	}
 	switch arch {
 	case "x86_64":
-		a = append(a, "-machine", "q35,accel="+accel)
+		// i440fx ("pc"), not q35: its PIIX IDE is what Debian's cloud kernel drives
+		// (ata_piix); q35's AHCI is not in it, so a metadata CD or ISO would be invisible.
+		a = append(a, "-machine", "pc,accel="+accel)
 	case "aarch64":
 		a = append(a, "-machine", "virt,accel="+accel)
 	default:
