@@ -2,6 +2,7 @@ package group
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -270,5 +271,48 @@ func TestOpen(t *testing.T) {
 	_, err = c.CommitGroup(context.Background(), spec("web", 1, nil, "v1", false, ""), true)
 	if err == nil || err.Error() != "Failed to find Flavor plugin 'fake':plugin not found:fake" {
 		t.Fatalf("%v", err)
+	}
+}
+
+func TestDrainRules(t *testing.T) {
+	ctx := context.Background()
+	run := func(updating string, drainFails bool) (drains, destroys int, err error) {
+		cloud := fake.New(nil)
+		if drainFails {
+			cloud.DrainError = func(spi.ID) error { return errors.New("node refuses to drain") }
+		}
+		c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{Manual: true, Logger: quiet()})
+		c.CommitGroup(ctx, spec("web", 1, nil, "v1", false, updating), false)
+		c.Reconcile(ctx, "web")
+		c.CommitGroup(ctx, spec("web", 1, nil, "v2", false, updating), false)
+		for range 4 {
+			if _, e := c.Reconcile(ctx, "web"); e != nil && err == nil {
+				err = e
+			}
+		}
+		calls := cloud.Calls()
+		return calls["Flavor.Drain"], calls["Instance.Destroy"], err
+	}
+	if d, x, err := run(`{"MaxSurge":1}`, false); d != 1 || x != 1 || err != nil {
+		t.Errorf("default: %d drains, %d destroys, %v; want Drain before the Destroy", d, x, err)
+	}
+	if d, x, err := run(`{"MaxSurge":1,"SkipBeforeInstanceDestroy":"drain"}`, false); d != 0 || x != 1 || err != nil {
+		t.Errorf("skip drain: %d drains, %d destroys, %v", d, x, err)
+	}
+	if d, x, err := run(`{"MaxSurge":1}`, true); d != 1 || x != 0 || err == nil || !strings.Contains(err.Error(), "node refuses to drain") {
+		t.Errorf("failed drain during a rolling update: %d drains, %d destroys, %v; want one drain, no destroy, the error and a pause", d, x, err)
+	}
+	// Terminate goes ahead when Drain fails (InfraKit's rule).
+	cloud := fake.New(nil)
+	cloud.DrainError = func(spi.ID) error { return errors.New("no") }
+	c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{Manual: true, Logger: quiet()})
+	c.CommitGroup(ctx, spec("web", 2, nil, "v1", false, ""), false)
+	c.Reconcile(ctx, "web")
+	if err := c.SetSize(ctx, "web", 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Reconcile(ctx, "web")
+	if n, _ := versions(cloud, "web", ""); n != 1 {
+		t.Errorf("scale-down with failing Drain left %d members", n)
 	}
 }

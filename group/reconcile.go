@@ -120,8 +120,37 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 		return d, err
 	}
 	errs := c.execute(ctx, gs, descs, d)
+	var drainErr *drainError
+	for _, e := range errs {
+		if errors.As(e, &drainErr) {
+			break
+		}
+	}
+	if drainErr != nil && (gs.rec.Rollout.Phase == plan.PhaseRolling || gs.rec.Rollout.Phase == plan.PhaseRollingBack) {
+		// InfraKit aborts the update when a Drain fails; mobykit pauses it, so that it can be
+		// resumed once the member can be drained (or rolled back).
+		r := &gs.rec.Rollout
+		r.Resume, r.Phase = r.Phase, plan.PhasePaused
+		r.Message = drainErr.Error() + ": paused"
+		c.log.Warn("rollout paused", "group", gs.rec.ID, "reason", r.Message)
+		if err := c.persist(ctx, gs); err != nil {
+			errs = append(errs, err)
+		}
+		d.Phase, d.Message = r.Phase, r.Message
+	}
 	return d, errors.Join(errs...)
 }
+
+// drainError is a failed Drain before a rolling-update destroy.
+type drainError struct {
+	id  spi.ID
+	err error
+}
+
+func (e *drainError) Error() string {
+	return fmt.Sprintf("drain %s before its rolling-update destroy: %v", e.id, e.err)
+}
+func (e *drainError) Unwrap() error { return e.err }
 
 // adoptBootstrap labels members tagged infrakit.config.hash=bootstrap with the group's hash,
 // the way InfraKit does: list again without properties, then Label each one.
@@ -252,7 +281,7 @@ func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.De
 		if !(skipDrain && x.Reason == spi.ReasonRollingUpdate) {
 			if err := gs.flavor.Drain(ctx, gs.props.Flavor.Properties, desc); err != nil {
 				if x.Reason == spi.ReasonRollingUpdate {
-					fail(fmt.Errorf("group %s: drain %s before rolling update, not destroyed: %w", id, x.ID, err))
+					fail(fmt.Errorf("group %s: %w", id, &drainError{id: x.ID, err: err}))
 					return
 				}
 				c.log.Warn("drain before destroy", "group", id, "instance", x.ID, "err", err)

@@ -49,6 +49,8 @@ type Cloud struct {
 	OnProvision func(c *Cloud)
 	// Record, when true, keeps a log of every call (Log).
 	Record bool
+	// DrainError, when set, makes Flavor.Drain fail for the instances it returns an error for.
+	DrainError func(id spi.ID) error
 }
 
 var (
@@ -317,6 +319,9 @@ func (c *Cloud) Drain(ctx context.Context, properties spi.Any, d spi.Description
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.count("Flavor.Drain", func() any { return flavorCall{"", properties, d} })
+	if c.DrainError != nil {
+		return c.DrainError(d.ID)
+	}
 	return nil
 }
 
