@@ -335,6 +335,9 @@ func (b *builder) unpacked(r *resolved) (*layer.FS, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("image %s: %w", r.ref, err)
 	}
+	if len(layers) != len(r.cfg.RootFS.DiffIDs) {
+		return nil, nil, fmt.Errorf("image %s: %d layers but %d diff IDs in its config", r.ref, len(layers), len(r.cfg.RootFS.DiffIDs))
+	}
 	fs := layer.New()
 	var files []*os.File
 	closeAll := func() {
@@ -343,7 +346,7 @@ func (b *builder) unpacked(r *resolved) (*layer.FS, func(), error) {
 		}
 	}
 	for i, l := range layers {
-		p, err := b.cache.Unpacked(l)
+		p, err := b.cache.Unpacked(l, r.cfg.RootFS.DiffIDs[i])
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("image %s: %w", r.ref, err)

@@ -38,7 +38,6 @@ func ParseCompression(s string) (Compression, error) {
 const (
 	gzipBlock  = 1 << 20
 	gzipBlocks = 4
-	zstdConc   = 2
 )
 
 // Compress returns a writer that compresses into w; closing it flushes the
@@ -55,8 +54,9 @@ func Compress(w io.Writer, c Compression) (io.WriteCloser, error) {
 		}
 		return zw, nil
 	case Zstd:
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault),
-			zstd.WithEncoderConcurrency(zstdConc), zstd.WithConcurrentBlocks(true))
+		// One goroutine per stream: segments are compressed in parallel
+		// already, and concurrent blocks cost ~100 MB of buffers each.
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	case None:
 		return nopCloser{w}, nil
 	}

@@ -102,6 +102,7 @@ type Writer struct {
 	base    int64 // bytes already used by earlier segments of the archive
 	closed  bool
 	hbuf    []byte
+	buf     []byte // copy buffer of ReadFrom
 }
 
 // Option configures a Writer.
@@ -251,7 +252,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // ReadFrom copies the content of the current regular file from r.
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
+	if w.buf == nil {
+		w.buf = make([]byte, 256<<10)
+	}
+	buf := w.buf
 	var total int64
 	for w.remain > 0 {
 		n := int64(len(buf))

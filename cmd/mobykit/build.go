@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -68,8 +69,8 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 			for _, p := range res.Outputs {
 				fmt.Fprintln(cmd.OutOrStdout(), p)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "built %s in %.2fs: initramfs %.1f MB (%.1f MB uncompressed), %d of %d parts reused\n",
-				o.Name, res.Duration.Seconds(), float64(res.InitrdSize)/1e6, float64(res.UncompressedSize)/1e6, res.Reused, res.Segments)
+			fmt.Fprintf(cmd.ErrOrStderr(), "built %s in %.2fs: initramfs %.1f MB (%.1f MB uncompressed), %d of %d parts reused%s\n",
+				o.Name, res.Duration.Seconds(), float64(res.InitrdSize)/1e6, float64(res.UncompressedSize)/1e6, res.Reused, res.Segments, peakRSS())
 			return nil
 		},
 	}
@@ -87,4 +88,20 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	addCommand(c)
 	_ = image.DefaultCacheDir
+}
+
+// peakRSS reports the process's peak resident memory where Linux tells it.
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "VmHWM:" {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				return fmt.Sprintf(", peak RSS %.0f MB", kb/1024)
+			}
+		}
+	}
+	return ""
 }
