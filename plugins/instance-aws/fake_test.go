@@ -187,10 +187,10 @@ func TestConsistencyWindow(t *testing.T) {
 	p.now = func() time.Time { return now }
 	f.on("RunInstances", ok("RunInstances", runOK))
 	f.on("DescribeInstances",
-		ok("DescribeInstances", "<reservationSet/>"), // listing: not there yet
+		ok("DescribeInstances", "<reservationSet/>"),                                                        // listing: not there yet
 		ec2Error(400, "InvalidInstanceID.NotFound", "The instance ID 'i-1234567890abcdef0' does not exist"), // by ID: unknown yet
-		ok("DescribeInstances", "<reservationSet/>"), // other group's listing
-		ok("DescribeInstances", "<reservationSet/>")) // after the window
+		ok("DescribeInstances", "<reservationSet/>"),                                                        // other group's listing
+		ok("DescribeInstances", "<reservationSet/>"))                                                        // after the window
 	tags := map[string]string{spi.GroupTag: "g", spi.ConfigHashTag: "h"}
 	id, err := p.Provision(ctx, spi.Spec{Properties: spi.Any(testProps), Tags: tags})
 	if err != nil {
