@@ -281,3 +281,33 @@ func mustMarshal(v any) json.RawMessage {
 	}
 	return b
 }
+
+// Methods lists the "Service.Method" names served, sorted (Handshake.Hello included).
+func (h *Handler) Methods() []string {
+	out := make([]string, 0, len(h.methods))
+	for n := range h.methods {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Call dispatches one call without HTTP, for other transports (spi/goplugin): params are
+// decoded as the JSON-RPC server decodes them (an object, or a one-element array), and the
+// result is the response struct to encode. Errors are those the JSON-RPC server would send.
+func (h *Handler) Call(ctx context.Context, name string, params json.RawMessage) (any, error) {
+	m, err := h.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	args := m.newReq()
+	if len(params) > 0 && string(params) != "null" {
+		if err := json.Unmarshal(params, args); err != nil {
+			wrapped := [1]any{args}
+			if err := json.Unmarshal(params, &wrapped); err != nil {
+				return nil, &Error{Code: CodeInvalidRequest, Message: err.Error(), Data: params}
+			}
+		}
+	}
+	return m.call(ctx, args)
+}
