@@ -162,7 +162,13 @@ func metadataConnectCmd() *cobra.Command {
 		Args:   cobra.ExactArgs(1),
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return imds.Relay(context.Background(), args[0], os.Stdin, os.Stdout)
+			// QEMU connects stdin, stdout and stderr all to the guest's connection: an error
+			// message would reach the guest as its answer, so a failure is only the
+			// connection closing.
+			if err := imds.Relay(context.Background(), args[0], os.Stdin, os.Stdout); err != nil {
+				os.Exit(1)
+			}
+			return nil
 		},
 	}
 }
