@@ -106,6 +106,10 @@ func scenarios() []scenario {
 		scenario{name: "old-members-unknown", id: "workers", steps: 20, boot: 1,
 			at:    map[int][]event{0: {commit(w(4, "flaky1", ""))}, 8: {commit(w(4, "v2", ""))}},
 			final: "idle v2 v2 v2 v2"},
+		// A new commit in the middle of a rollout: v1 and v2 members are both outdated now.
+		scenario{name: "commit-during-rollout", id: "workers", steps: 18, boot: 2,
+			at:    map[int][]event{0: {commit(w(4, "v1", ""))}, 3: {commit(w(4, "v2", ""))}, 6: {commit(w(4, "v3", ""))}},
+			final: "idle v3 v3 v3 v3"},
 		scenario{name: "adopt-bootstrap", id: "boot", steps: 3, boot: 0,
 			setup: func(c *fake.Cloud) {
 				c.Add("manual-1", spi.Spec{Tags: map[string]string{spi.GroupTag: "boot", spi.ConfigHashTag: spi.BootstrapHash}})

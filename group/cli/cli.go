@@ -264,7 +264,12 @@ func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration
 		}
 		switch s.Phase {
 		case "idle", "done":
-			if s.Outdated == 0 && s.Updated >= s.Desired {
+			// No rollout runs in idle: done once the group has its size. Members at another
+			// config stay as they are (a first commit adopts them, as InfraKit does).
+			if s.Updated+s.Outdated >= s.Desired {
+				if s.Outdated > 0 && !asJSON {
+					fmt.Fprintf(w, "%d members are at another config; commit the spec again to roll them\n", s.Outdated)
+				}
 				return nil
 			}
 		case "paused":
