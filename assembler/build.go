@@ -405,6 +405,15 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 	for i, r := range m.Init {
 		segs = append(segs, b.imageSegment(fmt.Sprintf("init[%d] %s", i, r), "", b.imgs[r], resolvSymlink))
 	}
+	if len(m.Init) > 1 {
+		s, err := b.apkDB()
+		if err != nil {
+			return "", "", nil, err
+		}
+		if s != nil {
+			segs = append(segs, s)
+		}
+	}
 	meta := layer.New()
 	for i, v := range m.Volumes {
 		base := path.Join("containers/volumes", v.Name)
@@ -538,3 +547,42 @@ func (b *builder) produce(ctx context.Context, segs []*segment) error {
 }
 
 var errNoKernel = errors.New("kernel not found in kernel image")
+
+// apkInstalled is Alpine's database of installed packages.
+const apkInstalled = "lib/apk/db/installed"
+
+// apkDB merges the package databases of the init images, as LinuxKit's
+// apkTarWriter does when more than one init image has one: each database
+// followed by two newlines, in init order, written after the init images.
+func (b *builder) apkDB() (*segment, error) {
+	var dbs [][]byte
+	for _, r := range b.m.Init {
+		fs, done, err := b.unpacked(b.imgs[r])
+		if err != nil {
+			return nil, err
+		}
+		if n := fs.Get(apkInstalled); n != nil && n.Obj != nil {
+			data, err := io.ReadAll(n.Obj.Data.Reader())
+			if err != nil {
+				done()
+				return nil, fmt.Errorf("image %s: %s: %w", r, apkInstalled, err)
+			}
+			dbs = append(dbs, data)
+		}
+		done()
+	}
+	if len(dbs) < 2 {
+		return nil, nil
+	}
+	var all []byte
+	for _, db := range dbs {
+		all = append(append(all, db...), '\n', '\n')
+	}
+	return memSegment("merged apk database", b.mtime, b.limit, func(cw *initrd.Writer) error {
+		if err := cw.WriteHeader(&initrd.Header{Name: apkInstalled, Mode: initrd.TypeReg | 0o644, Size: int64(len(all))}); err != nil {
+			return err
+		}
+		_, err := cw.Write(all)
+		return err
+	})
+}

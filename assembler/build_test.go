@@ -335,3 +335,18 @@ func TestFormats(t *testing.T) {
 		t.Errorf("unknown format: %v", err)
 	}
 }
+
+func TestAPKDatabaseMerged(t *testing.T) {
+	host := memRegistry(t)
+	f := newFixture(t, host)
+	push(t, host+"/init2:1", testImage(t, nil, []tf{{name: "lib/apk/db/installed", data: "P:runc\nV:1\n"}}))
+	push(t, host+"/init3:1", testImage(t, nil, []tf{{name: "lib/apk/db/installed", data: "P:containerd\nV:2\n"}}))
+	spec := string(mustRead(t, f.spec))
+	spec = strings.Replace(spec, "init:\n", fmt.Sprintf("init:\n  - %[1]s/init2:1\n  - %[1]s/init3:1\n", host), 1)
+	writeSpec(t, f.dir, "test.yml", spec)
+	f.build(t, "out", nil)
+	ents, _ := readInitrd(t, filepath.Join(f.dir, "out", "test-initrd.img"))
+	if got, want := ents["lib/apk/db/installed"].data, "P:runc\nV:1\n\n\nP:containerd\nV:2\n\n\n"; got != want {
+		t.Fatalf("apk database %q, want %q", got, want)
+	}
+}
