@@ -34,6 +34,13 @@ func init() {
 
 // When the test binary is re-executed as a detached plugin, it runs the plugin instead.
 func TestMain(m *testing.M) {
+	if kind := os.Getenv("LAUNCHER_TEST_GOPLUGIN"); kind != "" && servedByGoPlugin() {
+		if err := serveGoPlugin(kind); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if spec := os.Getenv("LAUNCHER_TEST_RUN"); spec != "" {
 		s, err := ParseSpec(spec)
 		if err == nil {
@@ -221,4 +228,50 @@ func waitAlive(t *testing.T, sock string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s never answered", sock)
+}
+
+// TestRunExecutable loads this test binary as a go-plugin executable serving test-file and
+// serves it on a socket, reached through discovery like any plugin.
+func TestRunExecutable(t *testing.T) {
+	dir := testDir(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunExecutable(ctx, dir, "ext", []string{"/usr/bin/env", "LAUNCHER_TEST_GOPLUGIN=test-file", exe, "-test.run=^$"})
+	}()
+	sock := filepath.Join(dir, "ext")
+	for i := 0; i < 500 && !rpc.Alive(sock); i++ {
+		select {
+		case err := <-done:
+			t.Fatalf("RunExecutable ended: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	addr, sub, err := discovery.Lookup(dir, "ext")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rpc.NewInstanceClient(addr, sub)
+	id, err := c.Provision(context.Background(), spi.Spec{Tags: map[string]string{"via": "goplugin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := c.DescribeInstances(context.Background(), map[string]string{"via": "goplugin"}, false)
+	if err != nil || len(ds) != 1 || ds[0].ID != *id {
+		t.Fatalf("describe: %+v %v", ds, err)
+	}
+	if err := RunExecutable(context.Background(), dir, "ext", []string{"true"}); !errors.Is(err, discovery.ErrRunning) {
+		t.Fatalf("second claim of ext: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files left: %v", ents)
+	}
 }

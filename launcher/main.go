@@ -17,9 +17,19 @@ import (
 //	func main() { launcher.Main("flavor-vanilla", factory, launcher.DefaultName("vanilla")) }
 //
 // It registers the kind, parses --name (socket name), --dir (plugin directory, default
-// discovery.Dir()) and --verbose, serves until SIGINT or SIGTERM, and exits.
+// discovery.Dir()) and --verbose, serves until SIGINT or SIGTERM, and exits. Started by a
+// go-plugin host (spi/goplugin, e.g. `mobykit plugin exec`), it serves over go-plugin's gRPC
+// transport instead.
 func Main(kind string, f Factory, opts ...RegisterOption) {
 	Register(kind, f, opts...)
+	if servedByGoPlugin() {
+		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err := serveGoPlugin(kind); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", kind, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	fs := flag.NewFlagSet(kind, flag.ExitOnError)
 	name := fs.String("name", "", "socket name in the plugin directory (default: the kind's default name)")
 	dir := fs.String("dir", "", "plugin directory (default $INFRAKIT_PLUGINS_DIR, $INFRAKIT_HOME/plugins or ~/.infrakit/plugins)")

@@ -43,7 +43,7 @@ func pluginCmd() *cobra.Command {
 		Long: "Plugins listen on unix sockets in $INFRAKIT_PLUGINS_DIR, else $INFRAKIT_HOME/plugins,\n" +
 			"else ~/.infrakit/plugins. See docs/plugins.md.",
 	}
-	cmd.AddCommand(pluginStartCmd(), pluginLsCmd(), pluginStopCmd())
+	cmd.AddCommand(pluginStartCmd(), pluginExecCmd(), pluginLsCmd(), pluginStopCmd())
 	return cmd
 }
 
@@ -191,5 +191,43 @@ func pluginStopCmd() *cobra.Command {
 		},
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait after SIGTERM")
+	return c
+}
+
+func pluginExecCmd() *cobra.Command {
+	var detach bool
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "exec NAME EXECUTABLE [ARG...]",
+		Short: "Serve a plugin executable (HashiCorp go-plugin, gRPC) on the socket NAME",
+		Long: "Start EXECUTABLE as a go-plugin plugin (handshake: protocol version and magic cookie),\n" +
+			"and serve the Instance, Flavor or Group objects it offers on the socket NAME, so the group\n" +
+			"controller and InfraKit clients reach it like any other plugin. Every cmd/plugin-* binary\n" +
+			"of mobykit can be loaded this way.",
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := discovery.EnsureDir()
+			if err != nil {
+				return err
+			}
+			name, argv := args[0], args[1:]
+			if detach {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("finding the mobykit executable: %w", err)
+				}
+				return launcher.Detach(cmd.Context(), dir, []launcher.Spec{{Kind: "exec", Name: name}}, launcher.DetachOptions{Wait: wait,
+					Command: func(launcher.Spec) []string {
+						return append([]string{exe, "plugin", "exec", name}, argv...)
+					}})
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return launcher.RunExecutable(ctx, dir, name, argv)
+		},
+	}
+	c.Flags().SetInterspersed(false)
+	c.Flags().BoolVarP(&detach, "detach", "d", false, "run in the background")
+	c.Flags().DurationVar(&wait, "wait", 15*time.Second, "with --detach, how long to wait for the socket to answer")
 	return c
 }
