@@ -121,3 +121,15 @@ func TestReadPortsRefusesNonQEMU(t *testing.T) {
 		t.Fatalf("ReadPorts on non-QEMU DMI: %v, want ErrNotFound without touching ports", err)
 	}
 }
+
+// FuzzReadDevice: whatever the fw_cfg file directory holds, the reader neither panics nor
+// allocates without bound.
+func FuzzReadDevice(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 0, 0, 0, 4, 0, 0x20, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, dir []byte) {
+		d := newFake("QEMU", map[string][]byte{UserdataName: []byte("x")})
+		d.items[keyFileDir] = dir
+		ReadDevice(d, UserdataName)
+	})
+}
