@@ -119,6 +119,9 @@ func marker(console, name string) string {
 }
 
 func TestSameImageThreeWays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots four VMs; skipped with -short")
+	}
 	testenv.RequireQEMU(t)
 	kernel := testenv.Kernel(t)
 	dir := t.TempDir()
