@@ -19,7 +19,7 @@ import (
 
 const gib = 1 << 30
 
-// defaultBlockSize is the EBS direct API's block size (StartSnapshot reports it).
+// defaultBlockSize is the EBS direct API's block size, the only DataLength PutSnapshotBlock takes.
 const defaultBlockSize = 512 * 1024
 
 // uploadEBS writes the file into a new snapshot with the EBS direct API and returns its ID.
@@ -46,9 +46,11 @@ func (im *Importer) uploadEBS(ctx context.Context, in *Input, size int64, tags m
 		return "", fmt.Errorf("StartSnapshot (%d GiB): %w", volGiB, err)
 	}
 	snap := aws.ToString(start.SnapshotId)
-	bs := int64(aws.ToInt32(start.BlockSize))
-	if bs <= 0 {
-		bs = defaultBlockSize
+	// PutSnapshotBlock takes 512 KiB blocks only (EBS API reference, DataLength), whatever
+	// StartSnapshot reports (some emulators report 512).
+	bs := int64(defaultBlockSize)
+	if got := int64(aws.ToInt32(start.BlockSize)); got != bs {
+		im.log.Debug("StartSnapshot reported an unexpected block size; using 512 KiB", "snapshot", aws.ToString(start.SnapshotId), "block_size", got)
 	}
 	im.log.Info("started EBS snapshot", "snapshot", snap, "size_gib", volGiB, "block_size", bs)
 
