@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -226,7 +227,10 @@ func Run(ctx context.Context, set Set, dir *config.Dir, opts Options) (Result, e
 		}
 	}
 	res := Result{Provider: p.String(), Userdata: userdata}
-	if h, err := dir.ReadFile(config.HostnameFile); err == nil {
+	if h, err := dir.ReadFile(config.HostnameFile); err == nil && len(bytes.TrimSpace(h)) > 0 {
+		// The file keeps what the source said; the kernel gets it without surrounding
+		// whitespace (a trailing newline is common in userdata and metadata answers).
+		h = bytes.TrimSpace(h)
 		res.Hostname = string(h)
 		if opts.SetHostname != nil {
 			if err := opts.SetHostname(h); err != nil {

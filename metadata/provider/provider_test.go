@@ -561,7 +561,7 @@ func TestParse(t *testing.T) {
 func TestUserdataOverridesHostname(t *testing.T) {
 	c := &cloud{values: map[string]string{
 		"/computeMetadata/v1/instance/hostname":             "from-metadata",
-		"/computeMetadata/v1/instance/attributes/user-data": `{"hostname":{"content":"from-userdata"},"userdata":{"content":"nope"}}`,
+		"/computeMetadata/v1/instance/attributes/user-data": `{"hostname":{"content":"from-userdata\n"},"userdata":{"content":"nope"}}`,
 	}}
 	dir, root := openDir(t)
 	var got string
