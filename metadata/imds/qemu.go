@@ -67,3 +67,25 @@ func Relay(ctx context.Context, addr string, in io.Reader, out io.Writer) error 
 	// The server has answered and closed; the guest side may still be open, and that is fine.
 	return nil
 }
+
+// AttachQEMU is what a QEMU instance plugin calls when it launches a VM with user-mode
+// networking: it registers r, starts r's own listener on a free loopback port, and returns the
+// -netdev value (see QEMUUserNetdev) whose guestfwd runs relay(listenerAddress) for each guest
+// connection, e.g. func(a string) []string { return []string{mobykit, "metadata", "connect", a} }.
+// Unregister(r.InstanceID) undoes it when the VM is destroyed.
+func (s *Server) AttachQEMU(r Record, netID string, relay func(addr string) []string, extra ...string) (string, error) {
+	if err := s.Register(r); err != nil {
+		return "", err
+	}
+	addr, err := s.ListenVM(r.InstanceID, "127.0.0.1:0")
+	if err != nil {
+		s.Unregister(r.InstanceID)
+		return "", err
+	}
+	nd, err := QEMUUserNetdev(netID, relay(addr.String()), extra...)
+	if err != nil {
+		s.Unregister(r.InstanceID)
+		return "", err
+	}
+	return nd, nil
+}
