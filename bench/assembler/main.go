@@ -43,6 +43,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/klauspost/pgzip"
 )
 
 var (
@@ -89,10 +90,10 @@ func main() {
 	t0 := time.Now()
 	modules := tarOf(files(rng, vocab, "lib/modules/6.1.0/kernel", mb(12), 0.2))
 	pushImg(host+"/bench/kernel:1", []file{{name: "kernel", data: binary(rng, mb(8), 0.9)}, {name: "kernel.tar", data: modules}})
-	pushImg(host+"/bench/init:1", files(rng, vocab, "", mb(10), 0.4))
+	pushImg(host+"/bench/init:1", files(rng, vocab, "", mb(12), 0.3))
 	var base []file
 	for i := 0; i < 4; i++ {
-		base = files(rng, vocab, "usr", mb(12), 0.5)
+		base = files(rng, vocab, "usr", mb(13), 0.35)
 		pushImg(fmt.Sprintf("%s/bench/svc%d:1", host, i), base, files(rng, vocab, "opt/app", mb(6), 0.3))
 	}
 	// the changed service: the same base layer, a new top layer
@@ -158,7 +159,30 @@ func measure(label, cache, out, comp, spec string) {
 		fmt.Sscanf(stderr.String()[i+1:], "%f", &cpio)
 	}
 	fmt.Printf("%-22s %8.2f %8.2f %9.1f %10.1f %10.1f %9.0f\n", label, d, cpu, cpio/d, float64(st.Size())/1e6, cpio, rss)
+	if strings.HasPrefix(label, "cold gzip") {
+		fmt.Printf("  (the same cpio as one pgzip stream at the default level, as LinuxKit writes it: %.1f MB)\n", oneStream(filepath.Join(out, "bench-initrd.img"))/1e6)
+	}
 }
+
+// oneStream returns the size of the initramfs's cpio data compressed as a
+// single pgzip stream with default settings, the way LinuxKit compresses.
+func oneStream(p string) float64 {
+	f, err := os.Open(p)
+	check(err)
+	defer f.Close()
+	zr, err := pgzip.NewReader(f)
+	check(err)
+	var n countWriter
+	zw := pgzip.NewWriter(&n)
+	_, err = io.Copy(zw, zr)
+	check(err)
+	check(zw.Close())
+	return float64(n)
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 type file struct {
 	name string
@@ -214,7 +238,7 @@ func files(rng *rand.Rand, vocab []string, dir string, size int, binFrac float64
 		size -= n
 		var data []byte
 		if rng.Float64() < binFrac {
-			data = binary(rng, n, 0.8)
+			data = binary(rng, n, 0.6)
 		} else {
 			data = text(rng, vocab, n)
 		}
