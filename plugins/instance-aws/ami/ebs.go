@@ -52,7 +52,7 @@ func (im *Importer) uploadEBS(ctx context.Context, in *Input, size int64, tags m
 	if got := int64(aws.ToInt32(start.BlockSize)); got != bs {
 		im.log.Debug("StartSnapshot reported an unexpected block size; using 512 KiB", "snapshot", aws.ToString(start.SnapshotId), "block_size", got)
 	}
-	im.log.Info("started EBS snapshot", "snapshot", snap, "size_gib", volGiB, "block_size", bs)
+	im.log.Debug("started EBS snapshot", "snapshot", snap, "size_gib", volGiB, "block_size", bs)
 
 	type block struct {
 		index int32
@@ -113,7 +113,7 @@ func (im *Importer) uploadEBS(ctx context.Context, in *Input, size int64, tags m
 	}); err != nil {
 		return "", fmt.Errorf("CompleteSnapshot %s: %w", snap, err)
 	}
-	im.log.Info("completed EBS snapshot", "snapshot", snap, "blocks_written", written.Load(), "blocks", nblocks)
+	im.log.Debug("completed EBS snapshot", "snapshot", snap, "blocks_written", written.Load(), "blocks", nblocks)
 	return snap, nil
 }
 

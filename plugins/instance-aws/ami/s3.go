@@ -41,7 +41,7 @@ func (im *Importer) importS3(ctx context.Context, in *Input, size int64, tags ma
 		return "", fmt.Errorf("PutObject s3://%s/%s: %w", in.Bucket, key, err)
 	}
 	in.progress("upload", size, size)
-	im.log.Info("uploaded disk image", "bucket", in.Bucket, "key", key, "bytes", size)
+	im.log.Debug("uploaded disk image", "bucket", in.Bucket, "key", key, "bytes", size)
 
 	out, err := im.ec2.ImportSnapshot(ctx, &ec2.ImportSnapshotInput{
 		Description: aws.String(describe(in)),
@@ -57,7 +57,7 @@ func (im *Importer) importS3(ctx context.Context, in *Input, size int64, tags ma
 		return "", fmt.Errorf("ImportSnapshot s3://%s/%s: %w", in.Bucket, key, err)
 	}
 	task := aws.ToString(out.ImportTaskId)
-	im.log.Info("started snapshot import", "task", task)
+	im.log.Debug("started snapshot import", "task", task)
 	return im.waitImportTask(ctx, in, task)
 }
 
