@@ -266,3 +266,18 @@ func (nopFlavor) Healthy(context.Context, spi.Any, spi.Description) (spi.Health,
 func (nopFlavor) Drain(context.Context, spi.Any, spi.Description) error { return nil }
 
 var _ = json.Marshal
+
+func TestListenLongPath(t *testing.T) {
+	dir := shortSocket(t, "")
+	// A socket path of 100 bytes: fits sun_path, but its temporary name does not.
+	long := filepath.Join(dir, strings.Repeat("x", 100-len(dir)-1))
+	ln, err := Listen(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Stat(long)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%v %v", fi, err)
+	}
+}

@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// maxSocketPath is the size of sun_path on Linux, terminating NUL included.
+const maxSocketPath = 108
+
 // ErrInUse is returned by Listen when a live server already answers on the socket.
 var ErrInUse = errors.New("socket is in use by a live server")
 
@@ -36,6 +39,12 @@ func Listen(path string) (net.Listener, error) {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp"+strconv.Itoa(os.Getpid()))
 	_ = os.Remove(tmp)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil && len(tmp) >= maxSocketPath && len(path) < maxSocketPath {
+		// The temporary name is too long for sun_path: bind in place and chmod right away.
+		if ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"}); err == nil {
+			tmp = path
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rpc: listen on %s: %w", path, err)
 	}
@@ -44,6 +53,9 @@ func Listen(path string) (net.Listener, error) {
 		ln.Close()
 		os.Remove(tmp)
 		return nil, fmt.Errorf("rpc: chmod socket %s: %w", tmp, err)
+	}
+	if tmp == path {
+		return &unixListener{UnixListener: ln, path: path}, nil
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		ln.Close()
