@@ -217,7 +217,11 @@ func (gs *groupState) poke() {
 	}
 }
 
-func notWatched(id spi.GroupID) error { return fmt.Errorf("Group '%s' is not being watched", id) }
+// notWatched is InfraKit's error for an unknown group.
+func notWatched(id spi.GroupID) error {
+	//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
+	return fmt.Errorf("Group '%s' is not being watched", id)
+}
 
 func (c *Controller) get(id spi.GroupID) (*groupState, error) {
 	c.mu.Lock()
@@ -232,10 +236,12 @@ func (c *Controller) get(id spi.GroupID) (*groupState, error) {
 func (c *Controller) resolve(props types.Properties) (spi.Instance, spi.Flavor, error) {
 	flavor, err := c.plugins.Flavor(props.Flavor.Plugin)
 	if err != nil {
+		//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
 		return nil, nil, fmt.Errorf("Failed to find Flavor plugin '%s':%w", props.Flavor.Plugin, err)
 	}
 	instance, err := c.plugins.Instance(props.Instance.Plugin)
 	if err != nil {
+		//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
 		return nil, nil, fmt.Errorf("Failed to find Instance plugin '%s':%w", props.Instance.Plugin, err)
 	}
 	return instance, flavor, nil
@@ -332,6 +338,7 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 	old := gs.props
 	if old.IsQuorum() || props.IsQuorum() {
 		if !sameIDs(old.Allocation.LogicalIDs, props.Allocation.LogicalIDs) {
+			//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
 			return "", errors.New("Logical ID changes to a quorum is not currently supported")
 		}
 	}

@@ -194,9 +194,13 @@ func Parse(raw spi.Any) (Properties, error) {
 
 // Errors with InfraKit's exact texts (PROTOCOL.md §8); they reach users as JSON-RPC messages.
 var (
-	ErrBlankID            = errors.New("Group ID must not be blank")
-	ErrBlankAllocation    = errors.New("Allocation must not be blank")
-	ErrTwoAllocations     = errors.New("Only one Allocation method may be used")
+	//lint:ignore ST1005 InfraKit's exact text
+	ErrBlankID = errors.New("Group ID must not be blank")
+	//lint:ignore ST1005 InfraKit's exact text
+	ErrBlankAllocation = errors.New("Allocation must not be blank")
+	//lint:ignore ST1005 InfraKit's exact text
+	ErrTwoAllocations = errors.New("Only one Allocation method may be used")
+	//lint:ignore ST1005 InfraKit's exact text
 	ErrTwoUpdatingMethods = errors.New("Only one Updating method may be used")
 )
 
