@@ -44,15 +44,17 @@ type Properties struct {
 	ShutdownTimeout string `json:"shutdown_timeout"`
 }
 
-func parse(raw spi.Any) (Properties, error) {
+// parse decodes and checks Properties; the boot source may be missing in a group's Instance
+// Properties (needBoot false, Validate) since a flavor such as flavor-moby adds it.
+func parse(raw spi.Any, needBoot bool) (Properties, error) {
 	var p Properties
 	if len(raw) == 0 || string(raw) == "null" {
-		return p, fmt.Errorf("instance-hyperkit: Properties are empty: need moby or kernel")
+		raw = spi.Any("{}")
 	}
 	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&p); err != nil {
 		return p, fmt.Errorf("instance-hyperkit: Properties: %w", err)
 	}
-	if (p.Moby == "") == (p.Kernel == "") {
+	if (p.Moby != "" && p.Kernel != "") || (needBoot && p.Moby == "" && p.Kernel == "") {
 		return p, fmt.Errorf("instance-hyperkit: Properties: give exactly one of moby and kernel")
 	}
 	if p.CPUs < 0 || p.Memory < 0 || p.DiskSize < 0 || p.Disk < 0 {
@@ -96,12 +98,12 @@ func New(root string, log *slog.Logger) (*Plugin, error) {
 type backend struct{ root string }
 
 func (b *backend) Validate(raw spi.Any) error {
-	_, err := parse(raw)
+	_, err := parse(raw, false)
 	return err
 }
 
 func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec) (vm.Launch, error) {
-	p, err := parse(spec.Properties)
+	p, err := parse(spec.Properties, true)
 	if err != nil {
 		return vm.Launch{}, err
 	}

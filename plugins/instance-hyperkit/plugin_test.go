@@ -162,8 +162,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{`{"Moby":"/x/hello","CPUs":1,"Memory":512,"Disk":1024}`, true},
 		{`{"kernel":"/k","initrd":"/i","cmdline":"c","cpus":1,"memory":512,"disk_size":100}`, true},
-		{`{}`, false},
-		{`null`, false},
+		{`{}`, true},
+		{`null`, true},
 		{`{"moby":"/x","kernel":"/k"}`, false},
 		{`{"kernel":"/k","memory":-1}`, false},
 		{`{"kernel":"/k","shutdown_timeout":"x"}`, false},

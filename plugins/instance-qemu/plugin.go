@@ -52,7 +52,7 @@ type backend struct {
 }
 
 func (b *backend) Validate(raw spi.Any) error {
-	_, err := parse(raw)
+	_, err := parse(raw, false)
 	return err
 }
 
@@ -67,7 +67,7 @@ type launchProps struct {
 }
 
 func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Spec) (vm.Launch, error) {
-	p, err := parse(spec.Properties)
+	p, err := parse(spec.Properties, true)
 	if err != nil {
 		return vm.Launch{}, err
 	}

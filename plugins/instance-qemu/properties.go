@@ -78,27 +78,30 @@ type Network struct {
 	VDE string `json:"vde"`
 }
 
-func parse(raw spi.Any) (Properties, error) {
+// parse decodes and checks Properties. A group's Instance Properties may lack the boot
+// source, which the flavor (flavor-moby) adds in Prepare: Validate accepts that
+// (needBoot false); Provision does not.
+func parse(raw spi.Any, needBoot bool) (Properties, error) {
 	var p Properties
 	if len(raw) == 0 || string(raw) == "null" {
-		return p, fmt.Errorf("instance-qemu: Properties are empty: need at least a boot source (moby, kernel, iso or disk)")
+		raw = spi.Any("{}")
 	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	if err := d.Decode(&p); err != nil {
 		return p, fmt.Errorf("instance-qemu: Properties: %w", err)
 	}
-	return p, p.check()
+	return p, p.check(needBoot)
 }
 
-func (p Properties) check() error {
+func (p Properties) check(needBoot bool) error {
 	n := 0
 	for _, s := range []string{p.Moby, p.Kernel, p.ISO, p.Disk} {
 		if s != "" {
 			n++
 		}
 	}
-	if n != 1 {
-		return fmt.Errorf("instance-qemu: Properties: give exactly one of moby, kernel, iso, disk (got %d)", n)
+	if n > 1 || (n == 0 && needBoot) {
+		return fmt.Errorf("instance-qemu: Properties: give exactly one of moby, kernel, iso, disk (got %d; a flavor such as flavor-moby sets moby)", n)
 	}
 	if p.Kernel == "" && (p.Initrd != "" || (p.Cmdline != "" && p.Moby == "")) {
 		return fmt.Errorf("instance-qemu: Properties: initrd and cmdline need a kernel (or moby)")

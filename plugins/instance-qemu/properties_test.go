@@ -17,8 +17,8 @@ func TestValidate(t *testing.T) {
 		{`{"Kernel":"/k","Initrd":"/i","Cmdline":"c","CPUs":2,"Memory":512}`, ""},
 		{`{"iso":"/x.iso","publish":["0:80","8443:443/tcp"],"network":{"name":"n","subnet":"10.1.0.0/16"}}`, ""},
 		{`{"disk":"/d.qcow2","disks":[{"size":"1G","persistent":true}],"metadata":"cd"}`, ""},
-		{`null`, "empty"},
-		{`{}`, "exactly one"},
+		{`null`, ""},
+		{`{"memory":256}`, ""},
 		{`{"kernel":"/k","iso":"/x.iso"}`, "exactly one"},
 		{`{"iso":"/x.iso","initrd":"/i"}`, "need a kernel"},
 		{`{"kernel":"/k","accel":"xen"}`, "accel"},
@@ -42,6 +42,12 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("error %v, want one mentioning %q", err, tc.err)
 			}
 		})
+	}
+}
+
+func TestProvisionNeedsBootSource(t *testing.T) {
+	if _, err := parse(spi.Any(`{"memory":256}`), true); err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Fatalf("err = %v", err)
 	}
 }
 
