@@ -319,9 +319,12 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 			rec:   store.Record{ID: spec.ID, Seq: c.seq, Spec: spec, Rollout: store.Rollout{Phase: plan.PhaseIdle}},
 			props: props, hash: hash, instance: instance, flavor: flavor, obs: map[spi.ID]*observation{},
 		}
+		gs.mu.Lock() // held until the record is stored: a concurrent commit waits for it
 		c.groups[spec.ID] = gs
 		c.mu.Unlock()
-		if err := c.persist(ctx, gs); err != nil {
+		err := c.persist(ctx, gs)
+		gs.mu.Unlock()
+		if err != nil {
 			c.mu.Lock()
 			delete(c.groups, spec.ID)
 			c.mu.Unlock()
