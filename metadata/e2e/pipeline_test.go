@@ -37,8 +37,6 @@ func TestPipeline(t *testing.T) {
 	testenv.RequireQEMU(t)
 	testenv.RequireTool(t, "apt-get", "apt")
 	testenv.RequireTool(t, "gcc", "gcc libc6-dev")
-	kernelDir := testenv.KernelDir(t) // makes sure the shared kernel fetch happened (and locks it)
-	_ = kernelDir
 
 	cacheDir := filepath.Join(testenv.CacheDir(), "oci")
 	cache, err := image.OpenCache(cacheDir)
