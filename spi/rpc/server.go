@@ -116,6 +116,9 @@ func exampleOf(v any) spi.Any {
 	return nil
 }
 
+// MaxRequestBytes bounds a request body; a larger one is treated like an unparseable body.
+const MaxRequestBytes = 64 << 20
+
 // Handler serves JSON-RPC on POST / and the info document on GET /info/api.json.
 type Handler struct {
 	ifaces  []*iface
@@ -204,7 +207,7 @@ func (h *Handler) serveRPC(w http.ResponseWriter, r *http.Request) {
 
 	req := new(serverRequest)
 	var rerr *Error
-	if err := json.NewDecoder(r.Body).Decode(req); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes)).Decode(req); err != nil {
 		rerr = &Error{Code: CodeParse, Message: err.Error(), Data: mustMarshal(req)}
 	}
 	if req.Version != "2.0" {
