@@ -159,6 +159,23 @@ func TestSameImageThreeWays(t *testing.T) {
 			"E2E-MESSAGE": "hello from the cd", "E2E-MODE": "640", "E2E-INSTANCE": "i-cd"})
 	})
 
+	// A CD as `linuxkit metadata create` makes it: label CONFIG, one plain ISO9660 file CONFIG
+	// (no Rock Ridge), here made by xorriso.
+	t.Run("linuxkit-style cdrom", func(t *testing.T) {
+		if _, err := exec.LookPath("xorriso"); err != nil {
+			t.Skip("xorriso not installed (apt-get install xorriso)")
+		}
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "config"), userdata("vm-lk", "hello from a linuxkit cd"), 0o644)
+		cd := filepath.Join(dir, "linuxkit.iso")
+		if out, err := exec.Command("xorriso", "-as", "mkisofs", "-V", "CONFIG", "-o", cd, src).CombinedOutput(); err != nil {
+			t.Fatalf("xorriso: %v\n%s", err, out)
+		}
+		c := boot(t, kernel, initrd, []string{"-drive", "file=" + cd + ",format=raw,media=cdrom,readonly=on,if=ide,index=1"}, nil)
+		check(t, c, map[string]string{"E2E-RC": "0", "E2E-PROVIDER": "CDROM /dev/sr0", "E2E-HOSTNAME": "vm-lk",
+			"E2E-MESSAGE": "hello from a linuxkit cd", "E2E-MODE": "640"})
+	})
+
 	t.Run("fw_cfg", func(t *testing.T) {
 		_, args, err := fwcfg.WritePayload(t.TempDir(), userdata("vm-fwcfg", "hello from fw_cfg"))
 		if err != nil {
