@@ -16,7 +16,10 @@ func ExampleServer_AttachQEMU() {
 	defer s.Close()
 	var listener string
 	netdev, err := s.AttachQEMU(imds.Record{InstanceID: "i-0001", Hostname: "node1", UserData: []byte("hello")}, "net0",
-		func(addr string) []string { listener = addr; return []string{"/usr/bin/mobykit", "metadata", "connect", addr} })
+		func(addr string) []string {
+			listener = addr
+			return []string{"/usr/bin/mobykit", "metadata", "connect", addr}
+		})
 	if err != nil {
 		panic(err)
 	}
