@@ -275,3 +275,29 @@ func TestRunExecutable(t *testing.T) {
 		t.Fatalf("files left: %v", ents)
 	}
 }
+
+// TestRunTCP serves on loopback TCP with a .listen file, found through discovery.
+func TestRunTCP(t *testing.T) {
+	dir := testDir(t)
+	r, err := Start(context.Background(), dir, Spec{Kind: "test-vanilla", Name: "tv", Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, err := discovery.Lookup(dir, "tv")
+	if err != nil || !strings.HasPrefix(addr, "tcp://127.0.0.1:") {
+		t.Fatalf("lookup: %q %v", addr, err)
+	}
+	if err := rpc.NewFlavorClient(addr, "").Validate(context.Background(), nil, spi.Allocation{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := List(context.Background(), dir)
+	if err != nil || len(st) != 1 || !st[0].Running || st[0].PID != os.Getpid() {
+		t.Fatalf("list: %+v %v", st, err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("files left: %v", ents)
+	}
+}

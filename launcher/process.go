@@ -74,8 +74,10 @@ func detachOne(ctx context.Context, dir string, s Spec, o DetachOptions) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			if pid, err := discovery.ReadPID(dir, s.Name); err == nil && pid == cmd.Process.Pid && rpc.Alive(sock) {
-				return nil
+			if pid, err := discovery.ReadPID(dir, s.Name); err == nil && pid == cmd.Process.Pid {
+				if _, lerr := os.Stat(sock + ".listen"); rpc.Alive(sock) || lerr == nil {
+					return nil
+				}
 			}
 		}
 	}

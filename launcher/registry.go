@@ -112,6 +112,10 @@ func validName(n string) error {
 // Spec is one plugin to start: a kind and the socket name it serves on.
 type Spec struct {
 	Kind, Name string
+	// Listen, when set (host:port), serves on TCP instead of a unix socket and records the
+	// address in <dir>/<Name>.listen as tcp://host:port (discovery's TCP variant). TCP has no
+	// access control: use loopback addresses.
+	Listen string
 }
 
 func (s Spec) String() string {

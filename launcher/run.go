@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -65,13 +66,13 @@ func Start(ctx context.Context, dir string, spec Spec) (*Running, error) {
 		claim.Release()
 		return nil, fmt.Errorf("launcher: starting %s: %w", spec, err)
 	}
-	srv, err := rpc.Start(claim.Socket, plugins...)
+	srv, err := serve(claim, spec, plugins)
 	if err != nil {
 		cancel()
 		claim.Release()
 		return nil, fmt.Errorf("launcher: serving %s: %w", spec, err)
 	}
-	opts.Logger.Info("plugin listening", "kind", spec.Kind, "socket", claim.Socket, "interfaces", srv.Handler.Interfaces())
+	opts.Logger.Info("plugin listening", "kind", spec.Kind, "address", srv.Addr(), "interfaces", srv.Handler.Interfaces())
 	return &Running{Spec: spec, Claim: claim, Server: srv, cancel: cancel}, nil
 }
 
@@ -102,4 +103,23 @@ func Run(ctx context.Context, dir string, specs []Spec) error {
 	<-ctx.Done()
 	slog.Info("stopping plugins", "count", len(running))
 	return stopAll()
+}
+
+func serve(claim *discovery.Claim, spec Spec, plugins []rpc.Plugin) (*rpc.Server, error) {
+	if spec.Listen == "" {
+		return rpc.Start(claim.Socket, plugins...)
+	}
+	h, err := rpc.NewHandler(plugins...)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", spec.Listen)
+	if err != nil {
+		return nil, err
+	}
+	if err := claim.WriteListen("tcp://" + ln.Addr().String()); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return rpc.StartListener(ln, h), nil
 }

@@ -50,6 +50,7 @@ func pluginCmd() *cobra.Command {
 func pluginStartCmd() *cobra.Command {
 	var detach bool
 	var wait time.Duration
+	var listen string
 	c := &cobra.Command{
 		Use:   "start KIND[:NAME]...",
 		Short: "Start plugins built into mobykit (in the foreground, or --detach)",
@@ -65,7 +66,11 @@ func pluginStartCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				s.Listen = listen
 				specs = append(specs, s)
+			}
+			if listen != "" && len(specs) != 1 {
+				return fmt.Errorf("--listen serves one plugin; %d given", len(specs))
 			}
 			dir, err := discovery.EnsureDir()
 			if err != nil {
@@ -78,6 +83,9 @@ func pluginStartCmd() *cobra.Command {
 				}
 				err = launcher.Detach(cmd.Context(), dir, specs, launcher.DetachOptions{Wait: wait, Command: func(s launcher.Spec) []string {
 					argv := []string{exe, "plugin", "start", s.String()}
+					if s.Listen != "" {
+						argv = append(argv, "--listen", s.Listen)
+					}
 					if verbose {
 						argv = append(argv, "--verbose")
 					}
@@ -87,7 +95,11 @@ func pluginStartCmd() *cobra.Command {
 					return err
 				}
 				for _, s := range specs {
-					fmt.Fprintf(cmd.OutOrStdout(), "started %s on %s/%s\n", s, dir, s.Name)
+					addr, err := discovery.Find(dir, s.Name)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "started %s on %s\n", s, addr)
 				}
 				return nil
 			}
@@ -98,6 +110,7 @@ func pluginStartCmd() *cobra.Command {
 	}
 	c.Flags().BoolVarP(&detach, "detach", "d", false, "run each plugin as a background process")
 	c.Flags().DurationVar(&wait, "wait", 15*time.Second, "with --detach, how long to wait for each socket to answer")
+	c.Flags().StringVar(&listen, "listen", "", "serve one plugin on TCP HOST:PORT (recorded in <dir>/NAME.listen) instead of a unix socket; no access control, use loopback")
 	return c
 }
 
