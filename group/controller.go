@@ -105,6 +105,7 @@ type groupState struct {
 	flavor   spi.Flavor
 	obs      map[spi.ID]*observation
 	last     lastPass
+	ctx      context.Context
 	stop     context.CancelFunc
 	kick     chan struct{}
 	done     chan struct{}
@@ -154,7 +155,8 @@ func (c *Controller) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("stored group %s: %w", r.ID, err)
 		}
-		gs := &groupState{rec: r, props: props, hash: hash, obs: map[spi.ID]*observation{}}
+		gs := c.newGroupState(store.Record{}, props, hash)
+		gs.rec = r
 		c.mu.Lock()
 		c.seq = max(c.seq, r.Seq)
 		c.groups[r.ID] = gs
@@ -171,14 +173,23 @@ func (c *Controller) Stop() {
 	c.wg.Wait()
 }
 
+// newGroupState prepares a group; its loop's channels are made here, before the group is
+// shared, so that they are never written concurrently.
+func (c *Controller) newGroupState(r store.Record, props types.Properties, hash string) *groupState {
+	gs := &groupState{rec: r, props: props, hash: hash, obs: map[spi.ID]*observation{}}
+	if !c.opts.Manual {
+		gs.ctx, gs.stop = context.WithCancel(c.ctx)
+		gs.kick = make(chan struct{}, 1)
+		gs.done = make(chan struct{})
+	}
+	return gs
+}
+
 func (c *Controller) supervise(gs *groupState) {
 	if c.opts.Manual {
 		return
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	gs.stop = cancel
-	gs.kick = make(chan struct{}, 1)
-	gs.done = make(chan struct{})
+	ctx := gs.ctx
 	id := gs.rec.ID
 	c.wg.Add(1)
 	go func() {
@@ -315,10 +326,8 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 			return details, nil
 		}
 		c.seq++
-		gs = &groupState{
-			rec:   store.Record{ID: spec.ID, Seq: c.seq, Spec: spec, Rollout: store.Rollout{Phase: plan.PhaseIdle}},
-			props: props, hash: hash, instance: instance, flavor: flavor, obs: map[spi.ID]*observation{},
-		}
+		gs = c.newGroupState(store.Record{ID: spec.ID, Seq: c.seq, Spec: spec, Rollout: store.Rollout{Phase: plan.PhaseIdle}}, props, hash)
+		gs.instance, gs.flavor = instance, flavor
 		gs.mu.Lock() // held until the record is stored: a concurrent commit waits for it
 		c.groups[spec.ID] = gs
 		c.mu.Unlock()
@@ -328,6 +337,9 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 			c.mu.Lock()
 			delete(c.groups, spec.ID)
 			c.mu.Unlock()
+			if gs.stop != nil {
+				gs.stop()
+			}
 			return "", err
 		}
 		c.log.Info("managing group", "group", spec.ID, "size", props.TargetSize(), "hash", hash)

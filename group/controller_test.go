@@ -316,3 +316,49 @@ func TestDrainRules(t *testing.T) {
 		t.Errorf("scale-down with failing Drain left %d members", n)
 	}
 }
+
+// Concurrent calls of every method while the loops run (meant for -race).
+func TestConcurrentCalls(t *testing.T) {
+	cloud := fake.New(nil)
+	c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{PollInterval: 5 * time.Millisecond, Logger: quiet()})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	ctx := context.Background()
+	done := make(chan struct{})
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for w := 0; w < 6; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			id := []string{"a", "b"}[w%2]
+			for i := 0; time.Now().Before(deadline); i++ {
+				switch i % 8 {
+				case 0:
+					c.CommitGroup(ctx, spec(id, 1+i%4, nil, []string{"v1", "v2"}[i%2], false, ""), i%3 == 0)
+				case 1:
+					c.DescribeGroup(ctx, spi.GroupID(id))
+				case 2:
+					c.InspectGroups(ctx)
+				case 3:
+					c.SetSize(ctx, spi.GroupID(id), 1+i%3)
+				case 4:
+					c.PauseUpdate(ctx, spi.GroupID(id))
+				case 5:
+					c.ResumeUpdate(ctx, spi.GroupID(id))
+				case 6:
+					c.UpdateStatus(ctx, spi.GroupID(id))
+				case 7:
+					if i%16 == 7 {
+						c.FreeGroup(ctx, spi.GroupID(id))
+					} else {
+						c.Size(ctx, spi.GroupID(id))
+					}
+				}
+			}
+		}(w)
+	}
+	for range 6 {
+		<-done
+	}
+}
