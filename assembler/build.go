@@ -289,6 +289,10 @@ func (b *builder) resolveAll(ctx context.Context) error {
 	g.SetLimit(4)
 	for i, r := range refs {
 		g.Go(func() error {
+			cached := false
+			if pr, err := b.res.ParseReference(r); err == nil && !b.o.Pull {
+				_, cached = b.cache.Lookup(pr, b.res.Platform())
+			}
 			img, err := b.res.Resolve(gctx, r)
 			if err != nil {
 				return err
@@ -306,6 +310,21 @@ func (b *builder) resolveAll(ctx context.Context) error {
 				rv.diffs = append(rv.diffs, id.String())
 			}
 			out[i] = rv
+			if !cached {
+				// Just pulled: unpack its layers now, while other images
+				// download, rather than after every pull finished.
+				layers, err := img.Layers()
+				if err != nil {
+					return fmt.Errorf("image %s: %w", r, err)
+				}
+				for j, l := range layers {
+					if j < len(cfg.RootFS.DiffIDs) {
+						if _, err := b.cache.Unpacked(l, cfg.RootFS.DiffIDs[j]); err != nil {
+							return fmt.Errorf("image %s: %w", r, err)
+						}
+					}
+				}
+			}
 			return nil
 		})
 	}
