@@ -105,8 +105,20 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	if spec.Init != "" {
 		in.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(spec.Init)))
 	}
+	privIP := ""
 	if ip, ok := privateIP(spec.LogicalID); ok {
-		in.PrivateIpAddress = aws.String(ip.String())
+		// The member's address goes on an explicit primary interface, deleted with the
+		// instance, so that the address is free again for the member's replacement. (EC2 does
+		// the same by default; emulators such as moto keep the address otherwise.)
+		privIP = ip.String()
+		in.NetworkInterfaces = []types.InstanceNetworkInterfaceSpecification{{
+			DeviceIndex:         aws.Int32(0),
+			SubnetId:            in.SubnetId,
+			Groups:              in.SecurityGroupIds,
+			PrivateIpAddress:    aws.String(privIP),
+			DeleteOnTermination: aws.Bool(true),
+		}}
+		in.SubnetId, in.SecurityGroupIds = nil, nil
 	}
 	// One token per Provision call: the SDK's own retries of this RunInstances are then
 	// idempotent, so a lost response never launches a second machine.
@@ -114,6 +126,12 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 
 	out, err := p.ec2.RunInstances(ctx, in)
 	if err != nil {
+		if apiCode(err) == "InvalidIPAddress.InUse" {
+			// A quorum member's replacement: the old instance keeps its address until it has
+			// terminated (up to a minute or two). The group controller provisions again on
+			// its next pass.
+			return nil, fmt.Errorf("instance-aws: provision %s: RunInstances: private IP %s is still held by the member being replaced (retry once it has terminated): %w", what, privIP, err)
+		}
 		return nil, fmt.Errorf("instance-aws: provision %s: RunInstances: %w", what, err)
 	}
 	if len(out.Instances) != 1 || out.Instances[0].InstanceId == nil {
@@ -125,7 +143,7 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	p.launched[id] = launched{desc: d, at: p.now()}
 	p.mu.Unlock()
 	p.log.Info("launched instance", "instance", id, "image", imageID,
-		"type", props.RunInstancesInput.InstanceType, "logical_id", aws.ToString(in.PrivateIpAddress),
+		"type", props.RunInstancesInput.InstanceType, "private_ip", privIP,
 		"group", tags[spi.GroupTag], "spot", props.RunInstancesInput.InstanceMarketOptions != nil)
 	return &id, nil
 }
@@ -587,7 +605,7 @@ func (p *Plugin) Unlabel(ctx context.Context, instance spi.ID, keys []string) er
 // error, so Destroy is idempotent.
 func (p *Plugin) Destroy(ctx context.Context, instance spi.ID, c spi.Context) error {
 	_, err := p.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{string(instance)}})
-	if err != nil && apiCode(err) != "InvalidInstanceID.NotFound" {
+	if err != nil && apiCode(err) != "InvalidInstanceID.NotFound" && !p.terminated(ctx, instance) {
 		return fmt.Errorf("instance-aws: destroy %s (%s): TerminateInstances: %w", instance, c.Reason, err)
 	}
 	p.mu.Lock()
@@ -596,6 +614,23 @@ func (p *Plugin) Destroy(ctx context.Context, instance spi.ID, c spi.Context) er
 	p.mu.Unlock()
 	p.log.Info("terminated instance", "instance", instance, "reason", c.Reason, "already_gone", err != nil)
 	return nil
+}
+
+// terminated reports whether EC2 says the instance is terminated or shutting down: a failed
+// TerminateInstances on such an instance (moto, for one, fails the second time) is a success.
+func (p *Plugin) terminated(ctx context.Context, instance spi.ID) bool {
+	out, err := p.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{string(instance)}})
+	if err != nil {
+		return false
+	}
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			if i.State != nil && (i.State.Name == types.InstanceStateNameTerminated || i.State.Name == types.InstanceStateNameShuttingDown) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // apiCode returns the AWS error code of err ("" when err is not an API error).
