@@ -350,3 +350,35 @@ func TestAPKDatabaseMerged(t *testing.T) {
 		t.Fatalf("apk database %q, want %q", got, want)
 	}
 }
+
+func TestMicrocode(t *testing.T) {
+	host := memRegistry(t)
+	f := newFixture(t, host)
+	push(t, host+"/kernel:ucode", testImage(t, nil, []tf{
+		{name: "kernel", data: kernelBytes},
+		{name: "ucode.cpio", data: "UCODE-CPIO"},
+	}))
+	spec := string(mustRead(t, f.spec))
+	spec = strings.Replace(spec, "image: "+host+"/kernel:6.1", "image: "+host+"/kernel:ucode\n  tar: none\n  ucode: ucode.cpio", 1)
+	writeSpec(t, f.dir, "test.yml", spec)
+	f.build(t, "out", func(o *Options) { o.Formats = []string{"kernel+initrd", "tar-kernel-initrd"} })
+	img := mustRead(t, filepath.Join(f.dir, "out", "test-initrd.img"))
+	if !bytes.HasPrefix(img, []byte("UCODE-CPIO\x1f\x8b")) {
+		t.Fatalf("initrd does not start with the microcode then gzip: %q", img[:16])
+	}
+	ents, _ := readInitrd(t, writeTemp(t, img[len("UCODE-CPIO"):]))
+	if _, ok := ents["lib/modules/6.1.0/virtio.ko"]; ok {
+		t.Error("modules present although tar: none")
+	}
+	if _, ok := ents["etc/motd"]; !ok {
+		t.Error("etc/motd missing after the microcode")
+	}
+}
+
+func writeTemp(t *testing.T, b []byte) string {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -293,6 +294,11 @@ func bytesOpener(b []byte) func() (io.ReadCloser, error) {
 func (c *Cache) setIndex(ref string, p v1.Platform, desc *v1.Descriptor) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	unlock, err := c.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	im, err := c.index()
 	if err != nil {
 		return err
@@ -372,4 +378,18 @@ func (c *Cache) Clean() error {
 	}
 	c.lp = lp
 	return nil
+}
+
+// lockFile takes an exclusive lock shared with other processes using the
+// same cache, so concurrent builds never lose each other's index entries.
+func (c *Cache) lockFile() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(c.dir, ".index.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", c.dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cache %s: lock: %w", c.dir, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }

@@ -40,11 +40,13 @@ type Resolver struct {
 // Option configures a Resolver.
 type Option func(*Resolver)
 
-// WithArch selects the platform linux/ARCH (default: the host's).
+// WithArch selects the platform linux/ARCH (default: the host's); ARCH may
+// name a variant ("arm/v7").
 func WithArch(arch string) Option {
 	return func(r *Resolver) {
 		if arch != "" {
-			r.platform = v1.Platform{OS: "linux", Architecture: arch}
+			a, variant, _ := strings.Cut(arch, "/")
+			r.platform = v1.Platform{OS: "linux", Architecture: a, Variant: variant}
 		}
 	}
 }
