@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,20 +39,8 @@ func TestLauncherRestartMidRollout(t *testing.T) {
 		}
 		return spi.Healthy
 	}
-	launcher.Register("test-fake-instance", func(context.Context, launcher.Options) ([]rpc.Plugin, error) {
-		return []rpc.Plugin{rpc.Instance(cloud)}, nil
-	})
-	launcher.Register("test-fake-flavor", func(context.Context, launcher.Options) ([]rpc.Plugin, error) {
-		return []rpc.Plugin{rpc.Flavor(cloud.Flavor())}, nil
-	})
-	launcher.Register("test-group", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
-		c, err := Open(ctx, stateDir, func(l string) (string, error) { return discovery.Find(o.Dir, l) }, quiet())
-		if err != nil {
-			return nil, err
-		}
-		go func() { <-ctx.Done(); c.Stop() }()
-		return []rpc.Plugin{rpc.Group(c)}, nil
-	})
+	launcherTest.cloud, launcherTest.stateDir = cloud, stateDir
+	registerLauncherKinds()
 	ctx := context.Background()
 	start := func(kind, name string) *launcher.Running {
 		r, err := launcher.Start(ctx, plugins, launcher.Spec{Kind: kind, Name: name})
@@ -99,4 +88,33 @@ func TestLauncherRestartMidRollout(t *testing.T) {
 		return err == nil && st.Phase == "idle" && n == 3 && cur == 3
 	})
 	t.Logf("stopped with %d of 3 members updated; the restarted controller finished the rollout", mid)
+}
+
+// The kinds are registered once per test binary (-count=N runs the test again); the factories
+// use the current run's cloud and state directory.
+var (
+	launcherTest struct {
+		cloud    *fake.Cloud
+		stateDir string
+	}
+	registerOnce sync.Once
+)
+
+func registerLauncherKinds() {
+	registerOnce.Do(func() {
+		launcher.Register("test-fake-instance", func(context.Context, launcher.Options) ([]rpc.Plugin, error) {
+			return []rpc.Plugin{rpc.Instance(launcherTest.cloud)}, nil
+		})
+		launcher.Register("test-fake-flavor", func(context.Context, launcher.Options) ([]rpc.Plugin, error) {
+			return []rpc.Plugin{rpc.Flavor(launcherTest.cloud.Flavor())}, nil
+		})
+		launcher.Register("test-group", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+			c, err := Open(ctx, launcherTest.stateDir, func(l string) (string, error) { return discovery.Find(o.Dir, l) }, quiet())
+			if err != nil {
+				return nil, err
+			}
+			go func() { <-ctx.Done(); c.Stop() }()
+			return []rpc.Plugin{rpc.Group(c)}, nil
+		})
+	})
 }
