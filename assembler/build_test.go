@@ -382,3 +382,27 @@ func writeTemp(t *testing.T, b []byte) string {
 	}
 	return p
 }
+
+func TestVolumes(t *testing.T) {
+	host := memRegistry(t)
+	f := newFixture(t, host)
+	spec := string(mustRead(t, f.spec)) + fmt.Sprintf(`volumes:
+  - name: data
+  - name: tools
+    image: %s/app:1
+    readonly: true
+`, host)
+	spec = strings.Replace(spec, "  - name: web\n    image: "+host+"/web:1\n", "  - name: web\n    image: "+host+"/web:1\n    binds.add:\n      - data:/data\n", 1)
+	writeSpec(t, f.dir, "test.yml", spec)
+	f.build(t, "out", nil)
+	ents, _ := readInitrd(t, filepath.Join(f.dir, "out", "test-initrd.img"))
+	for _, p := range []string{"containers/volumes/data/lower", "containers/volumes/data/tmp", "containers/volumes/data/merged",
+		"containers/volumes/tools/lower/bin/app", "containers/volumes/tools/tmp", "containers/volumes/tools/merged"} {
+		if _, ok := ents[p]; !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+	if cfg := ents["containers/services/web/config.json"].data; !strings.Contains(cfg, "/containers/volumes/data/merged") {
+		t.Errorf("web's bind of volume data does not point at its merged dir:\n%s", cfg)
+	}
+}
