@@ -312,3 +312,18 @@ func TestInsecure(t *testing.T) {
 		t.Error("IsLoopback")
 	}
 }
+
+func TestProgress(t *testing.T) {
+	host := memRegistry(t)
+	if err := remote.Write(pushRef(t, host+"/p:1"), randomImage(t, "amd64", 2)); err != nil {
+		t.Fatal(err)
+	}
+	cache, _ := OpenCache(t.TempDir())
+	var buf strings.Builder
+	if _, err := NewResolver(cache, WithArch("amd64"), WithProgress(&buf)).Resolve(context.Background(), host+"/p:1"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "pulling:") || !strings.HasSuffix(buf.String(), "\n") {
+		t.Errorf("progress output %q", buf.String())
+	}
+}
