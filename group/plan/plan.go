@@ -203,11 +203,13 @@ func planScaled(in Input) Decision {
 		} else if total > n {
 			destroyOrder(olds, false)
 			destroyOrder(news, false)
-			victims := append(append([]Member(nil), olds...), news...)
-			for _, m := range victims[:total-n] {
-				if m.Self {
-					continue
+			var victims []Member
+			for _, m := range append(append([]Member(nil), olds...), news...) {
+				if !m.Self { // the self member is never a scale-down victim
+					victims = append(victims, m)
 				}
+			}
+			for _, m := range victims[:min(total-n, len(victims))] {
 				d.Destroy = append(d.Destroy, Destroy{ID: m.ID, Reason: spi.ReasonTerminate, Why: fmt.Sprintf("scale down to %d", n)})
 			}
 		}

@@ -128,3 +128,11 @@ func TestTimeoutRollsBackOnlyWhenPossible(t *testing.T) {
 		t.Fatalf("a failing rollback must pause: %s", d)
 	}
 }
+
+func TestScaleDownSparesSelf(t *testing.T) {
+	d := Plan(Input{Size: 1, Hash: "new", Members: []Member{
+		{ID: "a", Hash: "old", Self: true}, {ID: "b", Hash: "old"}, {ID: "c", Hash: "new"}}})
+	if len(d.Destroy) != 2 || d.Destroy[0].ID != "b" || d.Destroy[1].ID != "c" {
+		t.Fatalf("want b and c destroyed, self kept: %s", d)
+	}
+}
