@@ -3,7 +3,6 @@ package assembler
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -565,7 +564,6 @@ func (b *builder) produce(ctx context.Context, segs []*segment) error {
 	return g.Wait()
 }
 
-var errNoKernel = errors.New("kernel not found in kernel image")
 
 // apkInstalled is Alpine's database of installed packages.
 const apkInstalled = "lib/apk/db/installed"

@@ -93,7 +93,7 @@ func (b *builder) kernel() (kernelPath, ucodePath string, seg *segment, err erro
 	extract := func(name, dst string) error {
 		n := fs.Get(name)
 		if n == nil || n.Obj == nil {
-			return fmt.Errorf("kernel image %s: no %s in the image: %w", r.ref, name, errNoKernel)
+			return fmt.Errorf("kernel image %s: no %s in the image (kernel.binary, kernel.ucode)", r.ref, name)
 		}
 		return atomicWrite(dst, func(w io.Writer) error {
 			_, err := io.Copy(w, n.Obj.Data.Reader())

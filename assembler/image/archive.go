@@ -2,7 +2,6 @@ package image
 
 import (
 	"archive/tar"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -273,4 +272,3 @@ func (c *Cache) Export(refs []string, p v1.Platform, path string) error {
 	return atomicWrite(path, func(w io.Writer) error { return tarball.MultiRefWrite(m, w) })
 }
 
-var _ = json.Marshal

@@ -12,7 +12,6 @@ import (
 
 	"github.com/mobykit/mobykit/assembler"
 	"github.com/mobykit/mobykit/assembler/format"
-	"github.com/mobykit/mobykit/assembler/image"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/spec"
 )
@@ -87,7 +86,6 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 	f.BoolVar(&dryRun, "dry-run", false, "print the merged, defaulted spec and exit")
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	addCommand(c)
-	_ = image.DefaultCacheDir
 }
 
 // peakRSS reports the process's peak resident memory where Linux tells it.
