@@ -564,7 +564,6 @@ func (b *builder) produce(ctx context.Context, segs []*segment) error {
 	return g.Wait()
 }
 
-
 // apkInstalled is Alpine's database of installed packages.
 const apkInstalled = "lib/apk/db/installed"
 

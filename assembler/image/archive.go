@@ -271,4 +271,3 @@ func (c *Cache) Export(refs []string, p v1.Platform, path string) error {
 	}
 	return atomicWrite(path, func(w io.Writer) error { return tarball.MultiRefWrite(m, w) })
 }
-
