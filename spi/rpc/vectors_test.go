@@ -696,3 +696,37 @@ func roundTrip(t *testing.T, what string, v any, b []byte) {
 	}
 	assertJSONEqual(t, what, out, b)
 }
+
+// TestVectorsCoverage makes sure no vector file goes unreplayed: each one must belong to one of
+// the replay tests above (config-hash.json belongs to the group controller's tests).
+func TestVectorsCoverage(t *testing.T) {
+	dir := vectorsDir(t)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	exchanges := exchangeFiles(t)
+	for _, f := range files {
+		base := filepath.Base(f)
+		switch {
+		case base == "config-hash.json", base == "errors.transport.json",
+			strings.HasPrefix(base, "sequence."), strings.HasPrefix(base, "info.api."):
+			continue
+		}
+		x, ok := exchanges[base]
+		if !ok {
+			t.Errorf("%s is not replayed", base)
+			continue
+		}
+		var req envelope
+		if err := json.Unmarshal(x.Request, &req); err != nil || req.Method == "" || len(x.Response) == 0 {
+			t.Errorf("%s is not an exchange vector (request %q)", base, x.Request)
+		}
+	}
+	for _, name := range []string{"info.api.instance-file.json", "info.api.flavor-vanilla.json", "info.api.group-stateless.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	infos, _ := filepath.Glob(filepath.Join(dir, "info.api.*.json"))
+	if len(infos) != 3 {
+		t.Errorf("TestVectorsInfoAPI replays 3 info.api documents, the folder has %d", len(infos))
+	}
+}
