@@ -1,10 +1,15 @@
 package grouptest
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,20 +22,23 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/mobykit/mobykit/group"
+	"github.com/mobykit/mobykit/group/cli"
 	"github.com/mobykit/mobykit/group/store"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/launcher/vanilla"
 	instanceaws "github.com/mobykit/mobykit/plugins/instance-aws"
+	"github.com/mobykit/mobykit/plugins/instance-aws/ami"
 	"github.com/mobykit/mobykit/plugins/instance-aws/internal/awstest"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
 )
 
+
 func TestMain(m *testing.M) { awstest.Main(m) }
 
 type member struct {
-	id, ip, hash, typ, userData string
+	id, ip, hash, typ, image, userData string
 }
 
 // live lists the group's pending or running instances straight from EC2 (moto), not through
@@ -48,7 +56,7 @@ func live(t *testing.T, c *ec2.Client, groupID string) []member {
 	var ms []member
 	for _, r := range out.Reservations {
 		for _, i := range r.Instances {
-			m := member{id: *i.InstanceId, ip: aws.ToString(i.PrivateIpAddress), typ: string(i.InstanceType)}
+			m := member{id: *i.InstanceId, ip: aws.ToString(i.PrivateIpAddress), typ: string(i.InstanceType), image: aws.ToString(i.ImageId)}
 			for _, tg := range i.Tags {
 				if *tg.Key == spi.ConfigHashTag {
 					m.hash = *tg.Value
@@ -77,23 +85,78 @@ func waitFor(t *testing.T, what string, d time.Duration, check func() bool) {
 	}
 }
 
-// TestGroupQuorumOnMoto commits a 3-member quorum (logical IDs = private IPs) through the
-// group controller's socket, rolls it to a new spec, and destroys it; the controller reaches
-// instance-aws and the vanilla flavor over their unix sockets, and every assertion reads
-// moto's state directly.
-func TestGroupQuorumOnMoto(t *testing.T) {
+// createInstanceProfile creates an IAM instance profile in moto with one Query API call (the
+// module does not pin the IAM client; moto routes by the credential scope's service name).
+func createInstanceProfile(t *testing.T, endpoint, name string) {
+	t.Helper()
+	form := url.Values{"Action": {"CreateInstanceProfile"}, "Version": {"2010-05-08"}, "InstanceProfileName": {name}}
+	req, _ := http.NewRequest("POST", endpoint+"/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("CreateInstanceProfile: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 && resp.StatusCode != 409 {
+		t.Fatalf("CreateInstanceProfile %s: HTTP %d", name, resp.StatusCode)
+	}
+}
+
+// importDisk registers a random 1 MiB raw disk image as an AMI in moto.
+func importDisk(t *testing.T, im *ami.Importer, name string) *ami.Result {
+	t.Helper()
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	path := filepath.Join(t.TempDir(), name+".raw")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := im.Import(context.Background(), ami.Input{Path: path, Name: "etcd", BootMode: ami.BootUEFI})
+	if err != nil {
+		t.Fatalf("import %s: %v", name, err)
+	}
+	return res
+}
+
+// TestExampleQuorumOnMoto runs examples/clusters/aws/etcd.json the phoenix way: a disk image
+// is imported as an AMI, the group file (placeholders replaced by moto's subnet, security
+// group and the AMI's digest) is committed through the group controller's socket, a second
+// image is imported and committed, which rolls the quorum member by member onto it, and the
+// group is destroyed. The controller reaches instance-aws and the vanilla flavor over their
+// unix sockets; every assertion reads moto's state directly.
+func TestExampleQuorumOnMoto(t *testing.T) {
 	endpoint := testenv.Moto(t)
 	ctx := context.Background()
-	raw := ec2.NewFromConfig(awstest.Config(t, endpoint))
-	vpc, err := raw.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.30.0.0/16")})
+	cfg := awstest.Config(t, endpoint)
+	raw := ec2.NewFromConfig(cfg)
+	vpc, err := raw.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.0.0.0/16")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sn, err := raw.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.30.1.0/24")})
+	sn, err := raw.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.0.1.0/24")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	subnet := *sn.Subnet.SubnetId
+	sg, err := raw.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{VpcId: vpc.Vpc.VpcId, GroupName: aws.String(fmt.Sprint("etcd-", time.Now().UnixNano())), Description: aws.String("etcd peers")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createInstanceProfile(t, endpoint, "mobykit-etcd")
+	im := ami.New(cfg, nil)
+	im.PollInterval = 10 * time.Millisecond
+
+	example, err := cli.ReadSpec("../../../examples/clusters/aws/etcd.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupID := fmt.Sprintf("etcd-%d", time.Now().UnixNano())
+	spec := func(digest string) spi.GroupSpec {
+		p := bytes.ReplaceAll(example.Properties, []byte("subnet-0123456789abcdef0"), []byte(*sn.Subnet.SubnetId))
+		p = bytes.ReplaceAll(p, []byte("sg-0123456789abcdef0"), []byte(*sg.GroupId))
+		p = bytes.ReplaceAll(p, []byte("sha256:"+strings.Repeat("0", 64)), []byte(digest))
+		return spi.GroupSpec{ID: spi.GroupID(groupID), Properties: p}
+	}
 
 	// Unix socket paths must stay short: not t.TempDir(), whose path holds the test name.
 	dir, err := os.MkdirTemp("", "mkaws")
@@ -126,29 +189,20 @@ func TestGroupQuorumOnMoto(t *testing.T) {
 	t.Cleanup(func() { gsrv.Close() })
 	gc := rpc.NewGroupClient(filepath.Join(dir, "group"), "group")
 
-	groupID := fmt.Sprintf("etcd-%d", time.Now().UnixNano())
-	ips := []string{"10.30.1.10", "10.30.1.11", "10.30.1.12"}
-	spec := func(typ, version string) spi.GroupSpec {
-		return spi.GroupSpec{ID: spi.GroupID(groupID), Properties: spi.Any(fmt.Sprintf(`{
-  "Allocation": {"LogicalIDs": ["%s", "%s", "%s"]},
-  "Instance": {"Plugin": "instance-aws", "Properties": {
-    "RunInstancesInput": {"ImageId": "ami-12c6146b", "InstanceType": %q, "SubnetId": %q,
-      "BlockDeviceMappings": [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 4, "VolumeType": "gp3"}}]},
-    "Tags": {"cluster": "etcd"}}},
-  "Flavor": {"Plugin": "vanilla", "Properties": {"Init": ["#!/bin/sh", "echo etcd %s"]}}
-}`, ips[0], ips[1], ips[2], typ, subnet, version))}
-	}
-	start := time.Now()
+	ips := []string{"10.0.1.10", "10.0.1.11", "10.0.1.12"}
+	const userData = `{"etcd":{"entries":{"initial-cluster":{"content":"10.0.1.10,10.0.1.11,10.0.1.12"},"data-device":{"content":"/dev/nvme1n1"}}}}`
 
-	// 1. Commit: three members, one per logical ID, each at its IP.
-	if _, err := gc.CommitGroup(ctx, spec("t3.small", "v1"), false); err != nil {
+	// 1. Import and commit: three members, one per logical ID, each at its IP, from the AMI.
+	start := time.Now()
+	v1 := importDisk(t, im, "v1")
+	if _, err := gc.CommitGroup(ctx, spec(v1.Digest), false); err != nil {
 		t.Fatalf("CommitGroup: %v", err)
 	}
 	waitFor(t, "3 members", 30*time.Second, func() bool { return len(live(t, raw, groupID)) == 3 })
 	first := live(t, raw, groupID)
 	for i, m := range first {
-		if m.ip != ips[i] || m.userData != "#!/bin/sh\necho etcd v1" || m.typ != "t3.small" || m.hash == "" {
-			t.Errorf("member %d = %+v, want IP %s, user data v1, t3.small, a config hash", i, m, ips[i])
+		if m.ip != ips[i] || m.userData != userData || m.typ != "t3.small" || m.image != v1.ImageID || m.hash == "" {
+			t.Errorf("member %d = %+v, want IP %s, the example's user data, t3.small, %s, a config hash", i, m, ips[i], v1.ImageID)
 		}
 	}
 	desc, err := gc.DescribeGroup(ctx, spi.GroupID(groupID))
@@ -156,18 +210,19 @@ func TestGroupQuorumOnMoto(t *testing.T) {
 		t.Fatalf("DescribeGroup = %+v, %v", desc, err)
 	}
 	for _, d := range desc.Instances {
-		if d.LogicalID == nil || !strings.HasPrefix(string(*d.LogicalID), "10.30.1.") {
-			t.Errorf("DescribeGroup member %s has logical ID %v", d.ID, d.LogicalID)
+		if d.LogicalID == nil || !strings.HasPrefix(string(*d.LogicalID), "10.0.1.") || d.Tags["role"] != "etcd" || d.Tags["cluster"] != "etcd" {
+			t.Errorf("DescribeGroup member %s: logical ID %v tags %v", d.ID, d.LogicalID, d.Tags)
 		}
 	}
-	t.Logf("commit: 3 members in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("import + commit: 3 members in %s", time.Since(start).Round(time.Millisecond))
 
-	// 2. Rolling update: one member at a time (a quorum never surges), same IPs, new spec.
+	// 2. A new image: import, commit its digest, and the quorum rolls one member at a time
+	// (never surging), each replacement taking its predecessor's IP.
 	start = time.Now()
-	if _, err := gc.CommitGroup(ctx, spec("t3.medium", "v2"), false); err != nil {
+	v2 := importDisk(t, im, "v2")
+	if _, err := gc.CommitGroup(ctx, spec(v2.Digest), false); err != nil {
 		t.Fatalf("CommitGroup v2: %v", err)
 	}
-	var target string
 	maxLive := 0
 	waitFor(t, "the rollout", 60*time.Second, func() bool {
 		ms := live(t, raw, groupID)
@@ -183,12 +238,11 @@ func TestGroupQuorumOnMoto(t *testing.T) {
 		if err != nil {
 			t.Fatalf("UpdateStatus: %v", err)
 		}
-		target = st.TargetHash
 		if len(ms) != 3 || st.Phase != "idle" {
 			return false
 		}
 		for _, m := range ms {
-			if m.hash != target || m.userData != "#!/bin/sh\necho etcd v2" || m.typ != "t3.medium" {
+			if m.hash != st.TargetHash || m.image != v2.ImageID {
 				return false
 			}
 		}
@@ -223,7 +277,7 @@ func TestGroupQuorumOnMoto(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("rolling update: 3 members replaced in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("import + rolling update: 3 members replaced in %s", time.Since(start).Round(time.Millisecond))
 
 	// 3. Destroy: nothing left running.
 	start = time.Now()
@@ -232,4 +286,19 @@ func TestGroupQuorumOnMoto(t *testing.T) {
 	}
 	waitFor(t, "no members", 30*time.Second, func() bool { return len(live(t, raw, groupID)) == 0 })
 	t.Logf("destroy: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestExampleValidates checks the example's Instance Properties offline, placeholders and all.
+func TestExampleValidates(t *testing.T) {
+	example, err := cli.ReadSpec("../../../examples/clusters/aws/etcd.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Instance struct{ Properties spi.Any } }
+	if err := json.Unmarshal(example.Properties, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&instanceaws.Plugin{}).Validate(context.Background(), doc.Instance.Properties); err != nil {
+		t.Fatalf("example Instance Properties: %v", err)
+	}
 }
