@@ -34,7 +34,6 @@ import (
 	"github.com/mobykit/mobykit/spi/rpc"
 )
 
-
 func TestMain(m *testing.M) { awstest.Main(m) }
 
 type member struct {
