@@ -107,7 +107,7 @@ func Stop(dir, name string, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	pid, err := discovery.ReadPID(dir, name)
+	pid, live, err := discovery.Live(dir, name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("launcher: %s: %w (no %s.pid in %s)", name, ErrNotRunning, name, dir)
@@ -123,9 +123,9 @@ func Stop(dir, name string, timeout time.Duration) error {
 			os.Remove(path)
 		}
 	}
-	if !discovery.ProcessAlive(pid) {
+	if !live {
 		cleanup()
-		return fmt.Errorf("launcher: %s: %w (pid %d is gone; stale files removed)", name, ErrNotRunning, pid)
+		return fmt.Errorf("launcher: %s: %w (pid %d is gone or reused; stale files removed)", name, ErrNotRunning, pid)
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("launcher: stopping %s (pid %d): %w", name, pid, err)

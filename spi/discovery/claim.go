@@ -23,7 +23,7 @@ type Claim struct {
 	PIDFile string
 }
 
-// Take claims name in dir for this process (pid). If name.pid names a live process, or the
+// Take claims name in dir for this process (pid). If name.pid names a live process (see Live), or the
 // socket answers, the name is in use and ErrRunning is returned: a live plugin is never
 // stolen. A pid file of a dead process, a socket nobody answers on and a stale .listen file
 // are removed first (deploykit#475). The pid file is created exclusively, so two processes
@@ -36,8 +36,8 @@ func Take(dir, name string, pid int) (*Claim, error) {
 		return nil, fmt.Errorf("discovery: creating plugin directory %s: %w", dir, err)
 	}
 	c := &Claim{Dir: dir, Name: name, Socket: filepath.Join(dir, name), PIDFile: filepath.Join(dir, name+".pid")}
-	if old, err := ReadPID(dir, name); err == nil {
-		if ProcessAlive(old) && old != pid {
+	if old, live, err := Live(dir, name); err == nil {
+		if live && old != pid {
 			return nil, fmt.Errorf("discovery: %s: %w (pid %d in %s)", name, ErrRunning, old, c.PIDFile)
 		}
 		slog.Info("removing stale plugin pid file", "plugin", name, "pid", old, "file", c.PIDFile)

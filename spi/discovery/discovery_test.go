@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/spi/rpc"
@@ -207,3 +208,25 @@ func (okFlavor) Healthy(context.Context, spi.Any, spi.Description) (spi.Health, 
 	return spi.Healthy, nil
 }
 func (okFlavor) Drain(context.Context, spi.Any, spi.Description) error { return nil }
+
+// TestReusedPIDIsStale: a pid file older than the live process it names was left by a dead
+// plugin whose PID has been reused; it must not block a start.
+func TestReusedPIDIsStale(t *testing.T) {
+	dir := tempDir(t)
+	path := filepath.Join(dir, "r.pid")
+	os.WriteFile(path, []byte(strconv.Itoa(os.Getppid())), 0o600)
+	if _, live, err := Live(dir, "r"); err != nil || !live {
+		t.Fatalf("fresh pid file of a live process: live=%v %v", live, err)
+	}
+	old := time.Now().Add(-24 * 365 * time.Hour)
+	os.Chtimes(path, old, old)
+	if _, ok := processStart(os.Getppid()); !ok {
+		t.Skip("no /proc start times here")
+	}
+	if _, live, err := Live(dir, "r"); err != nil || live {
+		t.Fatalf("pid file older than its process counted live: %v %v", live, err)
+	}
+	if _, err := Take(dir, "r", os.Getpid()); err != nil {
+		t.Fatalf("reused pid blocked the claim: %v", err)
+	}
+}
