@@ -236,3 +236,14 @@ func TestConsistencyWindow(t *testing.T) {
 		t.Errorf("DescribeInstances filters = %v", q[len(q)-1])
 	}
 }
+
+func TestProvisionWithoutImage(t *testing.T) {
+	f, p := newFakeEC2(t)
+	_, err := p.Provision(context.Background(), spi.Spec{Properties: spi.Any(`{"RunInstancesInput":{"InstanceType":"t3.small"}}`), Tags: map[string]string{spi.GroupTag: "g"}})
+	if err == nil || !strings.Contains(err.Error(), "no image") || !strings.Contains(err.Error(), "RunInstancesInput.ImageId") || !strings.Contains(err.Error(), `"g"`) {
+		t.Fatalf("Provision without an image: %v", err)
+	}
+	if n := len(f.called("RunInstances")); n != 0 {
+		t.Errorf("RunInstances called %d times", n)
+	}
+}

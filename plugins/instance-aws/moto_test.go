@@ -3,10 +3,14 @@ package instanceaws
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -374,5 +378,65 @@ func TestMotoNoSecretsInLogs(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Errorf("logs contain %q:\n%s", s, logs)
 		}
+	}
+}
+
+// TestMotoProvisionMobyImage: flavor-moby hands the plugin a built disk image ("moby"); the
+// plugin imports it once in the background, answers "importing" meanwhile, then launches from
+// the AMI; another group's Provision of the same file reuses the AMI.
+func TestMotoProvisionMobyImage(t *testing.T) {
+	env := newMoto(t, Options{})
+	env.plugin.importer.PollInterval = 10 * time.Millisecond
+	env.plugin.importWait = 0
+	ctx := context.Background()
+	disk := filepath.Join(t.TempDir(), "image.raw")
+	data := make([]byte, 1<<20+7)
+	rand.Read(data)
+	if err := os.WriteFile(disk, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	group := groupName(t)
+	props := spi.Any(fmt.Sprintf(`{"RunInstancesInput":{"InstanceType":"t3.micro","SubnetId":%q},"moby":%q,"Import":{"BootMode":"uefi"}}`, env.subnet, disk))
+	spec := spi.Spec{Properties: props, Tags: map[string]string{spi.GroupTag: group}}
+	_, err := env.plugin.Provision(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "importing moby image "+disk) {
+		t.Fatalf("first Provision: %v; want an import-in-progress error", err)
+	}
+	var id *spi.ID
+	deadline := time.Now().Add(20 * time.Second)
+	for id == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Provision still failing: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if id, err = env.plugin.Provision(ctx, spec); err != nil && !strings.Contains(err.Error(), "importing moby image") {
+			t.Fatalf("Provision: %v", err)
+		}
+	}
+	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, true)
+	if err != nil || len(descs) != 1 {
+		t.Fatalf("DescribeInstances = %+v, %v", descs, err)
+	}
+	var info InstanceInfo
+	json.Unmarshal(descs[0].Properties, &info)
+	sum := sha256.Sum256(data)
+	found, err := env.plugin.importer.FindByDigest(ctx, fmt.Sprintf("sha256:%x", sum))
+	if err != nil || found == nil || aws.ToString(found.ImageId) != info.ImageId {
+		t.Fatalf("instance runs %s; the AMI with the disk's digest is %+v (%v)", info.ImageId, found, err)
+	}
+	// A fresh plugin (a restarted process) finds the AMI by digest instead of importing again.
+	fresh := New(awstest.Config(t, testenv.Moto(t)), Options{})
+	if _, err := fresh.Provision(ctx, spec); err != nil {
+		t.Fatalf("fresh plugin Provision: %v", err)
+	}
+	imgs, err := env.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}, Filters: []types.Filter{{Name: aws.String("tag:" + ami.DigestTag), Values: []string{fmt.Sprintf("sha256:%x", sum)}}}})
+	if err != nil || len(imgs.Images) != 1 {
+		t.Errorf("AMIs with the digest: %d (%v), want 1", len(imgs.Images), err)
+	}
+
+	// A missing file fails at once, naming it.
+	missing := spi.Any(`{"RunInstancesInput":{"InstanceType":"t3.micro"},"moby":"/nonexistent/image.raw"}`)
+	if _, err := env.plugin.Provision(ctx, spi.Spec{Properties: missing, Tags: map[string]string{spi.GroupTag: group}}); err == nil || !strings.Contains(err.Error(), "/nonexistent/image.raw") {
+		t.Errorf("Provision of a missing moby image: %v", err)
 	}
 }

@@ -40,9 +40,13 @@ type Plugin struct {
 	log  *slog.Logger
 	now  func() time.Time
 
+	importer   *ami.Importer
+	importWait time.Duration // how long Provision waits for an import before saying "later"
+
 	mu       sync.Mutex
 	launched map[spi.ID]launched  // provisioned, not yet seen listed
 	gone     map[spi.ID]time.Time // destroyed
+	imports  map[string]*importJob
 }
 
 type launched struct {
@@ -56,12 +60,15 @@ var _ spi.Instance = (*Plugin)(nil)
 func New(cfg aws.Config, opts Options) *Plugin {
 	opts = opts.withDefaults()
 	return &Plugin{
-		ec2:      ec2.NewFromConfig(cfg),
-		opts:     opts,
-		log:      opts.Logger.With("plugin", "instance-aws"),
-		now:      time.Now,
-		launched: map[spi.ID]launched{},
-		gone:     map[spi.ID]time.Time{},
+		ec2:        ec2.NewFromConfig(cfg),
+		opts:       opts,
+		log:        opts.Logger.With("plugin", "instance-aws"),
+		now:        time.Now,
+		launched:   map[spi.ID]launched{},
+		gone:       map[spi.ID]time.Time{},
+		imports:    map[string]*importJob{},
+		importer:   ami.New(cfg, opts.Logger),
+		importWait: 5 * time.Second,
 	}
 }
 
@@ -94,12 +101,19 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	if err != nil {
 		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
-	imageID := props.RunInstancesInput.ImageId
-	if imageID == "" {
+	var imageID string
+	switch {
+	case props.RunInstancesInput.ImageId != "":
+		imageID = props.RunInstancesInput.ImageId
+	case props.Image != nil:
 		imageID, err = p.resolveImage(ctx, props.Image)
-		if err != nil {
-			return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
-		}
+	case props.Moby != "":
+		imageID, err = p.importMoby(ctx, props.Moby, props.Import)
+	default:
+		err = errors.New("no image: set RunInstancesInput.ImageId or Image in the Instance Properties, or use flavor-moby, which sets moby")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
 	in := runInput(props, imageID, tags)
 	if spec.Init != "" {

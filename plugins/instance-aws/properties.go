@@ -20,13 +20,30 @@ type Properties struct {
 	// RunInstancesInput holds the launch parameters. Required.
 	RunInstancesInput RunInstancesInput
 
-	// Image selects the AMI by the image it was built from, instead of RunInstancesInput.ImageId
-	// (exactly one of the two must be set). It is resolved at each Provision with DescribeImages.
+	// Image selects the AMI by the image it was built from, instead of RunInstancesInput.ImageId.
+	// It is resolved at each Provision with DescribeImages.
 	Image *ImageRef `json:",omitempty"`
+
+	// Moby is the path of a disk image built by flavor-moby (its Prepare sets "moby" in the
+	// instance Properties; formats that write a raw disk). The plugin imports it as an AMI, once
+	// per image digest and in the background (see ami), and launches from it. At most one of
+	// RunInstancesInput.ImageId, Image and moby may be set; one of them is needed to Provision.
+	Moby string `json:"moby,omitempty"`
+
+	// Import sets how a moby image is registered. Default: uefi-preferred, x86_64.
+	Import *ImportOptions `json:",omitempty"`
 
 	// Tags are extra tags put on each instance (and its volumes). The spec's own tags (the group
 	// controller's) win over these on a key collision. Keys must not start with "aws:".
 	Tags map[string]string `json:",omitempty"`
+}
+
+// ImportOptions are the AMI attributes of an imported moby image.
+type ImportOptions struct {
+	// BootMode is "uefi", "legacy-bios" or "uefi-preferred" (default).
+	BootMode string `json:",omitempty"`
+	// Architecture is "x86_64" (default) or "arm64".
+	Architecture string `json:",omitempty"`
 }
 
 // ImageRef names an AMI indirectly. Owners defaults to ["self"].
@@ -44,7 +61,8 @@ type ImageRef struct {
 // MinCount, MaxCount, UserData, PrivateIpAddress, TagSpecifications and ClientToken are set by
 // the plugin and are rejected here.
 type RunInstancesInput struct {
-	// ImageId is the AMI to launch ("ami-" + hex). Required unless Properties.Image is set.
+	// ImageId is the AMI to launch ("ami-" + hex). One of ImageId, Properties.Image and
+	// Properties.moby is needed.
 	ImageId string `json:",omitempty"`
 	// InstanceType is the instance type, e.g. "t3.small". Required (EC2's own default,
 	// m1.small, is a previous-generation type).
@@ -181,7 +199,7 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // returned, joined.
 func ParseProperties(raw spi.Any) (*Properties, error) {
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
-		return nil, &FieldError{Field: "Properties", Msg: "missing (RunInstancesInput with ImageId and InstanceType is required)"}
+		return nil, &FieldError{Field: "Properties", Msg: "missing (RunInstancesInput with InstanceType is required)"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -206,13 +224,31 @@ func (p *Properties) Validate() error {
 	}
 	r := &p.RunInstancesInput
 	const ri = "RunInstancesInput."
-	switch {
-	case r.ImageId == "" && p.Image == nil:
-		bad(ri+"ImageId", "required (or set Image to pick the AMI by digest or name)")
-	case r.ImageId != "" && p.Image != nil:
-		bad("Image", "set either RunInstancesInput.ImageId or Image, not both")
-	case r.ImageId != "" && !reAMI.MatchString(r.ImageId):
+	// No image source is fine here: a group whose flavor is flavor-moby gets "moby" from the
+	// flavor's Prepare, after Validate. Provision says so when none arrived.
+	sources := 0
+	for _, set := range []bool{r.ImageId != "", p.Image != nil, p.Moby != ""} {
+		if set {
+			sources++
+		}
+	}
+	if sources > 1 {
+		bad("Image", "set only one of RunInstancesInput.ImageId, Image and moby")
+	}
+	if r.ImageId != "" && !reAMI.MatchString(r.ImageId) {
 		bad(ri+"ImageId", "%q is not an AMI ID (ami- followed by 8 or 17 hex digits)", r.ImageId)
+	}
+	if im := p.Import; im != nil {
+		switch im.BootMode {
+		case "", "uefi", "legacy-bios", "uefi-preferred":
+		default:
+			bad("Import.BootMode", "%q: want \"uefi\", \"legacy-bios\" or \"uefi-preferred\"", im.BootMode)
+		}
+		switch im.Architecture {
+		case "", "x86_64", "arm64":
+		default:
+			bad("Import.Architecture", "%q: want \"x86_64\" or \"arm64\"", im.Architecture)
+		}
 	}
 	if im := p.Image; im != nil {
 		if im.Digest == "" && im.Name == "" {
