@@ -203,6 +203,7 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (*Result, error) {
 	if err := b.resolveAll(ctx); err != nil {
 		return nil, err
 	}
+	slog.Debug("images resolved", "images", len(b.imgs), "seconds", time.Since(start).Seconds())
 
 	ucode, kernelPath, segs, err := b.plan()
 	if err != nil {
@@ -285,7 +286,7 @@ func (b *builder) resolveAll(ctx context.Context) error {
 	refs := b.m.ImageRefs()
 	out := make([]*resolved, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
+	g.SetLimit(8) // mostly waiting on the network
 	for i, r := range refs {
 		g.Go(func() error {
 			cached := false
