@@ -29,6 +29,16 @@ func (r *Reader) skip(n int64) error {
 
 // Next advances to the next entry, skipping any unread data.
 func (r *Reader) Next() (*Header, error) {
+	for {
+		h, err := r.next()
+		if err != nil || h.Name != trailer {
+			return h, err
+		}
+		// An archive ended; look for another one.
+	}
+}
+
+func (r *Reader) next() (*Header, error) {
 	if err := r.skip(r.remain + r.pad); err != nil {
 		return nil, fmt.Errorf("cpio: %w", io.ErrUnexpectedEOF)
 	}
@@ -85,8 +95,8 @@ func (r *Reader) Next() (*Header, error) {
 		Size: int64(f[6]), DevMajor: f[9], DevMinor: f[10], MTime: int64(f[5]),
 	}
 	if h.Name == trailer {
-		// An archive ends; look for another one.
-		return r.Next()
+		r.pad = pad4(r.off)
+		return h, nil
 	}
 	if h.Mode&TypeMask == TypeSymlink {
 		t := make([]byte, h.Size)
