@@ -146,17 +146,7 @@ func Stop(dir, name string, timeout time.Duration) error {
 
 // zombie reports whether pid has exited but not been reaped (its parent is still us, e.g. in
 // tests).
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] == 'Z'
-	}
-	return false
-}
+func zombie(pid int) bool { return discovery.Zombie(pid) }
 
 // Status is one plugin found in the directory.
 type Status struct {
