@@ -106,33 +106,44 @@ func (s *System) start(kind, name, bundle string, out *os.File, prepared *bool) 
 	pidFile := filepath.Join("/run", "mobykit-init", kind+"-"+name+".pid")
 	os.MkdirAll(filepath.Dir(pidFile), 0o755)
 	os.Remove(pidFile)
-	create := []string{"create", "--bundle", bundle, "--pid-file", pidFile}
-	if s.NoPivot {
-		create = append(create, "--no-pivot")
+	// runc run --detach creates and starts in one go (one runc process less, which counts
+	// under emulation); create, prepare, start when the runtime config needs the pid first.
+	needsPid := len(rt.Interfaces) > 0 || rt.BindNS != (Namespaces{})
+	verb := []string{"run", "--detach"}
+	if needsPid {
+		verb = []string{"create"}
 	}
-	ws, err := s.runc(out, out, append(create, name)...)
+	args := append(verb, "--bundle", bundle, "--pid-file", pidFile)
+	if s.NoPivot {
+		args = append(args, "--no-pivot")
+	}
+	ws, err := s.runc(out, out, append(args, name)...)
 	if err != nil {
-		return 0, nil, fmt.Errorf("runc create: %w", err)
+		return 0, nil, fmt.Errorf("runc %s: %w", verb[0], err)
 	}
 	if ws.ExitStatus() != 0 || !ws.Exited() {
-		return 0, nil, fmt.Errorf("runc create failed (%s); see its message above", describe(ws))
+		s.quiet("delete", "--force", name)
+		return 0, nil, fmt.Errorf("runc %s failed (%s); see its message above", verb[0], describe(ws))
 	}
 	data, err := os.ReadFile(pidFile)
 	if err != nil {
-		return 0, nil, fmt.Errorf("runc create: pid file: %w", err)
+		return 0, nil, fmt.Errorf("runc %s: pid file: %w", verb[0], err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil {
-		return 0, nil, fmt.Errorf("runc create: pid file %q: %w", data, err)
+		return 0, nil, fmt.Errorf("runc %s: pid file %q: %w", verb[0], data, err)
 	}
 	exited := s.Reaper.Watch(pid)
+	if !needsPid {
+		return pid, exited, nil
+	}
 	if err := PrepareProcess(pid, rt); err != nil {
-		s.runc(out, out, "delete", "--force", name)
+		s.quiet("delete", "--force", name)
 		return 0, nil, err
 	}
 	ws, err = s.runc(out, out, "start", name)
 	if err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
-		s.runc(out, out, "delete", "--force", name)
+		s.quiet("delete", "--force", name)
 		if err == nil {
 			err = fmt.Errorf("runc start failed (%s)", describe(ws))
 		}
@@ -162,8 +173,13 @@ func (s *System) RunOnce(dir string) error {
 			continue
 		}
 		ws := <-exited
-		s.quiet("delete", "--force", name)
-		Cleanup(bundle)
+		// removing the finished container's state need not hold up the next one
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.quiet("delete", "--force", name)
+			Cleanup(bundle)
+		}()
 		if !ws.Exited() || ws.ExitStatus() != 0 {
 			s.Console.Printf("%s %s failed: %s", kind, name, describe(ws))
 			errs = append(errs, fmt.Errorf("%s %s: %s", kind, name, describe(ws)))
@@ -283,3 +299,6 @@ func (s *System) StopServices(grace time.Duration) {
 		}
 	}
 }
+
+// WaitCleanups waits for the background removal of finished onboot containers.
+func (s *System) WaitCleanups() { s.wg.Wait() }

@@ -16,11 +16,20 @@ func Main(args []string) {
 		fmt.Fprintln(os.Stderr, "mobykit init: must run as PID 1")
 		os.Exit(1)
 	}
+	// runc cannot pivot_root out of the kernel's initial rootfs. By default init re-executes
+	// itself in a bind mount of the rootfs (no copy), from which pivot_root works;
+	// mobykit.switchroot on the kernel command line copies the root to a tmpfs instead, as
+	// LinuxKit's init does. If both fail, containers run with runc --no-pivot.
 	noPivot := false
 	if NeedsSwitchRoot(args) {
-		err := SwitchRoot(args[0])
-		// only returns on failure: carry on in the initramfs, runc then cannot pivot_root.
-		fmt.Fprintf(os.Stdout, "mobykit init: moving the root to a tmpfs failed, containers will run without pivot_root: %v\n", err)
+		var err error
+		if cmdlineHas("mobykit.switchroot") {
+			err = SwitchRoot(args[0])
+		} else {
+			err = BindRoot(args[0])
+		}
+		// they only return on failure
+		fmt.Fprintf(os.Stdout, "mobykit init: leaving the initial rootfs failed, containers run with runc --no-pivot: %v\n", err)
 		noPivot = true
 	}
 	mountErr := EarlyMounts()
@@ -77,6 +86,7 @@ func Main(args []string) {
 	if runc != "" {
 		sys.StopServices(10 * time.Second)
 		sys.RunOnce(OnshutdownDir)
+		sys.WaitCleanups()
 	}
 	KillAll(unix.SIGTERM)
 	waitForChildren(2 * time.Second)
@@ -89,6 +99,25 @@ func Main(args []string) {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// cmdlineHas reports whether the kernel command line holds word (alone or as word=...).
+func cmdlineHas(word string) bool {
+	os.MkdirAll("/proc", 0o555)
+	if err := unix.Mount("proc", "/proc", "proc", 0, ""); err != nil && err != unix.EBUSY {
+		return false
+	}
+	defer unix.Unmount("/proc", unix.MNT_DETACH)
+	data, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return false
+	}
+	for _, f := range strings.Fields(string(data)) {
+		if f == word || strings.HasPrefix(f, word+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // reopenConsole points stdin, stdout and stderr at /dev/console (the initramfs may have had

@@ -15,8 +15,8 @@ import (
 // SwitchedArg is passed to the re-executed init once the root has moved to a tmpfs.
 const SwitchedArg = "--mobykit-switched"
 
-// NeedsSwitchRoot reports whether / is the kernel's initial rootfs, on which pivot_root (and
-// so runc) cannot work: the initial root is a ramfs or tmpfs, and we have not switched yet.
+// NeedsSwitchRoot reports whether / is the kernel's initial rootfs, from which pivot_root (and
+// so runc) cannot work: a ramfs or tmpfs root, and init has not moved off it yet.
 func NeedsSwitchRoot(args []string) bool {
 	for _, a := range args[1:] {
 		if a == SwitchedArg {
@@ -28,6 +28,33 @@ func NeedsSwitchRoot(args []string) bool {
 		return false
 	}
 	return st.Type == unix.RAMFS_MAGIC || st.Type == unix.TMPFS_MAGIC
+}
+
+// BindRoot makes / a bind mount of the initramfs and re-executes init in it: the initial
+// rootfs has no parent mount so nothing can pivot_root away from it, but a bind mount of it,
+// moved over it, has one, and runc's pivot_root then works without copying anything. It does
+// not return on success.
+func BindRoot(self string) error {
+	const newRoot = "/mnt"
+	if err := os.MkdirAll(newRoot, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("/", newRoot, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind / on %s: %w", newRoot, err)
+	}
+	if err := os.Chdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.Mount(newRoot, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", newRoot, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	return unix.Exec(self, []string{self, SwitchedArg}, os.Environ())
 }
 
 // SwitchRoot moves the initramfs contents to a fresh tmpfs (copy, then delete each file so

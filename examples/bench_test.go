@@ -1,0 +1,78 @@
+package examples
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/mobykit/mobykit/assembler"
+	"github.com/mobykit/mobykit/assembler/initrd"
+	"github.com/mobykit/mobykit/internal/testenv"
+	"github.com/mobykit/mobykit/vm/vmtest"
+)
+
+// bootTime boots prefix and returns how long after QEMU's start a console line matched re.
+func bootTime(b *testing.B, prefix string, re *regexp.Regexp) time.Duration {
+	v := boot(b, prefix)
+	_, at, err := v.con.expect(0, re, 120*time.Second)
+	if err != nil {
+		b.Fatalf("%v\nconsole:\n%s", err, v.con)
+	}
+	v.cancel()
+	<-v.exited
+	return at
+}
+
+// BenchmarkBootBaseline is the yardstick of the boot target: a busybox /init that prints a
+// line (and powers off), on the same kernel and QEMU settings as BenchmarkBootHello.
+func BenchmarkBootBaseline(b *testing.B) {
+	testenv.RequireQEMU(b)
+	dir := b.TempDir()
+	r := vmtest.NewBusybox(b, "echo BASELINE-READY\npoweroff -f\n")
+	r.Write(b, filepath.Join(dir, "base-initrd.img"))
+	link(b, testenv.Kernel(b), filepath.Join(dir, "base-kernel"))
+	if err := os.WriteFile(filepath.Join(dir, "base-cmdline"), []byte("console=ttyS0"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		total += bootTime(b, filepath.Join(dir, "base"), regexp.MustCompile(`BASELINE-READY`))
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-line")
+}
+
+// BenchmarkBootHello builds examples/hello.yml and reports the time from QEMU's start to the
+// first service running (init prints "service NAME started" once runc has started it), and
+// the initramfs size, for gzip (the default) and zstd.
+func BenchmarkBootHello(b *testing.B) {
+	testenv.RequireQEMU(b)
+	cacheDir := buildImages(b)
+	for _, comp := range []initrd.Compression{initrd.Gzip, initrd.Zstd} {
+		b.Run(string(comp), func(b *testing.B) {
+			out := b.TempDir()
+			res, err := assembler.BuildFiles(context.Background(), []string{"hello.yml"}, assembler.Options{
+				Name: "hello", OutputDir: out, CacheDir: cacheDir, Compression: comp,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				total += bootTime(b, filepath.Join(out, "hello"), regexp.MustCompile(`^mobykit init: service \S+ started`))
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "s-to-first-service")
+			b.ReportMetric(float64(res.InitrdSize)/1e6, "MB-initramfs")
+		})
+	}
+}
+
+// link puts src at dst (a symlink), as a boot prefix wants PREFIX-kernel.
+func link(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.Symlink(src, dst); err != nil {
+		t.Fatal(err)
+	}
+}
