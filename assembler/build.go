@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -133,6 +134,8 @@ type builder struct {
 	mtime int64
 	limit int64
 	imgs  map[string]*resolved
+
+	prefetch errgroup.Group // background downloads of pulled layers
 }
 
 // Build assembles m according to o.
@@ -191,6 +194,7 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (*Result, error) {
 		ropts = append(ropts, image.WithProgress(o.Progress))
 	}
 	b.res = image.NewResolver(b.cache, ropts...)
+	defer b.prefetch.Wait()
 	b.store = &segmentStore{dir: filepath.Join(b.cache.Dir(), "segments"), comp: comp, mtime: b.mtime, limit: b.limit}
 
 	for _, a := range o.Archives {
@@ -282,10 +286,17 @@ func appendFile(w io.Writer, p string) error {
 	return err
 }
 
+// resolveAll resolves every image. Images already cached are ready; the
+// others are returned as soon as their manifest and config are stored, and
+// their layers download and unpack in the background (b.prefetch) while
+// the build goes on: whoever needs a layer first waits for it, and a layer
+// is never fetched twice.
 func (b *builder) resolveAll(ctx context.Context) error {
 	refs := b.m.ImageRefs()
 	out := make([]*resolved, len(refs))
-	g, gctx := errgroup.WithContext(ctx)
+	var pulled []*resolved
+	var mu sync.Mutex
+	var g errgroup.Group
 	g.SetLimit(8) // mostly waiting on the network
 	for i, r := range refs {
 		g.Go(func() error {
@@ -293,7 +304,8 @@ func (b *builder) resolveAll(ctx context.Context) error {
 			if pr, err := b.res.ParseReference(r); err == nil && !b.o.Pull {
 				_, cached = b.cache.Lookup(pr, b.res.Platform())
 			}
-			img, err := b.res.Resolve(gctx, r)
+			// ctx, not a group context: lazy layers are read after Wait.
+			img, err := b.res.ResolveLazy(ctx, r)
 			if err != nil {
 				return err
 			}
@@ -311,19 +323,9 @@ func (b *builder) resolveAll(ctx context.Context) error {
 			}
 			out[i] = rv
 			if !cached {
-				// Just pulled: unpack its layers now, while other images
-				// download, rather than after every pull finished.
-				layers, err := img.Layers()
-				if err != nil {
-					return fmt.Errorf("image %s: %w", r, err)
-				}
-				for j, l := range layers {
-					if j < len(cfg.RootFS.DiffIDs) {
-						if _, err := b.cache.Unpacked(l, cfg.RootFS.DiffIDs[j]); err != nil {
-							return fmt.Errorf("image %s: %w", r, err)
-						}
-					}
-				}
+				mu.Lock()
+				pulled = append(pulled, rv)
+				mu.Unlock()
 			}
 			return nil
 		})
@@ -334,6 +336,26 @@ func (b *builder) resolveAll(ctx context.Context) error {
 	b.imgs = map[string]*resolved{}
 	for _, r := range out {
 		b.imgs[r.ref] = r
+	}
+	b.prefetch.SetLimit(4)
+	for _, r := range pulled {
+		layers, err := r.img.Layers()
+		if err != nil {
+			return fmt.Errorf("image %s: %w", r.ref, err)
+		}
+		for j, l := range layers {
+			if j >= len(r.cfg.RootFS.DiffIDs) {
+				break
+			}
+			diffID := r.cfg.RootFS.DiffIDs[j]
+			b.prefetch.Go(func() error {
+				// Errors show again, with context, when the layer is used.
+				if _, err := b.cache.Unpacked(l, diffID); err != nil {
+					slog.Debug("prefetch failed", "image", r.ref, "layer", j, "err", err)
+				}
+				return nil
+			})
+		}
 	}
 	return nil
 }

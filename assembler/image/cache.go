@@ -226,7 +226,8 @@ func atomicWrite(path string, fill func(io.Writer) error) error {
 }
 
 // Add stores img in the cache under ref for its platform, fetching only
-// the blobs the cache lacks. progress, if set, is told of bytes read.
+// the blobs the cache lacks. progress, if set, is told of bytes read. The
+// index records the image only once every blob is stored.
 func (c *Cache) Add(ref name.Reference, img v1.Image, p v1.Platform, progress func(int64)) (v1.Image, error) {
 	m, err := img.Manifest()
 	if err != nil {
@@ -251,6 +252,94 @@ func (c *Cache) Add(ref name.Reference, img v1.Image, p v1.Platform, progress fu
 	}
 	if first != nil {
 		return nil, fmt.Errorf("%s: %w", ref, first)
+	}
+	return c.addMeta(ref, img, p)
+}
+
+// addLazy records img's manifest and config under ref now and returns an
+// image whose layer blobs are fetched into the cache the first time one is
+// read, so that work on one layer need not wait for every download. A build
+// that stops early leaves an incomplete entry, which Lookup does not trust.
+func (c *Cache) addLazy(ref name.Reference, img v1.Image, p v1.Platform, progress func(int64)) (v1.Image, error) {
+	cached, err := c.addMeta(ref, img, p)
+	if err != nil {
+		return nil, err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("%s: layers: %w", ref, err)
+	}
+	remote := map[v1.Hash]v1.Layer{}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		remote[d] = l
+	}
+	return &lazyImage{Image: cached, c: c, remote: remote, progress: progress}, nil
+}
+
+type lazyImage struct {
+	v1.Image
+	c        *Cache
+	remote   map[v1.Hash]v1.Layer
+	progress func(int64)
+}
+
+func (li *lazyImage) Layers() ([]v1.Layer, error) {
+	ls, err := li.Image.Layers()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]v1.Layer, len(ls))
+	for i, l := range ls {
+		out[i] = &lazyLayer{Layer: l, img: li}
+	}
+	return out, nil
+}
+
+// lazyLayer is a cached layer whose blob is fetched on first read.
+type lazyLayer struct {
+	v1.Layer
+	img *lazyImage
+}
+
+func (l *lazyLayer) fetch() error {
+	d, err := l.Layer.Digest()
+	if err != nil {
+		return err
+	}
+	size, err := l.Layer.Size()
+	if err != nil {
+		return err
+	}
+	r, ok := l.img.remote[d]
+	if !ok {
+		return fmt.Errorf("layer %s: not in the remote image", d)
+	}
+	return l.img.c.writeBlob(d, size, r.Compressed, l.img.progress)
+}
+
+func (l *lazyLayer) Compressed() (io.ReadCloser, error) {
+	if err := l.fetch(); err != nil {
+		return nil, err
+	}
+	return l.Layer.Compressed()
+}
+
+func (l *lazyLayer) Uncompressed() (io.ReadCloser, error) {
+	if err := l.fetch(); err != nil {
+		return nil, err
+	}
+	return l.Layer.Uncompressed()
+}
+
+// addMeta stores the config and manifest blobs and the index entry.
+func (c *Cache) addMeta(ref name.Reference, img v1.Image, p v1.Platform) (v1.Image, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, fmt.Errorf("%s: manifest: %w", ref, err)
 	}
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {

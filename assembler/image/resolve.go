@@ -112,6 +112,18 @@ func (r *Resolver) ParseReference(ref string) (name.Reference, error) {
 // cache when it holds it completely (and pull was not asked), else pulled
 // into the cache first.
 func (r *Resolver) Resolve(ctx context.Context, ref string) (v1.Image, error) {
+	return r.resolve(ctx, ref, false)
+}
+
+// ResolveLazy is Resolve, except that an image not in the cache is
+// returned once its manifest and config are stored: each layer blob is
+// fetched into the cache when first read (Compressed, Uncompressed or
+// Cache.Unpacked), once even when read concurrently.
+func (r *Resolver) ResolveLazy(ctx context.Context, ref string) (v1.Image, error) {
+	return r.resolve(ctx, ref, true)
+}
+
+func (r *Resolver) resolve(ctx context.Context, ref string, lazy bool) (v1.Image, error) {
 	pr, err := r.ParseReference(ref)
 	if err != nil {
 		return nil, err
@@ -122,8 +134,9 @@ func (r *Resolver) Resolve(ctx context.Context, ref string) (v1.Image, error) {
 			return img, nil
 		}
 	}
-	v, err, _ := r.cache.flights.Do("ref:"+pr.Name()+"@"+r.platform.String(), func() (interface{}, error) {
-		return r.pullImage(ctx, pr)
+	key := fmt.Sprintf("ref:%s@%s lazy=%v", pr.Name(), r.platform, lazy)
+	v, err, _ := r.cache.flights.Do(key, func() (interface{}, error) {
+		return r.pullImage(ctx, pr, lazy)
 	})
 	if err != nil {
 		return nil, err
@@ -139,7 +152,7 @@ func (r *Resolver) remoteOptions(ctx context.Context) []remote.Option {
 	return opts
 }
 
-func (r *Resolver) pullImage(ctx context.Context, ref name.Reference) (v1.Image, error) {
+func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool) (v1.Image, error) {
 	slog.Debug("pulling image", "image", ref.Name(), "platform", r.platform.String())
 	desc, err := remote.Get(ref, r.remoteOptions(ctx)...)
 	if err != nil {
@@ -191,7 +204,11 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference) (v1.Image,
 		}
 		progress = r.report
 	}
-	out, err := r.cache.Add(ref, img, r.platform, progress)
+	add := r.cache.Add
+	if lazy {
+		add = r.cache.addLazy
+	}
+	out, err := add(ref, img, r.platform, progress)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
