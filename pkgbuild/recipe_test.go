@@ -1,0 +1,68 @@
+package pkgbuild
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseRecipe(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, err string
+	}{
+		{"empty", "", ""},
+		{"full", `
+name: x
+go: [{package: ./cmd/hello, path: /hello}]
+gomodules: [{module: example.com/m@v1.0.0, path: /usr/bin/m, cgo: true, tags: [a]}]
+debian: [{package: busybox-static, extract: {bin/busybox: /bin/busybox}}]
+files:
+  - {path: /etc/a, contents: "a\n", mode: "0600"}
+  - {path: /d, directory: true}
+  - {path: /l, symlink: a}
+config: {entrypoint: [/hello], env: [A=1]}
+label: {net: host, capabilities: [CAP_NET_ADMIN], binds: ["/a:/a"]}
+`, ""},
+		{"unknown field", "nmae: x\n", "field nmae not found"},
+		{"bad name", "name: X Y\n", "not a valid image name"},
+		{"relative path", "go: [{package: ./cmd/hello, path: hello}]\n", "absolute clean path"},
+		{"unclean path", "files: [{path: /a/../b, contents: x}]\n", "absolute clean path"},
+		{"two kinds", "files: [{path: /a, contents: x, symlink: b}]\n", "only one of"},
+		{"bad mode", "files: [{path: /a, contents: x, mode: \"9\"}]\n", "not octal"},
+		{"escaping source", "files: [{path: /a, source: ../x}]\n", "inside the recipe folder"},
+		{"module without version", "gomodules: [{module: example.com/m, path: /m}]\n", "module@version"},
+		{"extract escape", "debian: [{package: p, extract: {../x: /x}}]\n", "must not contain .."},
+		{"label typo", "label: {capabilites: [all]}\n", "not a valid org.mobyproject.config"},
+		{"label wrong type", "label: {net: [host]}\n", "not a valid org.mobyproject.config"},
+		{"kernel without package", "kernel: {modules: [overlay]}\n", "kernel.package"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseRecipe("images/x/build.yml", []byte(tc.yaml))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("error = %v, want one containing %q", err, tc.err)
+			}
+			if !strings.Contains(err.Error(), "images/x/build.yml") {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestLabelJSONIsSorted(t *testing.T) {
+	r, err := ParseRecipe("x", []byte("label: {pid: host, net: host, capabilities: [all]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.labelJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"capabilities":["all"],"net":"host","pid":"host"}`; got != want {
+		t.Errorf("label = %s, want %s", got, want)
+	}
+}
