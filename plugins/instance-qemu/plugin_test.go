@@ -156,10 +156,15 @@ func TestPluginTwoVMs(t *testing.T) {
 			t.Fatal(err)
 		}
 		st, err := c.QueryStatus(qctx)
-		c.Close()
-		cancel()
 		if err != nil || !st.Running {
 			t.Fatalf("%s: QMP status %+v %v", d.ID, st, err)
+		}
+		// The metadata CD is in the drive the cloud kernel's ata_piix sees.
+		blocks, err := c.Execute(qctx, "query-block", nil)
+		c.Close()
+		cancel()
+		if err != nil || !strings.Contains(string(blocks), `"ide0-cd1"`) || !strings.Contains(string(blocks), "metadata.iso") {
+			t.Fatalf("%s: metadata CD not attached: %s %v", d.ID, blocks, err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(root, "disks", "10.99.0.21", "disk0.qcow2")); err != nil {
