@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,21 @@ type motoEnv struct {
 	plugin *Plugin
 	ec2    *ec2.Client
 	subnet string
-	calls  map[string]int // API operation -> calls made by the plugin
+
+	mu    sync.Mutex
+	calls map[string]int // API operation -> calls made by the plugin
+}
+
+func (e *motoEnv) count(op string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.calls[op]
+}
+
+func (e *motoEnv) resetCount(op string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls[op] = 0
 }
 
 func newMoto(t *testing.T, opts Options) *motoEnv {
@@ -52,7 +67,9 @@ func newMoto(t *testing.T, opts Options) *motoEnv {
 	// Count the plugin's API calls by operation name.
 	cfg.APIOptions = append(cfg.APIOptions, func(s *middleware.Stack) error {
 		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("count", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			env.mu.Lock()
 			env.calls[awsmiddleware.GetOperationName(ctx)]++
+			env.mu.Unlock()
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
 	})
@@ -249,7 +266,7 @@ func TestMotoDescribePages(t *testing.T) {
 	if _, err := env.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{string(ids[0])}}); err != nil {
 		t.Fatal(err)
 	}
-	env.calls["DescribeInstances"] = 0
+	env.resetCount("DescribeInstances")
 	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false)
 	if err != nil {
 		t.Fatalf("DescribeInstances: %v", err)
@@ -275,14 +292,14 @@ func TestMotoDescribePages(t *testing.T) {
 		t.Errorf("listed %d instances, want %d", len(descs), n-1)
 	}
 	// 3 pages for 12 instances, plus one by ID for the launched-but-unlisted terminated one.
-	if c := env.calls["DescribeInstances"]; c != 4 {
+	if c := env.count("DescribeInstances"); c != 4 {
 		t.Errorf("DescribeInstances made %d calls for %d instances at 5 per page, want 3 pages + 1 by ID", c, n-1)
 	}
-	env.calls["DescribeInstances"] = 0
+	env.resetCount("DescribeInstances")
 	if descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, false); err != nil || len(descs) != n-1 {
 		t.Fatalf("DescribeInstances again = %d, %v", len(descs), err)
 	}
-	if c := env.calls["DescribeInstances"]; c != 3 {
+	if c := env.count("DescribeInstances"); c != 3 {
 		t.Errorf("second listing made %d DescribeInstances calls, want 3 pages", c)
 	}
 	// nil tags lists everything, ours included.
