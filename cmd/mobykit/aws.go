@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,14 +17,21 @@ import (
 	"github.com/mobykit/mobykit/launcher"
 	instanceaws "github.com/mobykit/mobykit/plugins/instance-aws"
 	"github.com/mobykit/mobykit/plugins/instance-aws/ami"
+	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
 )
+
+// pluginOptions are `mobykit aws serve`'s flags; `mobykit plugin start instance-aws` leaves
+// them empty and the SDK's chain decides.
+var pluginOptions instanceaws.Options
 
 // The built-in plugin "instance-aws": EC2 instances through the SDK's standard chain
 // (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, shared config, IMDS).
 func init() {
 	launcher.Register("instance-aws", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
-		p, err := instanceaws.Open(ctx, instanceaws.Options{Logger: o.Logger})
+		opts := pluginOptions
+		opts.Logger = o.Logger
+		p, err := instanceaws.Open(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -34,7 +42,7 @@ func init() {
 // `mobykit aws import`: a raw disk image to a registered AMI.
 func init() {
 	var o instanceaws.Options
-	a := &cobra.Command{Use: "aws", Short: "Amazon EC2: import images as AMIs (the instance plugin is `mobykit plugin start instance-aws`)"}
+	a := &cobra.Command{Use: "aws", Short: "Amazon EC2: import images as AMIs, serve the instance-aws plugin"}
 	a.PersistentFlags().StringVar(&o.Region, "region", "", "AWS region (default: AWS_REGION or the profile's)")
 	a.PersistentFlags().StringVar(&o.Profile, "profile", "", "shared config profile (default: AWS_PROFILE or default)")
 	a.PersistentFlags().StringVar(&o.Endpoint, "endpoint", "", "endpoint URL for every AWS service, e.g. a local emulator (default: AWS_ENDPOINT_URL or AWS)")
@@ -117,6 +125,27 @@ already carries the digest is reused. The AMI ID is printed on stdout; progress 
 	f.IntVar(&parallel, "parallel", 8, "blocks uploaded at once with --method ebs")
 	f.StringVarP(&output, "output", "o", "text", "output format: text (the AMI ID) or json")
 	a.AddCommand(imp)
+
+	var name string
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the instance-aws plugin in the foreground, with --region/--profile/--endpoint",
+		Long: `Serve runs the instance-aws plugin on its socket in the plugin directory until Ctrl-C or
+SIGTERM, like "mobykit plugin start instance-aws" but taking the AWS flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pluginOptions = o
+			dir, err := discovery.EnsureDir()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			return launcher.Run(ctx, dir, []launcher.Spec{{Kind: "instance-aws", Name: name}})
+		},
+	}
+	serve.Flags().StringVar(&name, "name", "instance-aws", "socket name in the plugin directory")
+	a.AddCommand(serve)
 	addCommand(a)
 }
 
