@@ -139,7 +139,7 @@ type builder struct {
 }
 
 // Build assembles m according to o.
-func Build(ctx context.Context, m *spec.Moby, o Options) (*Result, error) {
+func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) {
 	start := time.Now()
 	if o.Name == "" {
 		o.Name = "mobykit"
@@ -194,7 +194,16 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (*Result, error) {
 		ropts = append(ropts, image.WithProgress(o.Progress))
 	}
 	b.res = image.NewResolver(b.cache, ropts...)
-	defer b.prefetch.Wait()
+	// Background downloads (see resolveAll) finish before Build returns;
+	// after a failure they are cancelled rather than awaited.
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+		b.prefetch.Wait()
+		cancel()
+	}()
 	b.store = &segmentStore{dir: filepath.Join(b.cache.Dir(), "segments"), comp: comp, mtime: b.mtime, limit: b.limit}
 
 	for _, a := range o.Archives {
