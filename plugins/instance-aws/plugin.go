@@ -62,7 +62,7 @@ func New(cfg aws.Config, opts Options) *Plugin {
 	return &Plugin{
 		ec2:        ec2.NewFromConfig(cfg),
 		opts:       opts,
-		log:        opts.Logger.With("plugin", "instance-aws"),
+		log:        opts.Logger.With("component", "instance-aws"),
 		now:        time.Now,
 		launched:   map[spi.ID]launched{},
 		gone:       map[spi.ID]time.Time{},
