@@ -241,8 +241,8 @@ func TestEBSDirectAPIAsDocumented(t *testing.T) {
 	if snap != "snap-0123456789abcdef0" || f.completed != snap {
 		t.Errorf("snapshot %q, completed %q", snap, f.completed)
 	}
-	if f.start["VolumeSize"] != float64(1) || f.start["Timeout"] != float64(1) {
-		t.Errorf("StartSnapshot body = %v, want VolumeSize 1 (GiB) and Timeout 1 (minute)", f.start)
+	if f.start["VolumeSize"] != float64(1) || f.start["Timeout"] != float64(10) {
+		t.Errorf("StartSnapshot body = %v, want VolumeSize 1 (GiB) and Timeout 10 (minutes, the least EBS takes)", f.start)
 	}
 	if tags, _ := f.start["Tags"].([]any); len(tags) != 1 {
 		t.Errorf("StartSnapshot tags = %v", f.start["Tags"])

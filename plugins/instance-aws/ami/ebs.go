@@ -40,7 +40,8 @@ func (im *Importer) uploadEBS(ctx context.Context, in *Input, size int64, tags m
 		VolumeSize:  aws.Int64(volGiB),
 		Description: aws.String(describe(in)),
 		Tags:        etags,
-		Timeout:     aws.Int32(int32(im.Timeout.Minutes())),
+		// Minutes before EBS abandons an unfinished snapshot: 10..4320.
+		Timeout: aws.Int32(int32(min(max(im.Timeout.Minutes(), 10), 4320))),
 	})
 	if err != nil {
 		return "", fmt.Errorf("StartSnapshot (%d GiB): %w", volGiB, err)
