@@ -302,6 +302,7 @@ func appendFile(w io.Writer, p string) error {
 // is never fetched twice.
 func (b *builder) resolveAll(ctx context.Context) error {
 	refs := b.m.ImageRefs()
+	users := b.imageUsers()
 	out := make([]*resolved, len(refs))
 	var pulled []*resolved
 	var mu sync.Mutex
@@ -316,7 +317,7 @@ func (b *builder) resolveAll(ctx context.Context) error {
 			// ctx, not a group context: lazy layers are read after Wait.
 			img, err := b.res.ResolveLazy(ctx, r)
 			if err != nil {
-				return err
+				return fmt.Errorf("%s: %w", users[r], err)
 			}
 			cfg, err := img.ConfigFile()
 			if err != nil {
@@ -633,4 +634,36 @@ func (b *builder) apkDB() (*segment, error) {
 		_, err := cw.Write(all)
 		return err
 	})
+}
+
+// imageUsers names, for each image reference, where the spec first uses
+// it ("onboot[0] sysctl"), for error messages.
+func (b *builder) imageUsers() map[string]string {
+	u := map[string]string{}
+	add := func(ref, where string) {
+		if _, ok := u[ref]; !ok {
+			u[ref] = where
+		}
+	}
+	m := b.m
+	if m.Kernel.Image != "" {
+		add(m.Kernel.Image, "kernel")
+	}
+	for i, r := range m.Init {
+		add(r, fmt.Sprintf("init[%d]", i))
+	}
+	for _, sec := range []struct {
+		name string
+		imgs []*spec.Image
+	}{{"onboot", m.Onboot}, {"onshutdown", m.Onshutdown}, {"services", m.Services}} {
+		for i, img := range sec.imgs {
+			add(img.Image, fmt.Sprintf("%s[%d] %s", sec.name, i, img.Name))
+		}
+	}
+	for i, v := range m.Volumes {
+		if v.Image != "" {
+			add(v.Image, fmt.Sprintf("volumes[%d] %s", i, v.Name))
+		}
+	}
+	return u
 }

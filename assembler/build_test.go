@@ -406,3 +406,13 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("web's bind of volume data does not point at its merged dir:\n%s", cfg)
 	}
 }
+
+func TestPullErrorNamesUser(t *testing.T) {
+	host := memRegistry(t)
+	dir := t.TempDir()
+	spec := writeSpec(t, dir, "s.yml", fmt.Sprintf("onboot:\n  - name: ghost\n    image: %s/missing:1\n", host))
+	_, err := BuildFiles(context.Background(), []string{spec}, Options{OutputDir: dir, CacheDir: filepath.Join(dir, "c")})
+	if err == nil || !strings.Contains(err.Error(), "onboot[0] ghost") || !strings.Contains(err.Error(), "missing:1") {
+		t.Fatalf("error %v should name onboot[0] ghost and the image", err)
+	}
+}
