@@ -17,11 +17,12 @@ import (
 
 // The local VM plugins and the moby flavor, startable with `mobykit plugin start KIND`.
 func init() {
-	launcher.Register("instance-qemu", func(_ context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+	launcher.Register("instance-qemu", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
 		p, err := instanceqemu.New(o.StateDir, o.Logger)
 		if err != nil {
 			return nil, err
 		}
+		go func() { <-ctx.Done(); p.Close() }() // stop serving metadata; the VMs keep running
 		return []rpc.Plugin{rpc.Instance(p)}, nil
 	}, launcher.Describe("QEMU VMs (state under the plugin's state folder; VMs outlive the plugin)"))
 	launcher.Register("instance-hyperkit", func(_ context.Context, o launcher.Options) ([]rpc.Plugin, error) {

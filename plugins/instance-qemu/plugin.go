@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mobykit/mobykit/metadata/imds"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/vm"
 	"github.com/mobykit/mobykit/vm/qemu"
@@ -22,6 +23,11 @@ import (
 type Plugin struct {
 	*vm.Instances
 	root string
+	// IMDSRelay is the command QEMU runs for each guest connection to the local metadata
+	// server (metadata "imds"), given the VM's listener address. Default: this executable's
+	// `metadata connect ADDR` when it is mobykit, else unset (metadata "imds" is refused).
+	IMDSRelay func(addr string) []string
+	imds      *imds.Server
 }
 
 var _ spi.Instance = (*Plugin)(nil)
@@ -42,13 +48,61 @@ func New(root string, log *slog.Logger) (*Plugin, error) {
 	b := &backend{root: root, log: log}
 	in := &vm.Instances{Store: vm.Store{Root: filepath.Join(root, "instances")}, Backend: b, Prefix: "qemu-", Log: log}
 	b.store = in.Store
-	return &Plugin{Instances: in, root: root}, nil
+	p := &Plugin{Instances: in, root: root, imds: imds.New()}
+	b.plugin = p
+	if exe, err := os.Executable(); err == nil && strings.HasPrefix(filepath.Base(exe), "mobykit") {
+		p.IMDSRelay = func(addr string) []string { return []string{exe, "metadata", "connect", addr} }
+	}
+	p.adoptIMDS()
+	return p, nil
+}
+
+// Close stops serving metadata to the VMs; the VMs keep running (a new plugin serves them
+// again on the same addresses).
+func (p *Plugin) Close() error { return p.imds.Close() }
+
+// imdsFile in a state folder holds the VM's metadata-server record.
+const imdsFile = "imds.json"
+
+// adoptIMDS serves again the records of running VMs that use the metadata server, on the
+// address their QEMU relays to.
+func (p *Plugin) adoptIMDS() {
+	ids, _ := p.Store.List()
+	for _, id := range ids {
+		dir := vm.Dir(filepath.Join(p.Store.Root, id))
+		var rec imds.Record
+		var lp launchProps
+		var proc vm.Process
+		if dir.ReadJSON(imdsFile, &rec) != nil || dir.ReadJSON(vm.LaunchFile, &lp) != nil || lp.IMDS == "" {
+			continue
+		}
+		if dir.ReadJSON(vm.ProcessFile, &proc) != nil || !proc.Alive() {
+			continue
+		}
+		if err := p.serveIMDS(rec, lp.IMDS); err != nil {
+			p.backend().log.Warn("cannot serve metadata to adopted VM", "id", id, "err", err)
+		}
+	}
+}
+
+func (p *Plugin) backend() *backend { return p.Backend.(*backend) }
+
+func (p *Plugin) serveIMDS(rec imds.Record, addr string) error {
+	if err := p.imds.Register(rec); err != nil {
+		return err
+	}
+	if _, err := p.imds.ListenVM(rec.InstanceID, addr); err != nil {
+		p.imds.Unregister(rec.InstanceID)
+		return err
+	}
+	return nil
 }
 
 type backend struct {
-	root  string
-	store vm.Store
-	log   *slog.Logger
+	root   string
+	store  vm.Store
+	log    *slog.Logger
+	plugin *Plugin
 }
 
 func (b *backend) Validate(raw spi.Any) error {
@@ -64,6 +118,7 @@ type launchProps struct {
 	MAC     string            `json:"mac,omitempty"`
 	Accel   string            `json:"accel"`
 	QMP     string            `json:"qmp"`
+	IMDS    string            `json:"imds,omitempty"` // the VM's metadata listener
 }
 
 func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Spec) (vm.Launch, error) {
@@ -197,6 +252,11 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 			lp.Ports[fmt.Sprintf("%d/%s", f.GuestPort, f.Proto)] = net.JoinHostPort(ha, fmt.Sprint(f.HostPort))
 			nic.Forwards = append(nic.Forwards, f)
 		}
+		if p.Metadata == "imds" {
+			if nic.Netdev, lp.IMDS, err = b.attachIMDS(dir, id, spec, nic); err != nil {
+				return vm.Launch{}, err
+			}
+		}
 		cfg.NICs = append(cfg.NICs, nic)
 	}
 	if n := p.Network; n != nil {
@@ -232,6 +292,9 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 	}
 	if lp.Address != "" {
 		props["address"], props["network"], props["mac"] = lp.Address, lp.Network, lp.MAC
+	}
+	if lp.IMDS != "" {
+		props["imds"] = lp.IMDS
 	}
 	if p.ShutdownTimeout != "" {
 		props["shutdown_timeout"] = p.ShutdownTimeout
@@ -328,4 +391,44 @@ func (b *backend) Shutdown(ctx context.Context, dir vm.Dir, _ *vm.Process) error
 	return qmp.Powerdown(ctx, dir.Path(vm.QMPFile))
 }
 
-func (b *backend) Release(vm.Dir) error { return nil }
+// Release stops serving the VM's metadata.
+func (b *backend) Release(dir vm.Dir) error {
+	if _, ok := b.plugin.imds.Lookup(dir.Name()); ok {
+		return b.plugin.imds.Unregister(dir.Name())
+	}
+	return nil
+}
+
+// attachIMDS registers the VM with the plugin's EC2-compatible metadata server on a free
+// loopback port and returns the user-mode -netdev value whose guestfwd relays the guest's
+// 169.254.169.254:80 there, and the listener address. The record is kept in the state folder
+// so that a restarted plugin serves it again on the same address.
+func (b *backend) attachIMDS(dir vm.Dir, id spi.ID, spec spi.Spec, nic qemu.NIC) (string, string, error) {
+	if b.plugin.IMDSRelay == nil {
+		return "", "", fmt.Errorf("metadata \"imds\" needs a relay command: run the plugin from the mobykit binary")
+	}
+	port, err := freePort("tcp", "127.0.0.1")
+	if err != nil {
+		return "", "", err
+	}
+	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+	rec := imds.Record{InstanceID: string(id), Hostname: string(id), LocalIPv4: imds.UserDHCP, MAC: nic.MAC, UserData: []byte(spec.Init)}
+	if spec.Init == "" {
+		rec.UserData = nil
+	}
+	var extra []string
+	for _, f := range nic.Forwards {
+		extra = append(extra, qemu.HostFwd(f))
+	}
+	nd, err := imds.QEMUUserNetdev("net0", b.plugin.IMDSRelay(addr), extra...)
+	if err != nil {
+		return "", "", err
+	}
+	if err := dir.WriteJSON(imdsFile, rec); err != nil {
+		return "", "", err
+	}
+	if err := b.plugin.serveIMDS(rec, addr); err != nil {
+		return "", "", err
+	}
+	return nd, addr, nil
+}

@@ -31,17 +31,24 @@ mount -t proc proc /proc; mount -t sysfs sys /sys
 for m in %s; do insmod $m; done
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p"; }
 ID=$(arg mobykit.instance); IP=$(arg mobykit.ip); MAC=$(arg mobykit.mac)
-UD=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/com.mobykit/userdata/raw)
-echo "USERDATA=$UD"
+E0=$(arg test.eth0); [ -n "$E0" ] || E0=10.0.2.15/24
 ip link set lo up
-ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
+ip link set eth0 up; ip addr add $E0 dev eth0
+UD=$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/com.mobykit/userdata/raw 2>/dev/null)
+imds() { timeout 5 wget -q -O - http://169.254.169.254/latest/$1; }  # (busybox wget -T segfaults)
+[ -n "$UD" ] || UD=$(imds user-data)
+echo "USERDATA=$UD"
 for i in /sys/class/net/*; do
   if [ "$(cat $i/address)" = "$MAC" ]; then G=$(basename $i); ip link set $G up; ip addr add $IP dev $G; fi
 done
 mkdir -p /www; echo "$ID" > /www/index.html; httpd -p 80 -h /www
 echo "UP $ID $IP on $G"
 PEER=${UD#peer=}
-while :; do ping -c 1 -W 1 $PEER >/dev/null 2>&1 && echo "PEER-OK $PEER"; sleep 1; done
+while :; do
+  ping -c 1 -W 1 $PEER >/dev/null 2>&1 && echo "PEER-OK $PEER"
+  [ "$E0" = 10.0.2.15/24 ] || { I=$(imds meta-data/instance-id) && echo "IMDS-OK $I"; }
+  sleep 1
+done
 `
 
 func buildGuest(t *testing.T) (kernel, initrd string) {
@@ -67,6 +74,14 @@ func waitConsole(t *testing.T, path, marker string, d time.Duration) {
 	}
 }
 
+func testenvBusybox(t *testing.T) string {
+	p, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox not installed (apt-get install busybox-static)")
+	}
+	return p
+}
+
 func qemuPids(t *testing.T, root string) []string {
 	out, _ := exec.Command("pgrep", "-f", root).Output()
 	return strings.Fields(string(out))
@@ -74,8 +89,10 @@ func qemuPids(t *testing.T, root string) []string {
 
 // TestPluginTwoVMs provisions two VMs of one group on an L2 network with fixed addresses
 // (their logical IDs), userdata and a published port, and checks: both listed at once with
-// their tags; each reads its userdata, serves HTTP on its published port and reaches the other
-// over the group network; a restarted plugin finds them; Destroy leaves no process or state.
+// their tags; each reads its userdata (the first from fw_cfg, the second from the plugin's
+// EC2-compatible metadata server), serves HTTP on its published port and reaches the other
+// over the group network; a restarted plugin finds them and serves their metadata again;
+// Destroy leaves no process or state.
 func TestPluginTwoVMs(t *testing.T) {
 	testenv.RequireQEMU(t)
 	kernel, initrd := buildGuest(t)
@@ -89,6 +106,9 @@ func TestPluginTwoVMs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bb := testenvBusybox(t)
+	relay := func(addr string) []string { h, port, _ := strings.Cut(addr, ":"); return []string{bb, "nc", h, port} }
+	p.IMDSRelay = relay
 	t.Cleanup(func() {
 		ds, _ := p.DescribeInstances(ctx, nil, false)
 		for _, d := range ds {
@@ -96,15 +116,25 @@ func TestPluginTwoVMs(t *testing.T) {
 		}
 	})
 	net := fmt.Sprintf("test-%d", os.Getpid())
-	props, _ := json.Marshal(map[string]any{
-		"kernel": kernel, "initrd": initrd, "cmdline": "console=ttyS0 quiet",
-		"memory": 256, "publish": []string{"0:80"},
-		"network":          map[string]any{"name": net},
-		"disks":            []map[string]any{{"size": "8M", "persistent": true}},
-		"shutdown_timeout": "1s",
-	})
-	if err := p.Validate(ctx, props); err != nil {
-		t.Fatal(err)
+	propsFor := func(imds bool) spi.Any {
+		m := map[string]any{
+			"kernel": kernel, "initrd": initrd, "cmdline": "console=ttyS0 quiet",
+			"memory": 256, "publish": []string{"0:80"},
+			"network":          map[string]any{"name": net},
+			"disks":            []map[string]any{{"size": "8M", "persistent": true}},
+			"shutdown_timeout": "1s",
+		}
+		if imds {
+			m["metadata"] = "imds"
+			m["cmdline"] = "console=ttyS0 quiet test.eth0=169.254.169.15/24"
+		}
+		b, _ := json.Marshal(m)
+		return b
+	}
+	for _, im := range []bool{false, true} {
+		if err := p.Validate(ctx, propsFor(im)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	lids := []spi.LogicalID{"10.99.0.21", "10.99.0.22"}
 	start := time.Now()
@@ -113,7 +143,7 @@ func TestPluginTwoVMs(t *testing.T) {
 		lid := lid
 		peer := lids[1-i]
 		id, err := p.Provision(ctx, spi.Spec{
-			Properties: props, LogicalID: &lid, Init: "peer=" + string(peer),
+			Properties: propsFor(i == 1), LogicalID: &lid, Init: "peer=" + string(peer),
 			Tags: map[string]string{spi.GroupTag: "g", spi.ConfigHashTag: "h1", spi.LogicalIDTag: string(lid)},
 		})
 		if err != nil {
@@ -163,7 +193,8 @@ func TestPluginTwoVMs(t *testing.T) {
 		blocks, err := c.Execute(qctx, "query-block", nil)
 		c.Close()
 		cancel()
-		if err != nil || !strings.Contains(string(blocks), `"ide0-cd1"`) || !strings.Contains(string(blocks), "metadata.iso") {
+		wantCD := *d.LogicalID == lids[0] // the other gets its userdata from the metadata server
+		if err != nil || strings.Contains(string(blocks), "metadata.iso") != wantCD || (wantCD && !strings.Contains(string(blocks), `"ide0-cd1"`)) {
 			t.Fatalf("%s: metadata CD not attached: %s %v", d.ID, blocks, err)
 		}
 	}
@@ -171,11 +202,23 @@ func TestPluginTwoVMs(t *testing.T) {
 		t.Fatalf("persistent disk: %v", err)
 	}
 
-	// A restarted plugin adopts the running VMs.
+	imdsVM := ds[0]
+	if *imdsVM.LogicalID != lids[1] {
+		imdsVM = ds[1]
+	}
+	var ipr struct{ Console string }
+	json.Unmarshal(imdsVM.Properties, &ipr)
+	waitConsole(t, ipr.Console, "IMDS-OK "+string(imdsVM.ID), 30*time.Second)
+
+	// A restarted plugin adopts the running VMs, and serves their metadata again.
+	p.Close()
 	p2, err := New(root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p2.Close() })
+	os.WriteFile(ipr.Console, nil, 0o644) // QEMU appends; start afresh to see new lines only
+	waitConsole(t, ipr.Console, "IMDS-OK "+string(imdsVM.ID), 30*time.Second)
 	ds2, _ := p2.DescribeInstances(ctx, map[string]string{spi.GroupTag: "g"}, false)
 	if len(ds2) != 2 {
 		t.Fatalf("restarted plugin lists %d VMs", len(ds2))

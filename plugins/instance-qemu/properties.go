@@ -44,7 +44,9 @@ type Properties struct {
 	// Network joins the VM to an L2 network shared with the other VMs naming the same network.
 	Network *Network `json:"network"`
 	// Metadata says how Spec.Init reaches the guest: "both" (default: metadata CD and fw_cfg),
-	// "cd", "fw_cfg" or "none".
+	// "cd", "fw_cfg", "imds" (the plugin's EC2-compatible metadata server at
+	// 169.254.169.254, reached through the user-mode NIC, whose subnet becomes
+	// 169.254.169.0/24 with the guest at 169.254.169.15) or "none".
 	Metadata string `json:"metadata"`
 	// ShutdownTimeout is how long Destroy waits for an ACPI shutdown before killing QEMU;
 	// default "10s".
@@ -116,8 +118,12 @@ func (p Properties) check(needBoot bool) error {
 	}
 	switch p.Metadata {
 	case "", "both", "cd", "fw_cfg", "none":
+	case "imds":
+		if p.UserNet != nil && !*p.UserNet {
+			return fmt.Errorf("instance-qemu: Properties.metadata \"imds\" needs user_net")
+		}
 	default:
-		return fmt.Errorf("instance-qemu: Properties.metadata %q: want both, cd, fw_cfg or none", p.Metadata)
+		return fmt.Errorf("instance-qemu: Properties.metadata %q: want both, cd, fw_cfg, imds or none", p.Metadata)
 	}
 	for i, d := range p.Disks {
 		if d.Size == "" {

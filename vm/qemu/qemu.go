@@ -94,6 +94,10 @@ type NIC struct {
 	Addr string
 	// Net is the guest subnet for NICUser ("" = QEMU's 10.0.2.0/24).
 	Net string
+	// Netdev, when set, is used verbatim as the -netdev value instead of one built from the
+	// fields above (for options this package does not model, such as the guestfwd of the
+	// local metadata server). It must carry id=netN, N being the NIC's index.
+	Netdev string
 }
 
 // Forward publishes a guest port on the host.
@@ -269,14 +273,7 @@ func (c Config) Args() ([]string, error) {
 				nd += ",net=" + n.Net
 			}
 			for _, f := range n.Forwards {
-				p, h := f.Proto, f.HostAddr
-				if p == "" {
-					p = "tcp"
-				}
-				if h == "" {
-					h = "127.0.0.1"
-				}
-				nd += fmt.Sprintf(",hostfwd=%s:%s:%d-:%d", p, h, f.HostPort, f.GuestPort)
+				nd += "," + HostFwd(f)
 			}
 		case NICMcast:
 			if _, _, err := net.SplitHostPort(n.Addr); err != nil {
@@ -290,6 +287,12 @@ func (c Config) Args() ([]string, error) {
 		}
 		if len(n.Forwards) > 0 && n.Kind != NICUser {
 			return nil, fmt.Errorf("qemu: NIC %d: published ports need a user-mode NIC", i)
+		}
+		if n.Netdev != "" {
+			if !strings.Contains(","+n.Netdev+",", ",id="+id+",") {
+				return nil, fmt.Errorf("qemu: NIC %d: netdev %q lacks id=%s", i, n.Netdev, id)
+			}
+			nd = n.Netdev
 		}
 		d := dev + ",netdev=" + id
 		if n.MAC != "" {
@@ -315,6 +318,18 @@ func (c Config) Args() ([]string, error) {
 		a = append(a, "-no-reboot")
 	}
 	return append(a, c.Extra...), nil
+}
+
+// HostFwd is the user-mode netdev option that publishes f: "hostfwd=tcp:127.0.0.1:8080-:80".
+func HostFwd(f Forward) string {
+	p, h := f.Proto, f.HostAddr
+	if p == "" {
+		p = "tcp"
+	}
+	if h == "" {
+		h = "127.0.0.1"
+	}
+	return fmt.Sprintf("hostfwd=%s:%s:%d-:%d", p, h, f.HostPort, f.GuestPort)
 }
 
 // escape doubles commas, QEMU's escape inside option values.

@@ -27,6 +27,7 @@ func TestArgsGolden(t *testing.T) {
 			},
 			Console: "/s/console.log", QMP: "/s/qmp.sock", NoReboot: true,
 		}},
+		{"raw-netdev", Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{{Kind: NICUser, MAC: "52:54:00:00:00:01", Netdev: "user,id=net0,net=169.254.169.0/24,guestfwd=tcp:169.254.169.254:80-cmd:relay 127.0.0.1:1"}}, Console: "stdio-plain"}},
 		{"iso-uefi-vde", Config{Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/OVMF/OVMF_CODE.fd",
 			NICs: []NIC{{Kind: NICVDE, Addr: "/s/switch"}}, Console: "stdio"}},
 		{"disk-boot-aarch64", Config{Arch: "aarch64", Accel: "tcg", Disks: []Disk{{Path: "/i/d.qcow2", Boot: true}}, Console: "stdio-plain"}},
@@ -65,6 +66,7 @@ func TestArgsErrors(t *testing.T) {
 		"mcast without port": {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: NICMcast, Addr: "230.0.0.1"}}},
 		"unknown nic":        {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: "tap"}}},
 		"unknown arch":       {Arch: "mips", Accel: "tcg", Kernel: "k"},
+		"netdev without id":  {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: NICUser, Netdev: "user,id=net1"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := c.Args(); err == nil {
