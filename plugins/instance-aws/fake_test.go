@@ -136,14 +136,18 @@ func TestPermanentErrorsNameTheCallAndInstance(t *testing.T) {
 	f.on("DescribeInstances", ec2Error(403, "AuthFailure", "AWS was not able to validate the provided access credentials"))
 	lid := spi.LogicalID("10.0.0.9")
 
-	_, err := p.Provision(ctx, spi.Spec{Properties: spi.Any(testProps), Tags: map[string]string{spi.GroupTag: "workers"}, LogicalID: &lid})
+	props := spi.Any(`{"RunInstancesInput":{"ImageId":"ami-0123456789abcdef0","InstanceType":"t3.small","SubnetId":"subnet-0123abcd"}}`)
+	_, err := p.Provision(ctx, spi.Spec{Properties: props, Tags: map[string]string{spi.GroupTag: "workers"}, LogicalID: &lid})
 	for _, want := range []string{"RunInstances", `"workers"`, `"10.0.0.9"`, "InvalidParameterValue"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Provision error %v does not contain %q", err, want)
 		}
 	}
-	if n := len(f.called("RunInstances")); n != 1 {
-		t.Errorf("a permanent error was attempted %d times", n)
+	if calls := f.called("RunInstances"); len(calls) != 1 {
+		t.Errorf("a permanent error was attempted %d times", len(calls))
+	} else if c := calls[0]; c.Get("NetworkInterface.1.PrivateIpAddress") != "10.0.0.9" || c.Get("NetworkInterface.1.SubnetId") != "subnet-0123abcd" ||
+		c.Get("NetworkInterface.1.DeleteOnTermination") != "true" || c.Get("NetworkInterface.1.DeviceIndex") != "0" || c.Get("SubnetId") != "" {
+		t.Errorf("RunInstances for a quorum member: %v", c)
 	}
 	err = p.Destroy(ctx, "i-0fedcba9876543210", spi.Context{Reason: spi.ReasonRollingUpdate})
 	for _, want := range []string{"TerminateInstances", "i-0fedcba9876543210", "UnauthorizedOperation", "rolling_update"} {
@@ -245,5 +249,36 @@ func TestProvisionWithoutImage(t *testing.T) {
 	}
 	if n := len(f.called("RunInstances")); n != 0 {
 		t.Errorf("RunInstances called %d times", n)
+	}
+}
+
+func TestProvisionLogicalIPNeedsSubnet(t *testing.T) {
+	f, p := newFakeEC2(t)
+	lid := spi.LogicalID("10.0.1.10")
+	_, err := p.Provision(context.Background(), spi.Spec{Properties: spi.Any(testProps), Tags: map[string]string{spi.GroupTag: "q"}, LogicalID: &lid})
+	if err == nil || !strings.Contains(err.Error(), "RunInstancesInput.SubnetId") || !strings.Contains(err.Error(), "10.0.1.10") {
+		t.Fatalf("Provision: %v", err)
+	}
+	if n := len(f.called("RunInstances")); n != 0 {
+		t.Errorf("RunInstances called %d times", n)
+	}
+	// A logical ID that is not an address is only a tag.
+	f.on("RunInstances", ok("RunInstances", runOK))
+	name := spi.LogicalID("etcd-a")
+	if _, err := p.Provision(context.Background(), spi.Spec{Properties: spi.Any(testProps), Tags: map[string]string{spi.GroupTag: "q"}, LogicalID: &name}); err != nil {
+		t.Fatal(err)
+	}
+	c := f.called("RunInstances")[0]
+	if c.Get("PrivateIpAddress") != "" || c.Get("NetworkInterface.1.PrivateIpAddress") != "" {
+		t.Errorf("a non-address logical ID became an address: %v", c)
+	}
+	found := false
+	for k, v := range c {
+		if strings.HasPrefix(k, "TagSpecification.1.Tag.") && strings.HasSuffix(k, ".Value") && v[0] == "etcd-a" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("logical ID tag missing from %v", c)
 	}
 }

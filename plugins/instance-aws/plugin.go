@@ -89,11 +89,11 @@ func (p *Plugin) Validate(_ context.Context, properties spi.Any) error {
 
 // Provision launches one instance and returns its ID as soon as EC2 accepted the launch.
 func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) {
+	what := describeSpec(spec)
 	props, err := ParseProperties(spec.Properties)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
-	what := describeSpec(spec)
 	if len(spec.Init) > maxUserData {
 		return nil, fmt.Errorf("instance-aws: provision %s: Init is %d bytes, EC2 user data takes at most %d", what, len(spec.Init), maxUserData)
 	}
@@ -125,6 +125,9 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 		// instance, so that the address is free again for the member's replacement. (EC2 does
 		// the same by default; emulators such as moto keep the address otherwise.)
 		privIP = ip.String()
+		if in.SubnetId == nil {
+			return nil, fmt.Errorf("instance-aws: provision %s: the logical ID is an IP address: set RunInstancesInput.SubnetId to the subnet that holds it", what)
+		}
 		in.NetworkInterfaces = []types.InstanceNetworkInterfaceSpecification{{
 			DeviceIndex:         aws.Int32(0),
 			SubnetId:            in.SubnetId,
