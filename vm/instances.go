@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -219,7 +220,7 @@ func (in *Instances) DescribeInstances(_ context.Context, tags map[string]string
 	}
 	out := []spi.Description{}
 	for _, id := range ids {
-		dir := Dir(in.Store.Root + "/" + id)
+		dir := Dir(filepath.Join(in.Store.Root, id))
 		if _, err := os.Stat(dir.Path(destroyingFile)); err == nil {
 			continue
 		}

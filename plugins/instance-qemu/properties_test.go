@@ -1,10 +1,15 @@
 package instanceqemu
 
 import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/vm"
 )
 
 func TestValidate(t *testing.T) {
@@ -91,5 +96,41 @@ func TestAllocate(t *testing.T) {
 	small := &Network{Name: "n", Subnet: "10.5.0.0/29"}
 	if _, err := b.allocate(small, nil); err == nil {
 		t.Fatal("allocated from a subnet with no room above .10")
+	}
+}
+
+// TestDiskBootOverlay: a boot disk is shared read-only; each instance writes to its own
+// qcow2 overlay backed by it (real qemu-img).
+func TestDiskBootOverlay(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	base := filepath.Join(t.TempDir(), "base.img")
+	if err := os.WriteFile(base, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := vm.Dir(t.TempDir())
+	d, err := overlay(dir, base, "raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Boot || d.Format != "qcow2" {
+		t.Fatalf("disk %+v", d)
+	}
+	out, err := exec.Command("qemu-img", "info", "--output=json", d.Path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Format          string `json:"format"`
+		BackingFilename string `json:"backing-filename"`
+		BackingFormat   string `json:"backing-filename-format"`
+	}
+	json.Unmarshal(out, &info)
+	if info.Format != "qcow2" || info.BackingFilename != base || info.BackingFormat != "raw" {
+		t.Fatalf("overlay info %+v", info)
+	}
+	if _, err := overlay(vm.Dir(t.TempDir()), filepath.Join(t.TempDir(), "missing.img"), "raw"); err == nil {
+		t.Fatal("overlay of a missing disk succeeded")
 	}
 }
