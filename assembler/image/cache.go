@@ -450,13 +450,20 @@ func (c *Cache) Image(d v1.Hash) (v1.Image, error) { return c.lp.Image(d) }
 func (c *Cache) Clean() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	unlock, err := c.lockFile()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ents, err := os.ReadDir(c.dir)
 	if err != nil {
 		return fmt.Errorf("clean cache %s: %w", c.dir, err)
 	}
 	var errs []error
 	for _, e := range ents {
-		errs = append(errs, os.RemoveAll(filepath.Join(c.dir, e.Name())))
+		if e.Name() != ".index.lock" {
+			errs = append(errs, os.RemoveAll(filepath.Join(c.dir, e.Name())))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("clean cache %s: %w", c.dir, err)
