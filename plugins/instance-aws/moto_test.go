@@ -169,6 +169,9 @@ func TestMotoProvisionDescribeLabelDestroy(t *testing.T) {
 	if info.PrivateIpAddress != string(lid) || info.SubnetId != env.subnet || info.InstanceType != "t3.micro" || info.ImageId != "ami-12c6146b" {
 		t.Errorf("Properties = %+v, want private IP %s in %s, t3.micro, ami-12c6146b", info, lid, env.subnet)
 	}
+	if info.Address != string(lid) || info.Started == nil || time.Since(*info.Started) > time.Hour {
+		t.Errorf("address %q started %v: want the private IP and the launch time (flavor-moby's health checks read them)", info.Address, info.Started)
+	}
 	if info.State != "pending" && info.State != "running" {
 		t.Errorf("State = %q", info.State)
 	}

@@ -522,6 +522,11 @@ type InstanceInfo struct {
 	VpcId             string   `json:",omitempty"`
 	AvailabilityZone  string   `json:",omitempty"`
 	LaunchTime        string   `json:",omitempty"` // RFC 3339
+
+	// Address and Started are the names flavor-moby's health checks read (shared with the
+	// local VM plugins): the private address (public when there is none) and the launch time.
+	Address string     `json:"address,omitempty"`
+	Started *time.Time `json:"started,omitempty"`
 }
 
 func describeProperties(inst types.Instance) spi.Any {
@@ -544,7 +549,13 @@ func describeProperties(inst types.Instance) spi.Any {
 		info.AvailabilityZone = aws.ToString(inst.Placement.AvailabilityZone)
 	}
 	if inst.LaunchTime != nil {
-		info.LaunchTime = inst.LaunchTime.UTC().Format(time.RFC3339)
+		t := inst.LaunchTime.UTC()
+		info.LaunchTime = t.Format(time.RFC3339)
+		info.Started = &t
+	}
+	info.Address = info.PrivateIpAddress
+	if info.Address == "" {
+		info.Address = info.PublicIpAddress
 	}
 	for _, ni := range inst.NetworkInterfaces {
 		for _, a := range ni.Ipv6Addresses {
