@@ -18,7 +18,8 @@ type Boot struct {
 
 // FindBoot resolves a path as `linuxkit run` does: a file ending in .iso boots as a CD; one
 // ending in .qcow2, .raw, .img or .vhd boots as a disk; anything else is a prefix naming
-// PREFIX-kernel, PREFIX-initrd.img and PREFIX-cmdline (the command line file is optional).
+// PREFIX-kernel (or the older moby tool's PREFIX-bzImage), PREFIX-initrd.img and
+// PREFIX-cmdline (the command line file is optional).
 func FindBoot(path string) (Boot, error) {
 	var b Boot
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
@@ -39,7 +40,12 @@ func FindBoot(path string) (Boot, error) {
 	}
 	b.Kernel = path + "-kernel"
 	if _, err := os.Stat(b.Kernel); err != nil {
-		return b, fmt.Errorf("boot prefix %s: kernel: %w (want PREFIX-kernel, or an .iso or disk image)", path, err)
+		// The moby tool before LinuxKit's rename wrote PREFIX-bzImage.
+		if _, err2 := os.Stat(path + "-bzImage"); err2 == nil {
+			b.Kernel = path + "-bzImage"
+		} else {
+			return b, fmt.Errorf("boot prefix %s: kernel: %w (want PREFIX-kernel, or an .iso or disk image)", path, err)
+		}
 	}
 	b.Initrd = path + "-initrd.img"
 	if _, err := os.Stat(b.Initrd); errors.Is(err, os.ErrNotExist) {

@@ -10,7 +10,7 @@ import (
 func TestFindBoot(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
-	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw"} {
+	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw", "old-bzImage", "old-initrd.img"} {
 		os.WriteFile(p(f), []byte("x"), 0o644)
 	}
 	os.WriteFile(p("a-cmdline"), []byte("console=ttyS0 quiet\n"), 0o644)
@@ -21,6 +21,7 @@ func TestFindBoot(t *testing.T) {
 	}{
 		{p("a"), Boot{Kernel: p("a-kernel"), Initrd: p("a-initrd.img"), Cmdline: "console=ttyS0 quiet"}, false},
 		{p("b"), Boot{Kernel: p("b-kernel")}, false},
+		{p("old"), Boot{Kernel: p("old-bzImage"), Initrd: p("old-initrd.img")}, false},
 		{p("x.iso"), Boot{ISO: p("x.iso")}, false},
 		{p("y.qcow2"), Boot{Disk: p("y.qcow2"), DiskFormat: "qcow2"}, false},
 		{p("z.raw"), Boot{Disk: p("z.raw"), DiskFormat: "raw"}, false},

@@ -170,11 +170,14 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 	}
 	if cfg.VPNKitSock != "" {
 		cfg.VPNKitUUID = hyperkit.UUID("vpnkit:" + key)
-		props["vpnkit_uuid"] = cfg.VPNKitUUID
 		if ip := net.ParseIP(lid); ip != nil && ip.To4() != nil {
+			// Both ways vpnkit knows of fixing an address: InfraKit's magic UUID (older
+			// vpnkit) and preferred_ipv4 (newer).
+			cfg.VPNKitUUID = hyperkit.IPv4UUID(lid)
 			cfg.PreferredIPv4 = ip.To4().String()
 			props["address"] = cfg.PreferredIPv4
 		}
+		props["vpnkit_uuid"] = cfg.VPNKitUUID
 	}
 	cfg.Cmdline += " mobykit.instance=" + string(id)
 	argv, err := cfg.Args()

@@ -90,7 +90,7 @@ func TestLifecycleWithStandIn(t *testing.T) {
 		Cmdline:    "console=ttyS0 mobykit.instance=" + string(*id),
 		Disks:      []string{filepath.Join(root, "disks", string(lid), "disk.img")},
 		DataISO:    dir.Path(vm.DataISOFile),
-		VPNKitSock: "/tmp/vpnkit.eth.sock", VPNKitUUID: hyperkit.UUID("vpnkit:" + string(lid)), PreferredIPv4: string(lid),
+		VPNKitSock: "/tmp/vpnkit.eth.sock", VPNKitUUID: "00000000-0000-0000-0000-0000c0a8411e", PreferredIPv4: string(lid),
 		UUID: hyperkit.UUID(string(*id)), Console: string(dir), PidFile: dir.Path("hyperkit.pid"),
 	}.Args()
 	if strings.Join(argv, " ") != strings.Join(want, " ") {

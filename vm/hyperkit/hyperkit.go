@@ -110,6 +110,17 @@ func (c Config) Args() ([]string, error) {
 	return a, nil
 }
 
+// IPv4UUID is the UUID InfraKit's and LinuxKit's HyperKit plugins give vpnkit for a VM
+// whose logical ID is an IPv4 address: zeros followed by the address's 4 bytes, which vpnkit
+// maps to that fixed address. It returns "" when ip is not IPv4.
+func IPv4UUID(ip string) string {
+	a := net.ParseIP(ip).To4()
+	if a == nil {
+		return ""
+	}
+	return fmt.Sprintf("00000000-0000-0000-0000-0000%02x%02x%02x%02x", a[0], a[1], a[2], a[3])
+}
+
 // UUID derives a stable RFC 4122 (version 5 layout) UUID from a key, for -U and vpnkit.
 func UUID(key string) string {
 	h := sha256.Sum256([]byte("mobykit-hyperkit:" + key))

@@ -59,6 +59,15 @@ func TestArgsErrors(t *testing.T) {
 	}
 }
 
+func TestIPv4UUID(t *testing.T) {
+	if got := IPv4UUID("192.168.65.30"); got != "00000000-0000-0000-0000-0000c0a8411e" {
+		t.Fatalf("IPv4UUID = %q", got)
+	}
+	if IPv4UUID("fd00::1") != "" || IPv4UUID("node-1") != "" {
+		t.Fatal("IPv4UUID of a non-IPv4 logical ID")
+	}
+}
+
 func TestUUID(t *testing.T) {
 	u := UUID("a")
 	if u != UUID("a") || u == UUID("b") || !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(u) {
