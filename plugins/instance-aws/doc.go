@@ -31,5 +31,7 @@
 // are retried with the SDK's standard retryer and backoff. Neither credentials nor user data
 // are ever logged.
 //
-// The sub-package ami turns a raw disk image into a registered AMI.
+// The image is RunInstancesInput.ImageId, an Image reference (the digest tag `mobykit aws
+// import` sets, or a name), or "moby": the disk image flavor-moby built, which the plugin
+// imports as an AMI once per digest, in the background, with the sub-package ami.
 package instanceaws
