@@ -47,6 +47,10 @@ type Launch struct {
 // Instances.Grace for that VM.
 const ShutdownTimeoutProperty = "shutdown_timeout"
 
+// EarlyExitWindow is how long Provision watches a new hypervisor process for an immediate
+// exit (a configuration it rejects) before returning.
+var EarlyExitWindow = 250 * time.Millisecond
+
 // LaunchFile holds a Launch's Properties.
 const LaunchFile = "launch.json"
 
@@ -133,6 +137,14 @@ func (in *Instances) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, err
 	p, _, err := Start(StartOptions{Argv: l.Argv, Env: l.Env, Dir: string(dir), Marker: string(dir), Stdout: logf, Stderr: logf})
 	if err != nil {
 		return fail(err)
+	}
+	// A hypervisor that rejects its configuration (a missing file, a bad option, no KVM)
+	// exits at once: report that here, with its own words, rather than as a VM that vanishes.
+	for deadline := time.Now().Add(EarlyExitWindow); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !p.Alive() {
+			msg, _ := os.ReadFile(dir.Path(LogFile))
+			return fail(fmt.Errorf("%s exited at once: %s", l.Argv[0], strings.TrimSpace(string(msg))))
+		}
 	}
 	if err := dir.WriteJSON(ProcessFile, p); err != nil {
 		p.Stop(ctx, nil, 0)
@@ -277,15 +289,18 @@ func matches(have, want map[string]string) bool {
 
 // reap removes the state folder of a VM that is no longer running.
 func (in *Instances) reap(dir Dir, why error) {
-	tail := ""
-	if b, err := os.ReadFile(dir.Path(ConsoleFile)); err == nil {
+	tail := func(name string) string {
+		b, err := os.ReadFile(dir.Path(name))
+		if err != nil {
+			return ""
+		}
 		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 		if len(lines) > 10 {
 			lines = lines[len(lines)-10:]
 		}
-		tail = strings.Join(lines, "\n")
+		return strings.Join(lines, "\n")
 	}
-	in.log().Warn("VM process gone; removing its state", "id", dir.Name(), "record_err", why, "console_tail", tail)
+	in.log().Warn("VM process gone; removing its state", "id", dir.Name(), "record_err", why, "console_tail", tail(ConsoleFile), "vmm_log", tail(LogFile))
 	if err := in.Backend.Release(dir); err != nil {
 		in.log().Warn("release failed", "id", dir.Name(), "err", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -145,5 +146,27 @@ func TestDestroyKillsAfterGrace(t *testing.T) {
 	}
 	if p.Alive() {
 		t.Fatal("VM ignoring ACPI and SIGTERM still alive after Destroy")
+	}
+}
+
+// exitBackend's hypervisor rejects its configuration and exits at once.
+type exitBackend struct{ shBackend }
+
+func (b *exitBackend) Launch(_ context.Context, dir Dir, id spi.ID, spec spi.Spec) (Launch, error) {
+	return Launch{Argv: []string{"/bin/sh", "-c", `echo "bad option -frobnicate" >&2; exit 1`, string(dir)}}, nil
+}
+
+func TestProvisionReportsImmediateExit(t *testing.T) {
+	be := &exitBackend{}
+	in := &Instances{Store: Store{Root: t.TempDir()}, Backend: be, Prefix: "sh-"}
+	_, err := in.Provision(context.Background(), spi.Spec{})
+	if err == nil || !strings.Contains(err.Error(), "bad option -frobnicate") {
+		t.Fatalf("Provision of a hypervisor that exits at once: %v", err)
+	}
+	if ids, _ := in.Store.List(); len(ids) != 0 {
+		t.Fatalf("state left after a failed Provision: %v", ids)
+	}
+	if be.released.Load() != 1 {
+		t.Fatalf("Release called %d times", be.released.Load())
 	}
 }
