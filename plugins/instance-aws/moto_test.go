@@ -460,3 +460,58 @@ func TestMotoProvisionMobyImage(t *testing.T) {
 		t.Errorf("Provision of a missing moby image: %v", err)
 	}
 }
+
+// TestMotoSpotAndVolumes launches a spot instance with a security group and block devices and
+// reads back what EC2 recorded.
+func TestMotoSpotAndVolumes(t *testing.T) {
+	env := newMoto(t, Options{})
+	ctx := context.Background()
+	sns, err := env.ec2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{env.subnet}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := env.ec2.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{VpcId: sns.Subnets[0].VpcId,
+		GroupName: aws.String(groupName(t)), Description: aws.String("spot test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := groupName(t)
+	props := fmt.Sprintf(`{"RunInstancesInput":{"ImageId":"ami-12c6146b","InstanceType":"m5.large","SubnetId":%q,"SecurityGroupIds":[%q],
+		"InstanceMarketOptions":{"MarketType":"spot","SpotOptions":{"MaxPrice":"0.05"}},
+		"BlockDeviceMappings":[{"DeviceName":"/dev/sdf","Ebs":{"VolumeSize":20,"VolumeType":"gp3"}}]}}`, env.subnet, *sg.GroupId)
+	id, err := env.plugin.Provision(ctx, spi.Spec{Properties: spi.Any(props), Tags: map[string]string{spi.GroupTag: group}})
+	if err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	out, err := env.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{string(*id)}})
+	if err != nil || len(out.Reservations) != 1 {
+		t.Fatalf("DescribeInstances: %v", err)
+	}
+	inst := out.Reservations[0].Instances[0]
+	if inst.InstanceLifecycle != types.InstanceLifecycleTypeSpot {
+		t.Errorf("lifecycle %q, want spot", inst.InstanceLifecycle)
+	}
+	if len(inst.SecurityGroups) != 1 || aws.ToString(inst.SecurityGroups[0].GroupId) != *sg.GroupId {
+		t.Errorf("security groups %+v, want %s", inst.SecurityGroups, *sg.GroupId)
+	}
+	var vol string
+	for _, b := range inst.BlockDeviceMappings {
+		if aws.ToString(b.DeviceName) == "/dev/sdf" && b.Ebs != nil {
+			vol = aws.ToString(b.Ebs.VolumeId)
+			if !aws.ToBool(b.Ebs.DeleteOnTermination) {
+				t.Errorf("/dev/sdf is kept after termination; the default is to delete it")
+			}
+		}
+	}
+	if vol == "" {
+		t.Fatalf("no /dev/sdf volume in %+v", inst.BlockDeviceMappings)
+	}
+	vols, err := env.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{vol}})
+	if err != nil || len(vols.Volumes) != 1 || aws.ToInt32(vols.Volumes[0].Size) != 20 {
+		t.Errorf("volume %s: %+v, %v; want 20 GiB", vol, vols, err)
+	}
+	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, true)
+	if err != nil || len(descs) != 1 || !strings.Contains(string(descs[0].Properties), `"InstanceLifecycle":"spot"`) {
+		t.Errorf("DescribeInstances = %+v, %v; want InstanceLifecycle spot in Properties", descs, err)
+	}
+}
