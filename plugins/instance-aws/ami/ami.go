@@ -140,7 +140,10 @@ func WithClients(e2 *ec2.Client, eb *ebs.Client, s *s3.Client, log *slog.Logger)
 		Parallel: 8, PollInterval: 5 * time.Second, Timeout: 60 * time.Minute}
 }
 
-var reDigest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+var (
+	reDigest    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	reNameChars = regexp.MustCompile(`[^a-zA-Z0-9()\[\] ./'@_-]`)
+)
 
 // FileDigest returns "sha256:<hex>" of the file at path.
 func FileDigest(path string, progress func(done, total int64)) (string, error) {
@@ -184,6 +187,14 @@ func (in *Input) defaults() error {
 	}
 	if in.Name == "" {
 		in.Name = strings.TrimSuffix(filepath.Base(in.Path), filepath.Ext(in.Path))
+	}
+	// AMI names take letters, digits and ()[] ./-'@_, 3 to 128 characters (13 go to the digest).
+	in.Name = reNameChars.ReplaceAllString(in.Name, "-")
+	if len(in.Name) > 115 {
+		in.Name = in.Name[:115]
+	}
+	if len(in.Name) < 2 {
+		in.Name = "mobykit-" + in.Name
 	}
 	if in.BootMode == "" {
 		in.BootMode = BootUEFIPreferred
@@ -389,7 +400,7 @@ func (im *Importer) register(ctx context.Context, in *Input, res *Result, tags m
 	ena := in.ENA == nil || *in.ENA
 	out, err := im.ec2.RegisterImage(ctx, &ec2.RegisterImageInput{
 		Name:               aws.String(res.Name),
-		Description:        aws.String(in.Description),
+		Description:        aws.String(describe(in)),
 		Architecture:       types.ArchitectureValues(in.Architecture),
 		BootMode:           types.BootModeValues(in.BootMode),
 		EnaSupport:         aws.Bool(ena),

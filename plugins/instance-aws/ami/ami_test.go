@@ -412,10 +412,17 @@ func TestInputDefaultsAndErrors(t *testing.T) {
 		{Input{Path: "a.raw", Method: "ftp"}, `method "ftp"`},
 		{Input{Path: "a.raw", Digest: "abc"}, "is not sha256"},
 		{Input{Path: "/x/etcd.img"}, ""},
+		{Input{Path: "/x/kernel+initrd:v1.img"}, "name kernel-initrd-v1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
 			err := tt.in.defaults()
+			if want, ok := strings.CutPrefix(tt.want, "name "); ok {
+				if err != nil || tt.in.Name != want {
+					t.Errorf("name %q (%v), want %q", tt.in.Name, err, want)
+				}
+				return
+			}
 			if tt.want == "" {
 				if err != nil || tt.in.Name != "etcd" || tt.in.BootMode != BootUEFIPreferred || tt.in.Method != MethodEBS || tt.in.RootDeviceName != "/dev/xvda" {
 					t.Errorf("defaults: %v %+v", err, tt.in)
