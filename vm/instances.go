@@ -192,6 +192,7 @@ func (in *Instances) Destroy(ctx context.Context, instance spi.ID, c spi.Context
 	if err := os.WriteFile(dir.Path(destroyingFile), []byte(c.Reason), 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("destroy %s: %w", instance, err)
 	}
+	start := time.Now()
 	var p Process
 	if err := dir.ReadJSON(ProcessFile, &p); err == nil {
 		grace := in.Grace
@@ -216,7 +217,7 @@ func (in *Instances) Destroy(ctx context.Context, instance spi.ID, c spi.Context
 	if err := in.Store.Remove(string(instance)); err != nil {
 		return fmt.Errorf("destroy %s: %w", instance, err)
 	}
-	in.log().Info("destroyed", "id", instance, "reason", c.Reason)
+	in.log().Info("destroyed", "id", instance, "reason", c.Reason, "seconds", time.Since(start).Seconds())
 	return nil
 }
 
