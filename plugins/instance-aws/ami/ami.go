@@ -104,8 +104,12 @@ type Importer struct {
 	s3  *s3.Client
 	log *slog.Logger
 
-	// Parallel is how many blocks PutSnapshotBlock sends at once; default 8.
+	// Parallel is how many blocks PutSnapshotBlock, or parts UploadPart, sends at once;
+	// default 8.
 	Parallel int
+	// PartSize is the S3 multipart part size for MethodS3 (at least 5 MiB; default 64 MiB,
+	// doubled as needed to stay within 10,000 parts). Smaller files take one PutObject.
+	PartSize int64
 	// PollInterval is the delay between two snapshot/import/image state checks; default 5s.
 	PollInterval time.Duration
 	// Timeout bounds the wait for the snapshot and the image; default 60 minutes.

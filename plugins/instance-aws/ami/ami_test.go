@@ -340,11 +340,26 @@ func (f *fakeImportEC2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestImportS3 uploads to moto's S3 and runs ImportSnapshot against the documented fake,
 // with the rest of EC2 (snapshots, RegisterImage, tags) on moto.
 func TestImportS3(t *testing.T) {
+	t.Run("PutObject", func(t *testing.T) {
+		path, data := diskImage(t)
+		testImportS3(t, path, data, 0)
+	})
+	t.Run("multipart", func(t *testing.T) {
+		data := make([]byte, 11<<20+3) // parts of 5, 5 and 1 MiB
+		rand.Read(data)
+		path := filepath.Join(t.TempDir(), "big.raw")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		testImportS3(t, path, data, 5<<20)
+	})
+}
+
+func testImportS3(t *testing.T, path string, data []byte, partSize int64) {
 	endpoint := testenv.Moto(t)
 	cfg := awstest.Config(t, endpoint)
 	ctx := context.Background()
 	motoURL, _ := url.Parse(endpoint)
-	path, data := diskImage(t)
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
 	bucket := fmt.Sprintf("mobykit-images-%d", time.Now().UnixNano())
 	if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
@@ -355,6 +370,7 @@ func TestImportS3(t *testing.T) {
 	defer srv.Close()
 	e2 := ec2.NewFromConfig(awstest.Config(t, srv.URL))
 	im := fastImporter(WithClients(e2, nil, s3c, nil))
+	im.PartSize = partSize
 	var prog progressLog
 	res, err := im.Import(ctx, Input{Path: path, Method: MethodS3, Bucket: bucket, BootMode: BootLegacyBIOS, Progress: prog.fn})
 	if err != nil {
@@ -369,6 +385,14 @@ func TestImportS3(t *testing.T) {
 	}
 	if p.Get("TagSpecification.1.ResourceType") != "import-snapshot-task" {
 		t.Errorf("ImportSnapshot tag specification = %v", p)
+	}
+	head, err := s3c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("mobykit/" + res.Digest[7:] + ".raw")})
+	if err != nil {
+		t.Fatalf("HeadObject: %v", err)
+	}
+	// S3 gives multipart objects an ETag ending in -<parts>.
+	if multi := strings.HasSuffix(strings.Trim(aws.ToString(head.ETag), `"`), "-3"); multi != (partSize > 0) {
+		t.Errorf("ETag %s: multipart upload in 3 parts = %v, want %v", aws.ToString(head.ETag), multi, partSize > 0)
 	}
 	if !prog.seen["snapshot"][42] {
 		t.Errorf("progress never reported the task's 42%%: %v", prog.seen["snapshot"])
