@@ -192,7 +192,11 @@ func TestEditingSpecRollsGroup(t *testing.T) {
 		return h
 	}
 	flavorProps := func(doc []byte) spi.Any {
-		var g struct{ Properties struct{ Flavor struct{ Properties json.RawMessage } } }
+		var g struct {
+			Properties struct {
+				Flavor struct{ Properties json.RawMessage }
+			}
+		}
 		json.Unmarshal(doc, &g)
 		return spi.Any(g.Properties.Flavor.Properties)
 	}
