@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -280,5 +282,23 @@ func TestProvisionLogicalIPNeedsSubnet(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("logical ID tag missing from %v", c)
+	}
+}
+
+func TestProvisionMobyKernelInitrd(t *testing.T) {
+	f, p := newFakeEC2(t)
+	dir := t.TempDir()
+	for _, n := range []string{"image-kernel", "image-initrd.img", "image-cmdline"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	props := spi.Any(fmt.Sprintf(`{"RunInstancesInput":{"InstanceType":"t3.small"},"moby":%q}`, filepath.Join(dir, "image")))
+	_, err := p.Provision(context.Background(), spi.Spec{Properties: props, Tags: map[string]string{spi.GroupTag: "g"}})
+	if err == nil || !strings.Contains(err.Error(), "kernel and initrd, which EC2 cannot boot") {
+		t.Fatalf("Provision: %v", err)
+	}
+	if len(f.called("RunInstances"))+len(f.called("DescribeImages")) != 0 {
+		t.Error("AWS was called")
 	}
 }

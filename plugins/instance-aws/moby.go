@@ -49,6 +49,9 @@ func (p *Plugin) importMoby(ctx context.Context, path string, opts *ImportOption
 	}
 	st, err := os.Stat(abs)
 	if err != nil {
+		if _, kerr := os.Stat(abs + "-kernel"); kerr == nil {
+			return "", fmt.Errorf("moby image %s is a kernel and initrd, which EC2 cannot boot: set flavor-moby's format to one that writes a raw disk", abs)
+		}
 		return "", fmt.Errorf("moby image: %w", err)
 	}
 	// Builds are immutable files in content-keyed folders: path, size and time name the content.

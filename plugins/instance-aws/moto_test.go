@@ -412,6 +412,7 @@ func TestMotoProvisionMobyImage(t *testing.T) {
 	disk := filepath.Join(t.TempDir(), "image.raw")
 	data := make([]byte, 1<<20+7)
 	rand.Read(data)
+	data[510], data[511] = 0x55, 0xAA // an MBR boot signature: the importer checks for a disk
 	if err := os.WriteFile(disk, data, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -263,6 +263,9 @@ func (im *Importer) Import(ctx context.Context, in Input) (*Result, error) {
 	if !st.Mode().IsRegular() || st.Size() == 0 {
 		return nil, fmt.Errorf("ami import %s: not a non-empty regular file", in.Path)
 	}
+	if err := CheckDisk(in.Path); err != nil {
+		return nil, fmt.Errorf("ami import: %w", err)
+	}
 	if in.Digest == "" {
 		in.Digest, err = FileDigest(in.Path, func(d, t int64) { in.progress("digest", d, t) })
 		if err != nil {
@@ -461,4 +464,26 @@ func (im *Importer) waitImage(ctx context.Context, id string) error {
 			return fmt.Errorf("wait for image %s: %w", id, err)
 		}
 	}
+}
+
+// CheckDisk verifies that path starts like a bootable raw disk: an MBR boot signature (0x55
+// 0xAA at byte 510), which GPT disks carry too in their protective MBR. An initramfs, a tar,
+// a qcow2 or a bare filesystem fails, before anything is uploaded.
+func CheckDisk(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var sector [512]byte
+	if _, err := io.ReadFull(f, sector[:]); err != nil {
+		return fmt.Errorf("%s: not a raw disk image (shorter than one sector)", path)
+	}
+	if sector[510] != 0x55 || sector[511] != 0xAA {
+		if string(sector[:4]) == "QFI\xfb" {
+			return fmt.Errorf("%s is a qcow2 image: convert it to raw (qemu-img convert -O raw)", path)
+		}
+		return fmt.Errorf("%s: not a raw disk image (no MBR or GPT boot signature at byte 510)", path)
+	}
+	return nil
 }

@@ -44,6 +44,7 @@ func diskImage(t *testing.T) (string, []byte) {
 	rand.Read(data[:bs])
 	rand.Read(data[2*bs : 3*bs])
 	rand.Read(data[6*bs:])
+	data[510], data[511] = 0x55, 0xAA
 	path := filepath.Join(t.TempDir(), "etcd.raw")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -347,6 +348,7 @@ func TestImportS3(t *testing.T) {
 	t.Run("multipart", func(t *testing.T) {
 		data := make([]byte, 11<<20+3) // parts of 5, 5 and 1 MiB
 		rand.Read(data)
+		data[510], data[511] = 0x55, 0xAA
 		path := filepath.Join(t.TempDir(), "big.raw")
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -471,5 +473,35 @@ func TestNewest(t *testing.T) {
 	}
 	if Newest(nil) != nil {
 		t.Error("Newest(nil) != nil")
+	}
+}
+
+func TestCheckDisk(t *testing.T) {
+	dir := t.TempDir()
+	disk := make([]byte, 1024)
+	disk[510], disk[511] = 0x55, 0xAA
+	qcow := append([]byte("QFI\xfb"), make([]byte, 1020)...)
+	for name, tc := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"mbr":   {disk, ""},
+		"qcow2": {qcow, "qcow2"},
+		"cpio":  {append([]byte("070701"), make([]byte, 1000)...), "no MBR or GPT boot signature"},
+		"tiny":  {[]byte{1, 2, 3}, "shorter than one sector"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, name)
+			os.WriteFile(p, tc.data, 0o644)
+			err := CheckDisk(p)
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckDisk = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// Import refuses before any AWS call (the importer has no clients).
+	p := filepath.Join(dir, "cpio")
+	if _, err := WithClients(nil, nil, nil, nil).Import(context.Background(), Input{Path: p, Digest: "sha256:" + strings.Repeat("1", 64)}); err == nil || !strings.Contains(err.Error(), "not a raw disk image") {
+		t.Errorf("Import of a cpio archive: %v", err)
 	}
 }

@@ -107,6 +107,7 @@ func importDisk(t *testing.T, im *ami.Importer, name string) *ami.Result {
 	t.Helper()
 	data := make([]byte, 1<<20)
 	rand.Read(data)
+	data[510], data[511] = 0x55, 0xAA // an MBR boot signature: the importer checks for a disk
 	path := filepath.Join(t.TempDir(), name+".raw")
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
