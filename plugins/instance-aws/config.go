@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,7 +25,8 @@ type Options struct {
 	// Endpoint overrides every service's endpoint URL, e.g. "http://127.0.0.1:5000" for a local
 	// emulator (moto_server). Empty means the real AWS endpoints.
 	Endpoint string
-	// MaxAttempts bounds attempts per API call, first try included; default 8. Throttling
+	// MaxAttempts bounds attempts per API call, first try included; default $AWS_MAX_ATTEMPTS,
+	// else 8. Throttling
 	// (RequestLimitExceeded, ...), 5xx and connection errors are retried with exponential
 	// backoff and jitter.
 	MaxAttempts int
@@ -41,6 +44,10 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 8
+		// The SDK's own variable, which the custom retryer would otherwise hide.
+		if n, err := strconv.Atoi(os.Getenv("AWS_MAX_ATTEMPTS")); err == nil && n > 0 {
+			o.MaxAttempts = n
+		}
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Second

@@ -302,3 +302,25 @@ func TestProvisionMobyKernelInitrd(t *testing.T) {
 		t.Error("AWS was called")
 	}
 }
+
+func TestMaxAttemptsFromEnvironment(t *testing.T) {
+	t.Setenv("AWS_MAX_ATTEMPTS", "2")
+	f := &fakeEC2{t: t, answers: map[string][]fakeAnswer{}, calls: map[string][]url.Values{}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", "a")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "b")
+	p, err := Open(context.Background(), Options{Endpoint: srv.URL, Region: "eu-west-1", MaxBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.on("TerminateInstances", ec2Error(503, "RequestLimitExceeded", "Request limit exceeded."))
+	f.on("DescribeInstances", ec2Error(503, "RequestLimitExceeded", "Request limit exceeded."))
+	err = p.Destroy(context.Background(), "i-1234567890abcdef0", spi.Context{Reason: spi.ReasonTerminate})
+	if err == nil || !strings.Contains(err.Error(), "RequestLimitExceeded") {
+		t.Fatalf("Destroy: %v", err)
+	}
+	if n := len(f.called("TerminateInstances")); n != 2 {
+		t.Errorf("%d attempts with AWS_MAX_ATTEMPTS=2", n)
+	}
+}
