@@ -137,6 +137,13 @@ func (f *Plugin) Validate(_ context.Context, properties spi.Any, _ spi.Allocatio
 			return fmt.Errorf("flavor-moby: %w", err)
 		}
 	}
+	// Start building now, in the background: the commit's Prepares find the image ready or
+	// join the build under way.
+	go func() {
+		if _, err := f.build(context.Background(), p); err != nil {
+			f.Log.Warn("background build failed (Prepare will report it)", "err", err)
+		}
+	}()
 	return nil
 }
 
@@ -166,13 +173,17 @@ func (p Properties) contentKey() (string, error) {
 
 // build returns the image for p, building it at most once per content key: concurrent
 // Prepares of a group wait for the same build, later ones find it on disk.
-func (f *Plugin) build(ctx context.Context, p Properties) (image, error) {
+func (f *Plugin) build(waitCtx context.Context, p Properties) (image, error) {
+	ctx := waitCtx
 	key, err := p.contentKey()
 	if err != nil {
 		return image{}, err
 	}
 	dir := filepath.Join(f.Root, "builds", key)
-	v, err, _ := f.flight.Do(key, func() (any, error) {
+	// The build outlives the call that started it: a Prepare that times out on the client
+	// side (InfraKit's 15 s) must not waste the build, which the retry then finds done.
+	ctx = context.WithoutCancel(ctx)
+	ch := f.flight.DoChan(key, func() (any, error) {
 		var img image
 		if vm.ReadJSON(filepath.Join(dir, "image.json"), &img) == nil {
 			return img, nil
@@ -209,10 +220,15 @@ func (f *Plugin) build(ctx context.Context, p Properties) (image, error) {
 		f.Log.Info("built image", "key", key, "digest", digest, "seconds", time.Since(start).Seconds())
 		return img, nil
 	})
-	if err != nil {
-		return image{}, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return image{}, r.Err
+		}
+		return r.Val.(image), nil
+	case <-waitCtx.Done():
+		return image{}, fmt.Errorf("flavor-moby: build %s still running: %w", key, waitCtx.Err())
 	}
-	return v.(image), nil
 }
 
 // digestFiles hashes the outputs by name and content, in name order.

@@ -313,3 +313,28 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"spec":["a.yml"],"userdata":{"a":{"content":"{{.Group}}"}},"health":{"http":{"port":80}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) { parse(b) })
 }
+
+// TestBuildOutlivesTimedOutPrepare: a Prepare whose caller gives up (InfraKit's client
+// timeout) does not cancel the build; the retry finds it without building again.
+func TestBuildOutlivesTimedOutPrepare(t *testing.T) {
+	b := &fakeBuilder{delay: 300 * time.Millisecond}
+	f, err := New(t.TempDir(), b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	props := spi.Any(`{"spec_yaml":` + strconvQuote(specYAML) + `}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := f.Prepare(ctx, props, spi.Spec{}, spi.Allocation{Size: 1}, spi.Index{}); err == nil || !strings.Contains(err.Error(), "still running") {
+		t.Fatalf("Prepare past its deadline: %v", err)
+	}
+	s, err := f.Prepare(context.Background(), props, spi.Spec{}, spi.Allocation{Size: 1}, spi.Index{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.builds.Load() != 1 || !strings.HasPrefix(s.Tags[ImageDigestTag], "sha256:") {
+		t.Fatalf("builds %d, tags %v", b.builds.Load(), s.Tags)
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
