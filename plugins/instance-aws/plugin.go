@@ -101,6 +101,9 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	if err != nil {
 		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
+	if len(spec.Attachments) > 0 {
+		p.log.Warn("instance-aws does not attach Spec.Attachments; ignoring them", "group", tags[spi.GroupTag], "attachments", len(spec.Attachments))
+	}
 	var imageID string
 	switch {
 	case props.RunInstancesInput.ImageId != "":
