@@ -83,7 +83,8 @@ type Input struct {
 	// Tags are extra tags for the AMI and the snapshot.
 	Tags map[string]string
 	// Progress, when set, is called with a phase ("digest", "upload", "snapshot", "register")
-	// and the done and total units of that phase (bytes, or percent for "snapshot").
+	// and the done and total units of that phase (bytes, or percent for "snapshot"). It may be
+	// called from several goroutines at once.
 	Progress func(phase string, done, total int64)
 }
 
