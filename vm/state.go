@@ -103,13 +103,29 @@ func (s Store) List() ([]string, error) {
 	return ids, nil
 }
 
-// Remove deletes the state folder of id and everything in it. Removing a missing folder is
-// not an error.
+// Remove deletes the state folder of id and everything in it. The folder is first renamed
+// to a hidden name, atomically, so that a concurrent List never sees it half deleted.
+// Removing a missing folder is not an error.
 func (s Store) Remove(id string) error {
 	if err := CheckName(id); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(filepath.Join(s.Root, id)); err != nil {
+	p := filepath.Join(s.Root, id)
+	gone, err := os.MkdirTemp(s.Root, ".removing-"+id+"-")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // no root, nothing to remove
+	}
+	if err != nil {
+		return fmt.Errorf("remove state folder of %s: %w", id, err)
+	}
+	defer os.RemoveAll(gone)
+	target := filepath.Join(gone, id)
+	if err := os.Rename(p, target); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("remove state folder of %s: %w", id, err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
 		return fmt.Errorf("remove state folder of %s: %w", id, err)
 	}
 	return nil
