@@ -97,21 +97,17 @@ func containsMarker(argv []string, marker string) bool {
 	return false
 }
 
+// stat is what the process check needs from the kernel: the state ('Z' for a zombie) and
+// the start time, in a unit that only has to be stable for the life of the process (clock
+// ticks since boot on Linux, microseconds since the epoch on macOS). readStat and readArgs
+// are per platform (procfs on Linux, sysctl on macOS for HyperKit).
 type stat struct {
 	state     byte
 	startTime uint64
 }
 
-// readStat parses /proc/PID/stat. The command name (field 2) is in parentheses and may itself
-// contain spaces and parentheses, so fields are counted from the last ')'.
-func readStat(pid int) (stat, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return stat{}, err
-	}
-	return parseStat(b)
-}
-
+// parseStat parses Linux's /proc/PID/stat. The command name (field 2) is in parentheses and
+// may itself contain spaces and parentheses, so fields are counted from the last ')'.
 func parseStat(b []byte) (stat, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
@@ -142,11 +138,11 @@ func (p *Process) Alive() bool {
 	if p.Marker == "" {
 		return true
 	}
-	cl, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/cmdline")
+	args, err := readArgs(p.PID)
 	if err != nil {
 		return false
 	}
-	return containsMarker(strings.Split(string(cl), "\x00"), p.Marker)
+	return containsMarker(args, p.Marker)
 }
 
 // Signal sends sig to the process if it is still the recorded one.

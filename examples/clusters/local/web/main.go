@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command web is the member program of the local cluster example (examples/clusters/local).
 // It joins the group network, then serves HTTP with the member's identity:
 //
