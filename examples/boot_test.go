@@ -133,7 +133,8 @@ func (c *console) String() string {
 type vm struct {
 	con    *console
 	cancel context.CancelFunc
-	exited chan error
+	exited chan struct{} // closed when qemu.Run returned, with its error in err
+	err    error
 }
 
 // boot starts prefix-kernel/-initrd.img under TCG with a user-mode NIC.
@@ -149,7 +150,7 @@ func boot(t testing.TB, prefix string) *vm {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	v := &vm{cancel: cancel, exited: make(chan error, 1)}
+	v := &vm{cancel: cancel, exited: make(chan struct{})}
 	start := time.Now()
 	v.con = newConsole(r, start)
 	go func() {
@@ -159,7 +160,8 @@ func boot(t testing.TB, prefix string) *vm {
 			Grace: 60 * time.Second,
 		})
 		w.Close()
-		v.exited <- err
+		v.err = err
+		close(v.exited)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -197,7 +199,7 @@ func TestHelloBoots(t *testing.T) {
 
 	v := boot(t, filepath.Join(out, "hello"))
 	defer func() {
-		if t.Failed() {
+		if t.Failed() || testing.Verbose() {
 			t.Logf("console:\n%s", v.con)
 		}
 	}()
@@ -238,9 +240,9 @@ func TestHelloBoots(t *testing.T) {
 		at = i + 1
 	}
 	select {
-	case err := <-v.exited:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("qemu: %v", err)
+	case <-v.exited:
+		if v.err != nil && !errors.Is(v.err, context.Canceled) {
+			t.Errorf("qemu: %v", v.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("QEMU still running 30s after the guest said it powers off")

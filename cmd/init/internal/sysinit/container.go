@@ -34,8 +34,10 @@ type System struct {
 
 	mu       sync.Mutex
 	services map[string]*service
-	stopping bool
+	cleanups []func()
+	cleaned  bool
 	wg       sync.WaitGroup
+	started  sync.WaitGroup // services not yet through their first start
 }
 
 // FindRunc returns the first runc found in the usual places under root.
@@ -173,13 +175,12 @@ func (s *System) RunOnce(dir string) error {
 			continue
 		}
 		ws := <-exited
-		// removing the finished container's state need not hold up the next one
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
+		// removing the finished container's state need not hold up the boot (each runc run
+		// costs under emulation): done once the services are started, or at once at shutdown
+		s.later(func() {
 			s.quiet("delete", "--force", name)
 			Cleanup(bundle)
-		}()
+		}, kind == "onboot")
 		if !ws.Exited() || ws.ExitStatus() != 0 {
 			s.Console.Printf("%s %s failed: %s", kind, name, describe(ws))
 			errs = append(errs, fmt.Errorf("%s %s: %s", kind, name, describe(ws)))
@@ -215,6 +216,7 @@ func (s *System) StartServices() error {
 	for _, name := range names {
 		svc := &service{name: name, bundle: filepath.Join(s.Root, ServicesDir, name), stop: make(chan struct{}), done: make(chan struct{})}
 		s.services[name] = svc
+		s.started.Add(1)
 		go s.supervise(svc)
 	}
 	return nil
@@ -223,6 +225,7 @@ func (s *System) StartServices() error {
 func (s *System) supervise(svc *service) {
 	defer close(svc.done)
 	wait := s.Backoff.Min
+	first := true
 	for {
 		out, copied, err := s.Console.logPipe(svc.name, filepath.Join(s.Root, "var/log", svc.name+".log"))
 		if err != nil {
@@ -231,6 +234,10 @@ func (s *System) supervise(svc *service) {
 		}
 		started := time.Now()
 		pid, exited, err := s.start("service", svc.name, svc.bundle, out, &svc.prepared)
+		if first {
+			first = false
+			s.started.Done()
+		}
 		if out != os.Stdout {
 			out.Close()
 		}
@@ -300,5 +307,37 @@ func (s *System) StopServices(grace time.Duration) {
 	}
 }
 
-// WaitCleanups waits for the background removal of finished onboot containers.
-func (s *System) WaitCleanups() { s.wg.Wait() }
+// later queues f (when deferred) or runs it now.
+func (s *System) later(f func(), deferred bool) {
+	s.mu.Lock()
+	if deferred && !s.cleaned {
+		s.cleanups = append(s.cleanups, f)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	f()
+}
+
+// RunCleanups removes the finished onboot containers in the background, once every service
+// has been started (so they do not compete for the CPU with the services' start).
+func (s *System) RunCleanups() {
+	s.mu.Lock()
+	fs := s.cleanups
+	s.cleanups, s.cleaned = nil, true
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.started.Wait()
+		for _, f := range fs {
+			f()
+		}
+	}()
+}
+
+// WaitCleanups runs the pending cleanups and waits for them.
+func (s *System) WaitCleanups() {
+	s.RunCleanups()
+	s.wg.Wait()
+}

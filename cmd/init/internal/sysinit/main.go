@@ -24,13 +24,14 @@ func Main(args []string) {
 	if NeedsSwitchRoot(args) {
 		var err error
 		if cmdlineHas("mobykit.switchroot") {
-			err = SwitchRoot(args[0])
+			err = SwitchRoot(args[0]) // re-executes init on success
 		} else {
-			err = BindRoot(args[0])
+			err = BindRoot()
 		}
-		// they only return on failure
-		fmt.Fprintf(os.Stdout, "mobykit init: leaving the initial rootfs failed, containers run with runc --no-pivot: %v\n", err)
-		noPivot = true
+		if err != nil {
+			fmt.Fprintf(os.Stdout, "mobykit init: leaving the initial rootfs failed, containers run with runc --no-pivot: %v\n", err)
+			noPivot = true
+		}
 	}
 	mountErr := EarlyMounts()
 	reopenConsole()
@@ -74,6 +75,7 @@ func Main(args []string) {
 			con.Printf("services: %v", err)
 		}
 		con.Printf("boot complete (uptime %s)", uptime())
+		sys.RunCleanups()
 	}()
 
 	req := <-requests

@@ -30,11 +30,11 @@ func NeedsSwitchRoot(args []string) bool {
 	return st.Type == unix.RAMFS_MAGIC || st.Type == unix.TMPFS_MAGIC
 }
 
-// BindRoot makes / a bind mount of the initramfs and re-executes init in it: the initial
-// rootfs has no parent mount so nothing can pivot_root away from it, but a bind mount of it,
-// moved over it, has one, and runc's pivot_root then works without copying anything. It does
-// not return on success.
-func BindRoot(self string) error {
+// BindRoot makes / a bind mount of the initramfs: the initial rootfs has no parent mount so
+// nothing can pivot_root away from it, but a bind mount of it, moved over it, has one, and
+// runc's pivot_root then works without copying anything. The calling process (all its
+// threads share one root) continues in the new root; no re-exec is needed.
+func BindRoot() error {
 	const newRoot = "/mnt"
 	if err := os.MkdirAll(newRoot, 0o755); err != nil {
 		return err
@@ -51,10 +51,7 @@ func BindRoot(self string) error {
 	if err := unix.Chroot("."); err != nil {
 		return fmt.Errorf("chroot: %w", err)
 	}
-	if err := os.Chdir("/"); err != nil {
-		return err
-	}
-	return unix.Exec(self, []string{self, SwitchedArg}, os.Environ())
+	return os.Chdir("/")
 }
 
 // SwitchRoot moves the initramfs contents to a fresh tmpfs (copy, then delete each file so
