@@ -168,7 +168,7 @@ func startServer(t testing.TB, name string, cmd *exec.Cmd, url string) {
 	var logbuf bytes.Buffer
 	cmd.Stdout = &logbuf
 	cmd.Stderr = &logbuf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = serverProcAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testenv: start %s: %v", name, err)
 	}

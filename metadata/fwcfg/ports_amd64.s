@@ -1,3 +1,5 @@
+//go:build linux && amd64
+
 #include "textflag.h"
 
 // func outw(port, val uint16)
