@@ -184,7 +184,7 @@ func groupAddress(name string) (string, error) {
 }
 
 // The built-in plugin "group": mobykit's controller on the socket "group", its state in
-// $MOBYKIT_GROUP_DIR or ~/.mobykit/groups, instance and flavor plugins found in the same plugin
+// $MOBYKIT_GROUP_DIR, $INFRAKIT_HOME/groups or ~/.mobykit/groups, instance and flavor plugins found in the same plugin
 // directory.
 func init() {
 	launcher.Register("group", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {

@@ -62,10 +62,15 @@ type Store interface {
 // EnvDir names the environment variable that overrides the file store's directory.
 const EnvDir = "MOBYKIT_GROUP_DIR"
 
-// DefaultDir is $MOBYKIT_GROUP_DIR, or ~/.mobykit/groups.
+// DefaultDir is $MOBYKIT_GROUP_DIR, else $INFRAKIT_HOME/groups when INFRAKIT_HOME is set (so a
+// controller started for one InfraKit home never picks up another's groups), else
+// ~/.mobykit/groups.
 func DefaultDir() (string, error) {
 	if d := os.Getenv(EnvDir); d != "" {
 		return d, nil
+	}
+	if h := os.Getenv("INFRAKIT_HOME"); h != "" {
+		return filepath.Join(h, "groups"), nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
