@@ -23,10 +23,21 @@ import (
 	"github.com/mobykit/mobykit/vm/qemu"
 )
 
+var images struct {
+	sync.Mutex
+	dir string
+}
+
 // buildImages builds every recipe under ../images into a cache kept between test runs (images
 // are tagged by their inputs, so a stale one is never reused) and returns the cache folder.
+// It builds once per test binary.
 func buildImages(t testing.TB) string {
 	t.Helper()
+	images.Lock()
+	defer images.Unlock()
+	if images.dir != "" {
+		return images.dir
+	}
 	testenv.RequireTool(t, "apt-get", "apt")
 	testenv.RequireTool(t, "gcc", "gcc libc6-dev")
 	cacheDir := filepath.Join(testenv.CacheDir(), "oci")
@@ -48,6 +59,7 @@ func buildImages(t testing.TB) string {
 			t.Fatal(err)
 		}
 	}
+	images.dir = cacheDir
 	return cacheDir
 }
 
@@ -138,7 +150,7 @@ type vm struct {
 }
 
 // boot starts prefix-kernel/-initrd.img under TCG with a user-mode NIC.
-func boot(t testing.TB, prefix string) *vm {
+func boot(t testing.TB, prefix string, publish ...qemu.Forward) *vm {
 	t.Helper()
 	testenv.RequireQEMU(t)
 	r, w, err := os.Pipe()
@@ -156,7 +168,7 @@ func boot(t testing.TB, prefix string) *vm {
 	go func() {
 		err := qemu.Run(ctx, qemu.RunOptions{
 			Path: prefix, Accel: "tcg", CPUs: 1, MemoryMB: 1024,
-			StateDir: prefix + "-state", Stdin: devnull, Stdout: w, Stderr: w,
+			StateDir: prefix + "-state", Stdin: devnull, Stdout: w, Stderr: w, Publish: publish,
 			Grace: 60 * time.Second,
 		})
 		w.Close()
