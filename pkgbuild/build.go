@@ -232,6 +232,9 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 
 // buildImage assembles the image of r.
 func (b *Builder) buildImage(ctx context.Context, r *Recipe, res *resolved) (v1.Image, error) {
+	if b.WorkDir == "" {
+		b.WorkDir = DefaultWorkDir()
+	}
 	if err := os.MkdirAll(b.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}

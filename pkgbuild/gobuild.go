@@ -157,20 +157,26 @@ func scratchModule(ctx context.Context, workDir, moduleAtVersion string) (string
 	if _, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil {
 		return dir, nil
 	}
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", err
 	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), name+".tmp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
 	if err := os.WriteFile(filepath.Join(tmp, "go.mod"), []byte("module mobykit.invalid/pkgbuild\n\ngo 1.22\n"), 0o644); err != nil {
 		return "", err
 	}
 	if _, err := runGo(ctx, tmp, goEnv("amd64", false), "get", moduleAtVersion); err != nil {
 		return "", err
 	}
-	os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
+		// another build prepared it meanwhile
+		if _, serr := os.Stat(filepath.Join(dir, "go.sum")); serr == nil {
+			return dir, nil
+		}
+		return "", fmt.Errorf("scratch module for %s: %w", moduleAtVersion, err)
 	}
 	return dir, nil
 }
