@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 
@@ -16,7 +17,22 @@ func init() {
 		workDir  string
 		arch     string
 		force    bool
+		output   string
 	)
+	emit := func(cmd *cobra.Command, ref string, res *pkgbuild.Result) error {
+		switch output {
+		case "json":
+			v := map[string]any{"ref": ref}
+			if res != nil {
+				v["latest"], v["digest"], v["cached"], v["size"] = res.Latest, res.Digest.String(), res.Cached, res.Size
+			}
+			return json.NewEncoder(cmd.OutOrStdout()).Encode(v)
+		case "text", "":
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), ref)
+			return err
+		}
+		return fmt.Errorf("--output %q: want text or json", output)
+	}
 	pkg := &cobra.Command{
 		Use:   "pkg",
 		Short: "Build mobykit's system images (images/NAME/build.yml) into the local image cache",
@@ -43,7 +59,9 @@ cache already holds is not rebuilt.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
+				if err := emit(cmd, res.Ref, res); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -63,7 +81,9 @@ cache already holds is not rebuilt.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), r.Repo()+":"+tag)
+				if err := emit(cmd, r.Repo()+":"+tag, nil); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -71,6 +91,7 @@ cache already holds is not rebuilt.`,
 	for _, c := range []*cobra.Command{build, showTag} {
 		c.Flags().StringVar(&workDir, "work-dir", pkgbuild.DefaultWorkDir(), "where downloaded packages and scratch modules are kept ($MOBYKIT_PKG_CACHE)")
 		c.Flags().StringVar(&arch, "arch", "amd64", "target architecture")
+		c.Flags().StringVarP(&output, "output", "o", "text", "text (one reference a line) or json (one object a line)")
 	}
 	build.Flags().StringVar(&cacheDir, "cache", image.DefaultCacheDir(), "image cache folder ($MOBYKIT_CACHE)")
 	build.Flags().BoolVar(&force, "force", false, "rebuild even when the cache holds the tag")
