@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,15 +89,55 @@ func LoadModules(root string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", f.Name(), err)
 	}
-	n := 0
-	var errs []error
-	for _, m := range md.LoadOrder() {
-		if err := loadModule(filepath.Join(dir, m)); err != nil {
-			errs = append(errs, fmt.Errorf("load %s: %w", m, err))
-			continue
-		}
-		n++
+	return md.loadAll(func(m string) error { return loadModule(filepath.Join(dir, m)) })
+}
+
+// loadAll loads every module, each as soon as all its dependencies are loaded, several at
+// once: module initialisation often waits for hardware (probing a bus), and those waits
+// overlap. A module whose dependency failed is not tried.
+func (md *ModuleDeps) loadAll(load func(string) error) (int, error) {
+	order := md.LoadOrder()
+	done := make(map[string]chan struct{}, len(order))
+	failed := make(map[string]bool)
+	for _, m := range order {
+		done[m] = make(chan struct{})
 	}
+	var mu sync.Mutex
+	var errs []error
+	n := 0
+	var wg sync.WaitGroup
+	for _, m := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(done[m])
+			for _, d := range md.Deps[m] {
+				if ch, ok := done[d]; ok {
+					<-ch
+				}
+				mu.Lock()
+				f := failed[d]
+				mu.Unlock()
+				if f {
+					mu.Lock()
+					failed[m] = true
+					errs = append(errs, fmt.Errorf("load %s: dependency %s failed", m, d))
+					mu.Unlock()
+					return
+				}
+			}
+			err := load(m)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed[m] = true
+				errs = append(errs, fmt.Errorf("load %s: %w", m, err))
+				return
+			}
+			n++
+		}()
+	}
+	wg.Wait()
 	return n, errors.Join(errs...)
 }
 

@@ -2,8 +2,10 @@ package sysinit
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -129,5 +131,34 @@ func TestKernelThread(t *testing.T) {
 	}
 	if isKernelThread("300 (my (odd) prog) S 1 300 300") {
 		t.Error("a process was taken for a kernel thread")
+	}
+}
+
+func TestLoadAllRespectsDependencies(t *testing.T) {
+	md, err := ParseModulesDep(strings.NewReader("c.ko: b.ko a.ko\nb.ko: a.ko\na.ko:\nd.ko:\nx.ko: bad.ko\nbad.ko:\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	loaded := map[string]bool{}
+	n, err := md.loadAll(func(m string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range md.Deps[m] {
+			if !loaded[d] {
+				t.Errorf("%s loaded before its dependency %s", m, d)
+			}
+		}
+		if m == "bad.ko" {
+			return errors.New("boom")
+		}
+		loaded[m] = true
+		return nil
+	})
+	if n != 4 || err == nil || !strings.Contains(err.Error(), "bad.ko") || !strings.Contains(err.Error(), "x.ko: dependency bad.ko failed") {
+		t.Errorf("loaded %d, err %v", n, err)
+	}
+	if loaded["x.ko"] {
+		t.Error("x.ko loaded although its dependency failed")
 	}
 }
