@@ -143,12 +143,16 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 			fmt.Fprintf(h, "cc %s\n", first)
 		}
 	}
+	var names []string
 	for _, d := range r.Debian {
-		di, err := resolveDeb(ctx, d.Package)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", r.Name, err)
-		}
-		res.debs = append(res.debs, di)
+		names = append(names, d.Package)
+	}
+	debs, err := resolveDebs(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", r.Name, err)
+	}
+	res.debs = debs
+	for _, di := range debs {
 		fmt.Fprintf(h, "deb %s %s %s\n", di.Package, di.Filename, di.SHA256)
 	}
 	if r.Kernel != nil {
@@ -156,10 +160,11 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}
-		di, err := resolveDeb(ctx, pkg)
+		kd, err := resolveDebs(ctx, pkg)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}
+		di := kd[0]
 		res.kernel = &di
 		fmt.Fprintf(h, "kernel %s %s %s\n", di.Package, di.Filename, di.SHA256)
 	}

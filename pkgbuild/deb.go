@@ -29,23 +29,39 @@ type debInfo struct {
 	SHA256   string
 }
 
-// resolveDeb asks apt which file `apt-get download pkg` would fetch, without fetching it.
-func resolveDeb(ctx context.Context, pkg string) (debInfo, error) {
-	out, err := exec.CommandContext(ctx, "apt-get", "download", "--print-uris", pkg).Output()
+// resolveDebs asks apt, in one call, which files `apt-get download PKG...` would fetch,
+// without fetching them. The result is in the order of pkgs.
+func resolveDebs(ctx context.Context, pkgs ...string) ([]debInfo, error) {
+	if len(pkgs) == 0 {
+		return nil, nil
+	}
+	what := strings.Join(pkgs, " ")
+	out, err := exec.CommandContext(ctx, "apt-get", append([]string{"download", "--print-uris"}, pkgs...)...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return debInfo{}, fmt.Errorf("apt-get download --print-uris %s: %w: %s (run apt-get update?)", pkg, err, bytes.TrimSpace(ee.Stderr))
+			return nil, fmt.Errorf("apt-get download --print-uris %s: %w: %s (run apt-get update?)", what, err, bytes.TrimSpace(ee.Stderr))
 		}
-		return debInfo{}, fmt.Errorf("apt-get download --print-uris %s: %w", pkg, err)
+		return nil, fmt.Errorf("apt-get download --print-uris %s: %w", what, err)
 	}
+	// lines: 'URI' FILENAME SIZE SHA256:HEX; FILENAME is NAME_VERSION_ARCH.deb
+	byName := map[string]debInfo{}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 4 && strings.HasPrefix(f[3], "SHA256:") {
-			return debInfo{Package: pkg, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}, nil
+			name, _, _ := strings.Cut(f[1], "_")
+			byName[name] = debInfo{Package: name, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}
 		}
 	}
-	return debInfo{}, fmt.Errorf("apt-get download --print-uris %s: no SHA256 in %q", pkg, out)
+	res := make([]debInfo, len(pkgs))
+	for i, p := range pkgs {
+		d, ok := byName[p]
+		if !ok {
+			return nil, fmt.Errorf("apt-get download --print-uris %s: no file with a SHA256 for %s in %q", what, p, out)
+		}
+		res[i] = d
+	}
+	return res, nil
 }
 
 // fetchDeb returns the path of the package file in cacheDir, downloading it with apt-get

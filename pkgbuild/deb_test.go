@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,23 @@ kernel/d.ko:
 `
 	if got := ModulesDep(mods); got != want {
 		t.Errorf("modules.dep:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestResolveDebs(t *testing.T) {
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		t.Skip("apt-get not installed")
+	}
+	ds, err := resolveDebs(context.Background(), "busybox-static", "zlib1g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"busybox-static", "zlib1g"} {
+		if ds[i].Package != want || !strings.HasPrefix(ds[i].Filename, want+"_") || len(ds[i].SHA256) != 64 {
+			t.Errorf("resolveDebs[%d] = %+v", i, ds[i])
+		}
+	}
+	if _, err := resolveDebs(context.Background(), "no-such-package-mobykit"); err == nil {
+		t.Error("an unknown package was resolved")
 	}
 }
