@@ -302,7 +302,11 @@ func (s *System) StopServices(grace time.Duration) {
 		case <-time.After(time.Until(deadline)):
 			s.Console.Printf("service %s did not stop within %s; killing it", svc.name, grace)
 			s.quiet("kill", svc.name, "KILL")
-			<-svc.done
+			select {
+			case <-svc.done:
+			case <-time.After(5 * time.Second):
+				s.Console.Printf("service %s: still not stopped; going on", svc.name)
+			}
 		}
 	}
 }
