@@ -28,6 +28,10 @@ type System struct {
 	Reaper  *Reaper
 	// NoPivot runs containers with runc --no-pivot (when / could not leave the initramfs).
 	NoPivot bool
+	// Env is runc's environment; default a PATH only.
+	Env []string
+	// Prepare does runtime.json's filesystem part; default PrepareFilesystem (tests replace it).
+	Prepare func(bundle string, rt *Runtime) error
 	// Backoff bounds service restarts: the first restart waits Backoff.Min, each quick exit
 	// doubles the wait up to Backoff.Max; a service that ran longer than Backoff.Max starts over.
 	Backoff struct{ Min, Max time.Duration }
@@ -69,6 +73,9 @@ func (s *System) bundles(dir string) ([]string, error) {
 }
 
 func (s *System) env() []string {
+	if s.Env != nil {
+		return s.Env
+	}
 	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 }
 
@@ -100,7 +107,11 @@ func (s *System) start(kind, name, bundle string, out *os.File, prepared *bool) 
 		return 0, nil, err
 	}
 	if !*prepared {
-		if err := PrepareFilesystem(bundle, rt); err != nil {
+		prepare := s.Prepare
+		if prepare == nil {
+			prepare = PrepareFilesystem
+		}
+		if err := prepare(bundle, rt); err != nil {
 			return 0, nil, err
 		}
 		*prepared = true
