@@ -46,6 +46,21 @@ func Main(args []string) {
 	if err := linkUp("lo"); err != nil {
 		con.Printf("lo: %v", err)
 	}
+	reaper := NewReaper()
+	runc, runcErr := FindRunc("/")
+	if runc != "" {
+		// Run runc once while the modules load: under emulation its first run is the slowest
+		// (its code is translated for the first time), and module loading leaves the CPU idle
+		// while devices are probed.
+		go func() {
+			devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return
+			}
+			defer devnull.Close()
+			reaper.Run([]string{runc, "--version"}, nil, devnull, devnull, devnull)
+		}()
+	}
 	start := time.Now()
 	n, err := LoadModules("/")
 	if err != nil {
@@ -54,14 +69,12 @@ func Main(args []string) {
 	if n > 0 {
 		con.Printf("loaded %d kernel modules in %s", n, time.Since(start).Round(time.Millisecond))
 	}
-	reaper := NewReaper()
 	requests := ShutdownRequests(con)
 
 	sys := &System{Root: "/", Console: con, Reaper: reaper, NoPivot: noPivot}
 	sys.Backoff.Min, sys.Backoff.Max = time.Second, 30*time.Second
-	runc, err := FindRunc("/")
-	if err != nil {
-		con.Printf("%v", err)
+	if runcErr != nil {
+		con.Printf("%v", runcErr)
 	}
 	sys.Runc = runc
 	booted := make(chan struct{})
