@@ -147,7 +147,7 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 	for _, d := range r.Debian {
 		names = append(names, d.Package)
 	}
-	debs, err := resolveDebs(ctx, names...)
+	debs, err := resolveDebs(ctx, b.arch(), names...)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", r.Name, err)
 	}
@@ -160,7 +160,7 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}
-		kd, err := resolveDebs(ctx, pkg)
+		kd, err := resolveDebs(ctx, b.arch(), pkg)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}

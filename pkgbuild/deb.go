@@ -25,18 +25,34 @@ import (
 // debInfo identifies a Debian package file as apt would download it.
 type debInfo struct {
 	Package  string
+	Arch     string // Debian's name
 	Filename string // e.g. busybox-static_1%3a1.35.0-4_amd64.deb
 	SHA256   string
 }
 
-// resolveDebs asks apt, in one call, which files `apt-get download PKG...` would fetch,
-// without fetching them. The result is in the order of pkgs.
-func resolveDebs(ctx context.Context, pkgs ...string) ([]debInfo, error) {
+// debArch maps GOARCH names to Debian's.
+var debArch = map[string]string{
+	"amd64": "amd64", "arm64": "arm64", "arm": "armhf", "386": "i386",
+	"ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64", "mips64le": "mips64el",
+}
+
+// resolveDebs asks apt, in one call, which files `apt-get download PKG:ARCH...` would fetch,
+// without fetching them. The result is in the order of pkgs. A foreign architecture must be
+// known to dpkg (dpkg --add-architecture, apt-get update).
+func resolveDebs(ctx context.Context, arch string, pkgs ...string) ([]debInfo, error) {
 	if len(pkgs) == 0 {
 		return nil, nil
 	}
+	da, ok := debArch[arch]
+	if !ok {
+		return nil, fmt.Errorf("no Debian architecture for GOARCH %q", arch)
+	}
 	what := strings.Join(pkgs, " ")
-	out, err := exec.CommandContext(ctx, "apt-get", append([]string{"download", "--print-uris"}, pkgs...)...).Output()
+	args := []string{"download", "--print-uris"}
+	for _, p := range pkgs {
+		args = append(args, p+":"+da)
+	}
+	out, err := exec.CommandContext(ctx, "apt-get", args...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -50,7 +66,7 @@ func resolveDebs(ctx context.Context, pkgs ...string) ([]debInfo, error) {
 		f := strings.Fields(line)
 		if len(f) == 4 && strings.HasPrefix(f[3], "SHA256:") {
 			name, _, _ := strings.Cut(f[1], "_")
-			byName[name] = debInfo{Package: name, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}
+			byName[name] = debInfo{Package: name, Arch: da, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}
 		}
 	}
 	res := make([]debInfo, len(pkgs))
@@ -76,7 +92,7 @@ func fetchDeb(ctx context.Context, cacheDir string, d debInfo) (string, error) {
 		return "", fmt.Errorf("fetch %s: %w", d.Package, err)
 	}
 	defer os.RemoveAll(tmp)
-	cmd := exec.CommandContext(ctx, "apt-get", "download", d.Package)
+	cmd := exec.CommandContext(ctx, "apt-get", "download", d.Package+":"+d.Arch)
 	cmd.Dir = tmp
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("apt-get download %s: %w\n%s", d.Package, err, out)

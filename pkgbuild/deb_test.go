@@ -148,7 +148,7 @@ func TestResolveDebs(t *testing.T) {
 	if _, err := exec.LookPath("apt-get"); err != nil {
 		t.Skip("apt-get not installed")
 	}
-	ds, err := resolveDebs(context.Background(), "busybox-static", "zlib1g")
+	ds, err := resolveDebs(context.Background(), "amd64", "busybox-static", "zlib1g")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestResolveDebs(t *testing.T) {
 			t.Errorf("resolveDebs[%d] = %+v", i, ds[i])
 		}
 	}
-	if _, err := resolveDebs(context.Background(), "no-such-package-mobykit"); err == nil {
+	if _, err := resolveDebs(context.Background(), "amd64", "no-such-package-mobykit"); err == nil {
 		t.Error("an unknown package was resolved")
 	}
 }
