@@ -32,8 +32,13 @@ func (c *Console) Line(s string) {
 	io.WriteString(c.out, s+"\n")
 }
 
-// logPipe returns the write end of a pipe whose lines are appended to logFile and copied to
-// the console prefixed with "name: ". The copy ends when every writer has closed the pipe.
+// LogLimit is the size at which a service's log file is rotated: NAME.log becomes NAME.log.0
+// (replacing the previous one), so at most twice this stays in memory (/var/log is in RAM).
+var LogLimit int64 = 8 << 20
+
+// logPipe returns the write end of a pipe whose lines are appended to logFile (rotated at
+// LogLimit) and copied to the console prefixed with "name: ". The copy ends when every writer
+// has closed the pipe.
 func (c *Console) logPipe(name, logFile string) (*os.File, <-chan struct{}, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -54,12 +59,24 @@ func (c *Console) logPipe(name, logFile string) (*os.File, <-chan struct{}, erro
 	go func() {
 		defer close(done)
 		defer r.Close()
-		defer lf.Close()
+		defer func() { lf.Close() }()
 		br := bufio.NewReader(r)
+		size := int64(0)
+		if st, err := lf.Stat(); err == nil {
+			size = st.Size()
+		}
 		for {
 			line, err := br.ReadString('\n')
 			if line != "" {
-				lf.WriteString(line)
+				if size+int64(len(line)) > LogLimit && size > 0 {
+					lf.Close()
+					os.Rename(logFile, logFile+".0")
+					if nf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640); err == nil {
+						lf, size = nf, 0
+					}
+				}
+				n, _ := lf.WriteString(line)
+				size += int64(n)
 				if line[len(line)-1] == '\n' {
 					line = line[:len(line)-1]
 				}

@@ -3,6 +3,8 @@ package sysinit
 import (
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -160,5 +162,31 @@ func TestLoadAllRespectsDependencies(t *testing.T) {
 	}
 	if loaded["x.ko"] {
 		t.Error("x.ko loaded although its dependency failed")
+	}
+}
+
+func TestServiceLogRotates(t *testing.T) {
+	old := LogLimit
+	LogLimit = 20
+	defer func() { LogLimit = old }()
+	dir := t.TempDir()
+	var con strings.Builder
+	c := NewConsole(&con)
+	w, done, err := c.logPipe("svc", filepath.Join(dir, "svc.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{"line one\n", "line two\n", "line three\n", "four\n"} {
+		w.WriteString(l)
+	}
+	w.Close()
+	<-done
+	cur, _ := os.ReadFile(filepath.Join(dir, "svc.log"))
+	prev, _ := os.ReadFile(filepath.Join(dir, "svc.log.0"))
+	if string(prev) != "line one\nline two\n" || string(cur) != "line three\nfour\n" {
+		t.Errorf("svc.log.0 = %q, svc.log = %q", prev, cur)
+	}
+	if !strings.Contains(con.String(), "svc: line one\n") || !strings.Contains(con.String(), "svc: four\n") {
+		t.Errorf("console = %q", con.String())
 	}
 }
