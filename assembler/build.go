@@ -535,11 +535,26 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 }
 
 func putDir(fs *layer.FS, name string) {
+	putParents(fs, name)
 	fs.Put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
 }
 
 func putFile(fs *layer.FS, name string, data []byte) {
+	putParents(fs, name)
 	fs.Put(&layer.Node{Name: name, Mode: initrd.TypeReg | 0o644, Obj: &layer.Object{Data: layer.Data{R: bytes.NewReader(data), Size: int64(len(data))}}})
+}
+
+// putParents adds every missing ancestor folder of name to fs. The kernel's initramfs unpacker
+// creates no missing parents: an entry whose folder was not written first, in this segment or an
+// earlier one, is silently dropped. The generated-files segment cannot know which folders other
+// segments write (a container sharing another's root has no segment of its own), so it writes
+// its own; a folder written twice is harmless.
+func putParents(fs *layer.FS, name string) {
+	for d := path.Dir(name); d != "." && d != "/" && d != ""; d = path.Dir(d) {
+		if fs.Get(d) == nil {
+			fs.Put(&layer.Node{Name: d, Mode: initrd.TypeDir | 0o755})
+		}
+	}
 }
 
 // container plans one onboot/onshutdown/service bundle: its root
