@@ -172,11 +172,12 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 		if f.Source == "" {
 			continue
 		}
-		sum, err := fileSHA256(filepath.Join(r.Dir, f.Source))
+		data, _, err := r.readSource(f.Source)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: files: %w", r.Name, err)
 		}
-		fmt.Fprintf(h, "file %s %s\n", f.Source, sum)
+		sum := sha256.Sum256(data)
+		fmt.Fprintf(h, "file %s %x\n", f.Source, sum)
 	}
 	res.tag = hex.EncodeToString(h.Sum(nil))[:16]
 	return res, nil
@@ -367,14 +368,13 @@ func addFiles(t *Tree, r *Recipe) error {
 		case f.Symlink != "":
 			err = t.Symlink(f.Path, f.Symlink)
 		case f.Source != "":
-			src := filepath.Join(r.Dir, f.Source)
-			data, rerr := os.ReadFile(src)
+			data, srcMode, rerr := r.readSource(f.Source)
 			if rerr != nil {
 				return fmt.Errorf("files: %w", rerr)
 			}
 			if mode == 0 {
 				mode = 0o644
-				if st, err := os.Stat(src); err == nil && st.Mode()&0o111 != 0 {
+				if srcMode&0o111 != 0 {
 					mode = 0o755
 				}
 			}
@@ -438,4 +438,31 @@ func (b *Builder) imageFromTree(t *Tree, r *Recipe) (v1.Image, error) {
 		return nil, fmt.Errorf("image %s: config: %w", r.Name, err)
 	}
 	return img, nil
+}
+
+// readSource reads a `files: source:` confined to the recipe folder: neither the path nor a
+// symbolic link on the way may lead out of it.
+func (r *Recipe) readSource(name string) ([]byte, fs.FileMode, error) {
+	root, err := os.OpenRoot(r.Dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer root.Close()
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source %s (in %s): %w", name, r.Dir, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("source %s (in %s): not a regular file", name, r.Dir)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source %s (in %s): %w", name, r.Dir, err)
+	}
+	return data, st.Mode(), nil
 }

@@ -1,6 +1,8 @@
 package pkgbuild
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -64,5 +66,21 @@ func TestLabelJSONIsSorted(t *testing.T) {
 	}
 	if want := `{"capabilities":["all"],"net":"host","pid":"host"}`; got != want {
 		t.Errorf("label = %s, want %s", got, want)
+	}
+}
+
+func TestSourceConfinedToRecipe(t *testing.T) {
+	dir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("x"), 0o644)
+	os.Symlink(outside, filepath.Join(dir, "link"))
+	os.WriteFile(filepath.Join(dir, "ok.sh"), []byte("#!/bin/sh\n"), 0o755)
+	r := &Recipe{Dir: dir}
+	if _, _, err := r.readSource("link"); err == nil {
+		t.Error("a symlink leading out of the recipe folder was followed")
+	}
+	data, mode, err := r.readSource("ok.sh")
+	if err != nil || string(data) != "#!/bin/sh\n" || mode&0o111 == 0 {
+		t.Errorf("ok.sh: %q %v %v", data, mode, err)
 	}
 }
