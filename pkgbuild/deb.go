@@ -65,6 +65,9 @@ func resolveDebs(ctx context.Context, arch string, pkgs ...string) ([]debInfo, e
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 4 && strings.HasPrefix(f[3], "SHA256:") {
+			if strings.ContainsAny(f[1], "/\\") || strings.HasPrefix(f[1], ".") {
+				return nil, fmt.Errorf("apt-get download --print-uris %s: odd file name %q", what, f[1])
+			}
 			name, _, _ := strings.Cut(f[1], "_")
 			byName[name] = debInfo{Package: name, Arch: da, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}
 		}
