@@ -215,8 +215,14 @@ func (p Printer) Describe(id spi.GroupID, d spi.GroupDescription, status *spi.Ro
 
 // StatusLine renders a rollout status on one line, for people.
 func StatusLine(s spi.RolloutStatus) string {
-	line := fmt.Sprintf("rollout %s: %d/%d updated, %d healthy, %d outdated (target %s",
-		s.Phase, s.Updated, s.Desired, s.Healthy, s.Outdated, short(s.TargetHash))
+	// Flavor.Healthy is asked during rollouts only (as InfraKit's scaler, which never checks
+	// health); an idle group's count would be stale, so it is not shown.
+	health := fmt.Sprintf(", %d healthy", s.Healthy)
+	if s.Phase == "idle" {
+		health = ""
+	}
+	line := fmt.Sprintf("rollout %s: %d/%d updated%s, %d outdated (target %s",
+		s.Phase, s.Updated, s.Desired, health, s.Outdated, short(s.TargetHash))
 	if s.PreviousHash != "" {
 		line += ", from " + short(s.PreviousHash)
 	}
