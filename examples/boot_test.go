@@ -220,7 +220,7 @@ func TestHelloBoots(t *testing.T) {
 		re   string
 	}{
 		{"init started", `mobykit init: init started`},
-		{"onboot marker", `HELLO-ONBOOT: onboot container ran`},
+		{"onboot marker (and the hostname init set from the NIC's address)", `HELLO-ONBOOT: onboot container ran .*host mobykit-[0-9a-f]{12}\)`},
 		{"onboot done", `mobykit init: onboot 002-hello done`},
 		{"service marker", `hello: HELLO-SERVICE: service running`},
 		{"flaky service ran", `flaky: HELLO-FLAKY`},

@@ -2,6 +2,7 @@ package sysinit
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -42,7 +43,6 @@ func Main(args []string) {
 	if mountErr != nil {
 		con.Printf("mounts: %v", mountErr)
 	}
-	setHostname(con)
 	if err := linkUp("lo"); err != nil {
 		con.Printf("lo: %v", err)
 	}
@@ -69,6 +69,7 @@ func Main(args []string) {
 	if n > 0 {
 		con.Printf("loaded %d kernel modules in %s", n, time.Since(start).Round(time.Millisecond))
 	}
+	setHostname(con) // after the modules: the fallback name uses the first NIC's address
 	requests := ShutdownRequests(con)
 
 	sys := &System{Root: "/", Console: con, Reaper: reaper, NoPivot: noPivot}
@@ -148,15 +149,24 @@ func reopenConsole() {
 	f.Close()
 }
 
-// setHostname sets the hostname from /etc/hostname, if there is one.
+// setHostname sets the hostname from /etc/hostname (a `files:` entry; the assembler keeps
+// images' own out), else, as LinuxKit does, from the first network interface's MAC address:
+// mobykit-525400123456. The metadata agent may set another one later.
 func setHostname(con *Console) {
-	data, err := os.ReadFile("/etc/hostname")
-	if err != nil {
-		return
+	name := ""
+	if data, err := os.ReadFile("/etc/hostname"); err == nil {
+		name = strings.TrimSpace(string(data))
 	}
-	name := strings.TrimSpace(string(data))
 	if name == "" {
-		return
+		name = "mobykit"
+		if ifs, err := net.Interfaces(); err == nil {
+			for _, i := range ifs {
+				if i.Flags&net.FlagLoopback == 0 && len(i.HardwareAddr) > 0 {
+					name = "mobykit-" + strings.ReplaceAll(i.HardwareAddr.String(), ":", "")
+					break
+				}
+			}
+		}
 	}
 	if err := unix.Sethostname([]byte(name)); err != nil {
 		con.Printf("hostname %s: %v", name, err)
