@@ -2,6 +2,7 @@ package assembler
 
 import (
 	"fmt"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -95,7 +96,7 @@ func (b *builder) kernel() (kernelPath, ucodePath string, seg *segment, err erro
 		if n == nil || n.Obj == nil {
 			return fmt.Errorf("kernel image %s: no %s in the image (kernel.binary, kernel.ucode)", r.ref, name)
 		}
-		return atomicWrite(dst, func(w io.Writer) error {
+		return atomicfile.Write(dst, 0o644, func(w io.Writer) error {
 			_, err := io.Copy(w, n.Obj.Data.Reader())
 			return err
 		})

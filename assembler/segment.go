@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
@@ -149,7 +149,7 @@ func (s *segmentStore) produce(seg *segment) error {
 		return err
 	}
 	var size int64
-	err := atomicWrite(data, func(w io.Writer) error {
+	err := atomicfile.Write(data, 0o644, func(w io.Writer) error {
 		zw, err := initrd.Compress(w, s.comp)
 		if err != nil {
 			return err
@@ -175,7 +175,7 @@ func (s *segmentStore) produce(seg *segment) error {
 		return fmt.Errorf("%s: %w", seg.what, err)
 	}
 	raw, _ := json.Marshal(segMeta{Size: size})
-	if err := atomicWrite(meta, func(w io.Writer) error { _, err := w.Write(raw); return err }); err != nil {
+	if err := atomicfile.Write(meta, 0o644, func(w io.Writer) error { _, err := w.Write(raw); return err }); err != nil {
 		return err
 	}
 	seg.file, seg.size = data, size
@@ -195,24 +195,4 @@ func memSegment(what string, mtime, limit int64, fill func(cw *initrd.Writer) er
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return &segment{what: what, key: keyOf("mem", hex.EncodeToString(sum[:])), data: buf.Bytes()}, nil
-}
-
-// atomicWrite writes path through a temporary file and a rename.
-func atomicWrite(p string, fill func(io.Writer) error) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), "."+path.Base(p)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := fill(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
 }

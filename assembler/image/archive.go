@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -269,5 +270,5 @@ func (c *Cache) Export(refs []string, p v1.Platform, path string) error {
 		}
 		m[ref] = img
 	}
-	return atomicWrite(path, func(w io.Writer) error { return tarball.MultiRefWrite(m, w) })
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return tarball.MultiRefWrite(m, w) })
 }

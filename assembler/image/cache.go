@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -170,7 +171,7 @@ func (c *Cache) writeBlob(h v1.Hash, size int64, open func() (io.ReadCloser, err
 			return nil, err
 		}
 		defer rc.Close()
-		return nil, atomicWrite(c.blobPath(h), func(w io.Writer) error {
+		return nil, atomicfile.Write(c.blobPath(h), 0o644, func(w io.Writer) error {
 			hw := sha256.New()
 			var r io.Reader = rc
 			if progress != nil {
@@ -202,27 +203,6 @@ func (c *countReader) Read(p []byte) (int, error) {
 		c.f(int64(n))
 	}
 	return n, err
-}
-
-// atomicWrite writes a file through a temporary file in the same directory
-// and renames it into place.
-func atomicWrite(path string, fill func(io.Writer) error) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := fill(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // Add stores img in the cache under ref for its platform, fetching only
@@ -414,7 +394,7 @@ func (c *Cache) setIndex(ref string, p v1.Platform, desc *v1.Descriptor) error {
 	if err != nil {
 		return err
 	}
-	return atomicWrite(filepath.Join(c.dir, "index.json"), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(c.dir, "index.json"), 0o644, func(w io.Writer) error {
 		_, err := w.Write(raw)
 		return err
 	})

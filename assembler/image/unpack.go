@@ -2,6 +2,7 @@ package image
 
 import (
 	"bufio"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 
 	"crypto/sha256"
 	"encoding/hex"
@@ -34,7 +35,7 @@ func (c *Cache) Unpacked(l v1.Layer, diffID v1.Hash) (string, error) {
 			return nil, err
 		}
 		defer rc.Close()
-		return nil, atomicWrite(p, func(w io.Writer) error {
+		return nil, atomicfile.Write(p, 0o644, func(w io.Writer) error {
 			h := sha256.New()
 			if _, err := io.Copy(io.MultiWriter(w, h), rc); err != nil {
 				return err
