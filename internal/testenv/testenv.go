@@ -218,8 +218,61 @@ http:
 	return addr
 }
 
+// MotoEnv names the variable holding the URL of an already running moto_server.
+const MotoEnv = "MOBYKIT_MOTO_ENDPOINT"
+
+// MotoBinary returns the path of moto_server, or "" when it is not installed.
+func MotoBinary() string {
+	if bin, err := exec.LookPath("moto_server"); err == nil {
+		return bin
+	}
+	if _, err := os.Stat("/root/.pyenv/shims/moto_server"); err == nil {
+		return "/root/.pyenv/shims/moto_server" // pyenv's shims are not always on PATH
+	}
+	return ""
+}
+
+// StartMoto starts moto_server on a free loopback port and waits until it answers; stop ends
+// it. For a TestMain that shares one emulator between all of a package's tests.
+func StartMoto() (url string, stop func(), err error) {
+	bin := MotoBinary()
+	if bin == "" {
+		return "", nil, fmt.Errorf("moto_server not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	var logbuf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logbuf, &logbuf
+	cmd.SysProcAttr = serverProcAttr()
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start moto_server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop = func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+	}
+	url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := waitHTTP(url+"/moto-api/", 30*time.Second, exited); err != nil {
+		stop()
+		return "", nil, fmt.Errorf("moto_server: %w\n%s", err, logbuf.String())
+	}
+	return url, stop, nil
+}
+
 // Moto returns the endpoint URL of an AWS API emulator: $MOBYKIT_MOTO_ENDPOINT when set (a
-// moto_server that .ci/run started), else a moto_server started for this test on a free port.
+// moto_server that .ci/run or a TestMain started), else a moto_server started for this test.
 // It also sets fake credentials and a region in the test's environment.
 func Moto(t *testing.T) string {
 	t.Helper()
@@ -227,22 +280,16 @@ func Moto(t *testing.T) string {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	t.Setenv("AWS_REGION", "us-east-1")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	if ep := os.Getenv("MOBYKIT_MOTO_ENDPOINT"); ep != "" {
+	if ep := os.Getenv(MotoEnv); ep != "" {
 		return ep
 	}
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		for _, p := range []string{"/root/.pyenv/shims/moto_server"} {
-			if _, err := os.Stat(p); err == nil {
-				bin = p
-			}
-		}
-	}
-	if bin == "" {
+	if MotoBinary() == "" {
 		t.Skip("moto_server (AWS API emulator, Python package moto[server]) not installed; skipping")
 	}
-	port := FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	startServer(t, "moto_server", exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port)), url+"/moto-api/")
+	url, stop, err := StartMoto()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(stop)
 	return url
 }

@@ -6,11 +6,7 @@ package awstest
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,10 +14,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/mobykit/mobykit/internal/testenv"
 )
 
 // MotoEnv is the variable testenv.Moto reads for an already running moto_server.
-const MotoEnv = "MOBYKIT_MOTO_ENDPOINT"
+const MotoEnv = testenv.MotoEnv
 
 // Main runs the package's tests with one moto_server shared by all of them: when MotoEnv is
 // unset and moto_server is installed, it starts one on a free loopback port and exports its
@@ -32,49 +30,15 @@ func Main(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if os.Getenv(MotoEnv) != "" {
+	if os.Getenv(MotoEnv) != "" || testenv.MotoBinary() == "" {
 		return m.Run()
 	}
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		if _, err := os.Stat("/root/.pyenv/shims/moto_server"); err == nil {
-			bin = "/root/.pyenv/shims/moto_server"
-		}
-	}
-	if bin == "" {
-		return m.Run()
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	url, stop, err := testenv.StartMoto()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "awstest:", err)
 		return 1
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "awstest: start moto_server:", err)
-		return 1
-	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-	}()
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url + "/moto-api/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			fmt.Fprintln(os.Stderr, "awstest: moto_server did not answer:", err)
-			return 1
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	defer stop()
 	os.Setenv(MotoEnv, url)
 	return m.Run()
 }
