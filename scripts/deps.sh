@@ -10,6 +10,7 @@ pkgs=(
   xorriso           # reads back ISO images in tests
   vde2              # vde_switch: a rootless L2 network between a group's VMs
   cpio zstd         # inspecting initramfs in tests
+  openssh-client    # logs in to the sshd image in its boot test
   gcc libc6-dev      # cgo build of the static runc for the runc system image
   iproute2 dpkg-dev ca-certificates git curl
 )
