@@ -107,7 +107,8 @@ func TestSupervisor(t *testing.T) {
 
 	con := &lockedWriter{b: &bytes.Buffer{}}
 	sys := &System{Root: root, Runc: runc, Console: NewConsole(con), Reaper: NewReaper(),
-		Prepare: func(string, *Runtime) error { return nil }, Env: os.Environ()}
+		Prepare: func(string, *Runtime) error { return nil }, Env: os.Environ(),
+		StartSlots: 1} // one start at a time: a running service must not keep the others from starting
 	sys.Backoff.Min, sys.Backoff.Max = 50*time.Millisecond, 5*time.Second
 
 	err = sys.RunOnce(OnbootDir)
