@@ -253,13 +253,21 @@ func (s *System) supervise(svc *service) {
 	wait := s.Backoff.Min
 	first := true
 	for {
+		// services start in name order, as many at once as there are CPUs; one still waiting
+		// for its turn when the shutdown comes is not started (StopServices' kill would miss it)
+		if !s.acquireSlot(svc.stop) {
+			if first {
+				s.started.Done()
+			}
+			s.Console.Printf("service %s stopped", svc.name)
+			return
+		}
 		out, copied, err := s.Console.logPipe(svc.name, filepath.Join(s.Root, "var/log", svc.name+".log"))
 		if err != nil {
 			s.Console.Printf("service %s: log: %v", svc.name, err)
 			out, copied = os.Stdout, nil
 		}
 		started := time.Now()
-		s.slots <- struct{}{} // services start in name order, as many at once as there are CPUs
 		pid, exited, err := s.start("service", svc.name, svc.bundle, out, &svc.prepared)
 		<-s.slots
 		if first {
@@ -307,6 +315,22 @@ func (s *System) supervise(svc *service) {
 		if wait > s.Backoff.Max {
 			wait = s.Backoff.Max
 		}
+	}
+}
+
+// acquireSlot waits for a start slot; it returns false, holding none, once stop is closed.
+func (s *System) acquireSlot(stop <-chan struct{}) bool {
+	select {
+	case s.slots <- struct{}{}:
+	case <-stop:
+		return false
+	}
+	select {
+	case <-stop:
+		<-s.slots
+		return false
+	default:
+		return true
 	}
 }
 

@@ -177,3 +177,34 @@ func (w *lockedWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// TestAcquireSlot: a service waiting for its turn to start gives up when the shutdown comes,
+// holding no slot.
+func TestAcquireSlot(t *testing.T) {
+	s := &System{slots: make(chan struct{}, 1)}
+	stop := make(chan struct{})
+	if !s.acquireSlot(stop) {
+		t.Fatal("free slot not acquired")
+	}
+	got := make(chan bool)
+	go func() { got <- s.acquireSlot(stop) }()
+	select {
+	case <-got:
+		t.Fatal("acquired a slot that is held")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(stop)
+	if <-got {
+		t.Error("acquired a slot after stop")
+	}
+	<-s.slots // the first holder's release
+	if len(s.slots) != 0 {
+		t.Errorf("%d slots held after stop, want 0", len(s.slots))
+	}
+	if s.acquireSlot(stop) {
+		t.Error("acquired a slot with stop closed")
+	}
+	if len(s.slots) != 0 {
+		t.Errorf("%d slots held after a refused acquire, want 0", len(s.slots))
+	}
+}
