@@ -3,6 +3,7 @@ package format
 import (
 	"context"
 	"fmt"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -85,28 +86,15 @@ func namesLocked() []string {
 	return out
 }
 
-// WriteFile writes path atomically (temporary file + rename) from fill.
+// WriteFile writes path atomically (temporary file + rename) from fill; an error from fill is
+// wrapped with the path.
 func WriteFile(path string, mode os.FileMode, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := fill(f); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, mode, func(w io.Writer) error {
+		if err := fill(w); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
+	})
 }
 
 // CopyFile copies src to dst atomically.

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -70,20 +71,8 @@ func (p *Plugin) write(r record) error {
 	if err != nil {
 		return fmt.Errorf("instance-file: encoding %s: %w", r.ID, err)
 	}
-	tmp, err := os.CreateTemp(p.dir, ".tmp-"+string(r.ID)+"-")
-	if err != nil {
-		return fmt.Errorf("instance-file: writing %s: %w", r.ID, err)
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("instance-file: writing %s: %w", path, werr)
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("instance-file: %w", err)
 	}
 	return nil
 }
