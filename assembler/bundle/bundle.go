@@ -166,7 +166,7 @@ func resolveVolumes(img *spec.Image, vols map[string]*spec.Volume) (*spec.Image,
 		if v == nil {
 			return "", fmt.Errorf("%s: volume %q not found (a host path must be absolute)", what, src)
 		}
-		if v.ReadOnly && !readOnly(opts) {
+		if v.ReadOnly && !spec.ReadOnlyOptions(opts) {
 			return "", fmt.Errorf("%s: volume %q is read-only, but is bound read-write", what, src)
 		}
 		return v.MergedDir(), nil
@@ -212,18 +212,6 @@ func resolveVolumes(img *spec.Image, vols map[string]*spec.Volume) (*spec.Image,
 		*f.list = &bs
 	}
 	return &out, nil
-}
-
-func readOnly(opts []string) bool {
-	for _, o := range opts {
-		switch o {
-		case "ro":
-			return true
-		case "rw":
-			return false
-		}
-	}
-	return false
 }
 
 // pick returns the YAML value if set, else the label's.

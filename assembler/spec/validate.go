@@ -264,13 +264,15 @@ func checkVolumeUse(p Pos, vols map[string]*Volume, src string, opts []string) e
 	if v == nil {
 		return p.errorf("volume %q is not defined in volumes (a host path must be absolute)", src)
 	}
-	if v.ReadOnly && !readOnlyOpts(opts) {
+	if v.ReadOnly && !ReadOnlyOptions(opts) {
 		return p.errorf("volume %q is read-only, but is bound read-write (add the ro option)", src)
 	}
 	return nil
 }
 
-func readOnlyOpts(opts []string) bool {
+// ReadOnlyOptions reports whether mount options make a mount read-only: of "ro" and "rw",
+// the first one found decides; neither means read-write.
+func ReadOnlyOptions(opts []string) bool {
 	for _, o := range opts {
 		switch o {
 		case "ro":

@@ -214,19 +214,6 @@ func logicalID(tags map[string]string) *spi.LogicalID {
 	return nil
 }
 
-func ec2Tags(tags map[string]string) []types.Tag {
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]types.Tag, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
-	}
-	return out
-}
-
 // runInput translates Properties into the SDK's RunInstancesInput.
 func runInput(props *Properties, imageID string, tags map[string]string) *ec2.RunInstancesInput {
 	r := props.RunInstancesInput
@@ -236,8 +223,8 @@ func runInput(props *Properties, imageID string, tags map[string]string) *ec2.Ru
 		MinCount:     aws.Int32(1),
 		MaxCount:     aws.Int32(1),
 		TagSpecifications: []types.TagSpecification{
-			{ResourceType: types.ResourceTypeInstance, Tags: ec2Tags(tags)},
-			{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)},
+			{ResourceType: types.ResourceTypeInstance, Tags: ami.EC2Tags(tags)},
+			{ResourceType: types.ResourceTypeVolume, Tags: ami.EC2Tags(tags)},
 		},
 		SecurityGroupIds:                  r.SecurityGroupIds,
 		InstanceInitiatedShutdownBehavior: types.ShutdownBehavior(r.InstanceInitiatedShutdownBehavior),
@@ -590,7 +577,7 @@ func (p *Plugin) Label(ctx context.Context, instance spi.ID, labels map[string]s
 	}
 	_, err := p.ec2.CreateTags(ctx, &ec2.CreateTagsInput{
 		Resources: []string{string(instance)},
-		Tags:      ec2Tags(labels),
+		Tags:      ami.EC2Tags(labels),
 	}, notFoundRetry)
 	if err != nil {
 		return fmt.Errorf("instance-aws: label %s: CreateTags: %w", instance, err)

@@ -344,7 +344,8 @@ func Newest(images []types.Image) *types.Image {
 	return &s[0]
 }
 
-func ec2Tags(tags map[string]string) []types.Tag {
+// EC2Tags turns a tag map into EC2 tags, sorted by key so requests are stable.
+func EC2Tags(tags map[string]string) []types.Tag {
 	keys := make([]string, 0, len(tags))
 	for k := range tags {
 		keys = append(keys, k)
@@ -423,7 +424,7 @@ func (im *Importer) register(ctx context.Context, in *Input, res *Result, tags m
 				VolumeType:          types.VolumeType(in.VolumeType),
 			},
 		}},
-		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeImage, Tags: ec2Tags(tags)}},
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeImage, Tags: EC2Tags(tags)}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("RegisterImage %s (snapshot %s): %w", res.Name, res.SnapshotID, err)
@@ -431,7 +432,7 @@ func (im *Importer) register(ctx context.Context, in *Input, res *Result, tags m
 	id := aws.ToString(out.ImageId)
 	// Tag again with CreateTags: harmless where RegisterImage applied TagSpecifications, needed
 	// where it did not (older regions' behaviour, emulators). The snapshot gets the digest too.
-	if _, err := im.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id, res.SnapshotID}, Tags: ec2Tags(tags)}); err != nil {
+	if _, err := im.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id, res.SnapshotID}, Tags: EC2Tags(tags)}); err != nil {
 		return "", fmt.Errorf("tag image %s: CreateTags: %w", id, err)
 	}
 	if err := im.waitImage(ctx, id); err != nil {

@@ -33,7 +33,7 @@ func (im *Importer) uploadEBS(ctx context.Context, in *Input, size int64, tags m
 
 	volGiB := (size + gib - 1) / gib
 	var etags []ebstypes.Tag
-	for _, t := range ec2Tags(tags) {
+	for _, t := range EC2Tags(tags) {
 		etags = append(etags, ebstypes.Tag{Key: t.Key, Value: t.Value})
 	}
 	start, err := im.ebs.StartSnapshot(ctx, &ebs.StartSnapshotInput{

@@ -53,7 +53,7 @@ func (im *Importer) importS3(ctx context.Context, in *Input, size int64, tags ma
 			UserBucket:  &types.UserBucket{S3Bucket: aws.String(in.Bucket), S3Key: aws.String(key)},
 		},
 		RoleName:          aws.String(in.RoleName),
-		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeImportSnapshotTask, Tags: ec2Tags(tags)}},
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeImportSnapshotTask, Tags: EC2Tags(tags)}},
 	})
 	if err != nil {
 		return "", fmt.Errorf("ImportSnapshot s3://%s/%s: %w", in.Bucket, key, err)
