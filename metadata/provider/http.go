@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/mobykit/mobykit/metadata/config"
@@ -85,4 +86,38 @@ func saveAll(ctx context.Context, dir *config.Dir, get func(context.Context, str
 		}
 	}
 	return errs
+}
+
+// plainTextService is the flow DigitalOcean and Vultr share: one plain-text value per path,
+// a hostname that must be there, optional values saved under their file names, ssh keys from
+// public-keys, and user-data that may be absent.
+type plainTextService struct {
+	name     string
+	get      func(context.Context, string) ([]byte, error)
+	values   []metaFile
+	userData func(context.Context) ([]byte, error)
+}
+
+func (s plainTextService) extract(ctx context.Context, dir *config.Dir) ([]byte, error) {
+	hostname, err := s.get(ctx, "hostname")
+	if err != nil {
+		return nil, fmt.Errorf("hostname: %w", err)
+	}
+	if err := dir.WriteFile(config.HostnameFile, hostname, 0o644); err != nil {
+		return nil, err
+	}
+	for _, e := range saveAll(ctx, dir, s.get, s.values) {
+		slog.Info(s.name+": metadata value not saved", "err", e)
+	}
+	if keys, err := s.get(ctx, "public-keys"); err != nil {
+		slog.Info(s.name+": no ssh keys", "err", err)
+	} else if err := dir.WriteFile(config.AuthorizedKeysFile, keys, 0o600); err != nil {
+		slog.Warn(s.name+": writing ssh keys", "err", err)
+	}
+	ud, err := s.userData(ctx)
+	if err != nil {
+		slog.Info(s.name+": no user-data", "err", err)
+		return nil, nil
+	}
+	return ud, nil
 }

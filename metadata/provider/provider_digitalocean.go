@@ -2,8 +2,6 @@ package provider
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 
 	"github.com/mobykit/mobykit/metadata/config"
 )
@@ -34,30 +32,15 @@ func (p *DigitalOcean) Probe(ctx context.Context) error {
 // Extract writes hostname, public_ipv4, private_ipv4, region, id and ssh/authorized_keys, and
 // returns user-data.
 func (p *DigitalOcean) Extract(ctx context.Context, dir *config.Dir) ([]byte, error) {
-	hostname, err := p.get(ctx, "hostname")
-	if err != nil {
-		return nil, fmt.Errorf("hostname: %w", err)
-	}
-	if err := dir.WriteFile(config.HostnameFile, hostname, 0o644); err != nil {
-		return nil, err
-	}
-	for _, e := range saveAll(ctx, dir, p.get, []metaFile{
-		{"interfaces/public/0/ipv4/address", "public_ipv4"},
-		{"interfaces/private/0/ipv4/address", "private_ipv4"},
-		{"region", "region"},
-		{"id", "id"},
-	}) {
-		slog.Info("DigitalOcean: metadata value not saved", "err", e)
-	}
-	if keys, err := p.get(ctx, "public-keys"); err != nil {
-		slog.Info("DigitalOcean: no ssh keys", "err", err)
-	} else if err := dir.WriteFile(config.AuthorizedKeysFile, keys, 0o600); err != nil {
-		slog.Warn("DigitalOcean: writing ssh keys", "err", err)
-	}
-	ud, err := p.get(ctx, "user-data")
-	if err != nil {
-		slog.Info("DigitalOcean: no user-data", "err", err)
-		return nil, nil
-	}
-	return ud, nil
+	return plainTextService{
+		name: "DigitalOcean",
+		get:  p.get,
+		values: []metaFile{
+			{"interfaces/public/0/ipv4/address", "public_ipv4"},
+			{"interfaces/private/0/ipv4/address", "private_ipv4"},
+			{"region", "region"},
+			{"id", "id"},
+		},
+		userData: func(ctx context.Context) ([]byte, error) { return p.get(ctx, "user-data") },
+	}.extract(ctx, dir)
 }

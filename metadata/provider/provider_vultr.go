@@ -2,8 +2,6 @@ package provider
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 
 	"github.com/mobykit/mobykit/metadata/config"
 )
@@ -35,31 +33,16 @@ func (p *Vultr) Probe(ctx context.Context) error {
 // Extract writes hostname, public_ipv4, private_ipv4, private_netmask, region_code,
 // instance_id and ssh/authorized_keys, and returns /latest/user-data.
 func (p *Vultr) Extract(ctx context.Context, dir *config.Dir) ([]byte, error) {
-	hostname, err := p.get(ctx, "hostname")
-	if err != nil {
-		return nil, fmt.Errorf("hostname: %w", err)
-	}
-	if err := dir.WriteFile(config.HostnameFile, hostname, 0o644); err != nil {
-		return nil, err
-	}
-	for _, e := range saveAll(ctx, dir, p.get, []metaFile{
-		{"interfaces/0/ipv4/address", "public_ipv4"},
-		{"interfaces/1/ipv4/address", "private_ipv4"},
-		{"interfaces/1/ipv4/netmask", "private_netmask"},
-		{"region/regioncode", "region_code"},
-		{"instanceid", "instance_id"},
-	}) {
-		slog.Info("Vultr: metadata value not saved", "err", e)
-	}
-	if keys, err := p.get(ctx, "public-keys"); err != nil {
-		slog.Info("Vultr: no ssh keys", "err", err)
-	} else if err := dir.WriteFile(config.AuthorizedKeysFile, keys, 0o600); err != nil {
-		slog.Warn("Vultr: writing ssh keys", "err", err)
-	}
-	ud, err := p.g.get(ctx, p.base+"/latest/user-data")
-	if err != nil {
-		slog.Info("Vultr: no user-data", "err", err)
-		return nil, nil
-	}
-	return ud, nil
+	return plainTextService{
+		name: "Vultr",
+		get:  p.get,
+		values: []metaFile{
+			{"interfaces/0/ipv4/address", "public_ipv4"},
+			{"interfaces/1/ipv4/address", "private_ipv4"},
+			{"interfaces/1/ipv4/netmask", "private_netmask"},
+			{"region/regioncode", "region_code"},
+			{"instanceid", "instance_id"},
+		},
+		userData: func(ctx context.Context) ([]byte, error) { return p.g.get(ctx, p.base+"/latest/user-data") },
+	}.extract(ctx, dir)
 }
