@@ -54,6 +54,21 @@ type Store struct {
 	Root string
 }
 
+// OpenPluginState lays out an instance plugin's state root, as both VM instance plugins keep it
+// (instances/<ID>/ per VM, disks/<logical ID>/ for persistent disks): it makes root absolute and
+// creates its instances folder, and returns the absolute root and the Store of instances.
+func OpenPluginState(root string) (string, Store, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return "", Store{}, err
+	}
+	st := Store{Root: filepath.Join(root, "instances")}
+	if err := os.MkdirAll(st.Root, 0o755); err != nil {
+		return "", Store{}, err
+	}
+	return root, st, nil
+}
+
 // Create makes a new, empty state folder for id. It fails if one exists already.
 func (s Store) Create(id string) (Dir, error) {
 	if err := CheckName(id); err != nil {

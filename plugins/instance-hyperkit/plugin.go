@@ -81,17 +81,14 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping state under root (instances/<ID>/, disks/<logical ID>/).
 // Running VMs already recorded there are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, err := filepath.Abs(root)
+	root, store, err := vm.OpenPluginState(root)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(root, "instances"), 0o755); err != nil {
 		return nil, fmt.Errorf("instance-hyperkit: state root: %w", err)
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	in := &vm.Instances{Store: vm.Store{Root: filepath.Join(root, "instances")}, Backend: &backend{root: root}, Prefix: "hyperkit-", Log: log}
+	in := &vm.Instances{Store: store, Backend: &backend{root: root}, Prefix: "hyperkit-", Log: log}
 	return &Plugin{Instances: in}, nil
 }
 

@@ -35,18 +35,15 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping its state under root: instances/<ID>/ per VM and
 // disks/<logical ID>/ for persistent disks. VMs already running under root are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, err := filepath.Abs(root)
+	root, store, err := vm.OpenPluginState(root)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(root, "instances"), 0o755); err != nil {
 		return nil, fmt.Errorf("instance-qemu: state root: %w", err)
 	}
 	if log == nil {
 		log = slog.Default()
 	}
 	b := &backend{root: root, log: log}
-	in := &vm.Instances{Store: vm.Store{Root: filepath.Join(root, "instances")}, Backend: b, Prefix: "qemu-", Log: log}
+	in := &vm.Instances{Store: store, Backend: b, Prefix: "qemu-", Log: log}
 	b.store = in.Store
 	p := &Plugin{Instances: in, root: root, imds: imds.New()}
 	b.plugin = p
