@@ -8,6 +8,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	gzip "github.com/klauspost/pgzip"
+	"github.com/pierrec/lz4/v4"
 )
 
 // Compression names a compressor for segments.
@@ -18,6 +19,10 @@ const (
 	Gzip Compression = "gzip"
 	// Zstd is faster to write and to boot; the kernel needs CONFIG_RD_ZSTD.
 	Zstd Compression = "zstd"
+	// Lz4 is the fastest for the kernel to unpack, a little larger than
+	// gzip; the kernel needs CONFIG_RD_LZ4. Segments are written in LZ4's
+	// legacy format, the only one the kernel reads for an initramfs.
+	Lz4 Compression = "lz4"
 	// None writes plain cpio.
 	None Compression = "none"
 )
@@ -27,10 +32,10 @@ func ParseCompression(s string) (Compression, error) {
 	switch Compression(s) {
 	case "", Gzip:
 		return Gzip, nil
-	case Zstd, None:
+	case Zstd, Lz4, None:
 		return Compression(s), nil
 	}
-	return "", fmt.Errorf("unknown compression %q (want gzip, zstd or none)", s)
+	return "", fmt.Errorf("unknown compression %q (want gzip, zstd, lz4 or none)", s)
 }
 
 // pgzip block size and count are fixed so the output never depends on the
@@ -58,19 +63,39 @@ func Compress(w io.Writer, c Compression) (io.WriteCloser, error) {
 		// size. One goroutine per stream: segments are compressed in parallel
 		// already, and concurrent blocks cost ~100 MB of buffers each.
 		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	case Lz4:
+		// The legacy format: magic, then chunks of a little-endian compressed
+		// size and one LZ4 block of at most 8 MiB of input, and no end mark,
+		// so concatenated segments are one valid stream (the kernel's unlz4
+		// reads to the end of the initramfs and skips a magic between
+		// chunks). High compression costs time once, when a segment is
+		// written and cached, and makes the image smaller to load; the
+		// kernel inflates LZ4 as fast whatever the level. One goroutine:
+		// segments are compressed in parallel already.
+		zw := lz4.NewWriter(w)
+		if err := zw.Apply(lz4.LegacyOption(true), lz4.CompressionLevelOption(lz4Level), lz4.ConcurrencyOption(1)); err != nil {
+			return nil, err
+		}
+		return zw, nil
 	case None:
 		return nopCloser{w}, nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", c)
 }
 
+// lz4Level is the LZ4 high-compression level of Lz4 segments.
+const lz4Level = lz4.Level9
+
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
+// lz4LegacyMagic starts an LZ4 legacy stream (0x184C2102, little-endian).
+var lz4LegacyMagic = []byte{0x02, 0x21, 0x4c, 0x18}
+
 // Decompress returns a reader of the uncompressed data of r, detecting
-// gzip, zstd or plain cpio by magic. Concatenated members of the same kind
-// are read as one stream.
+// gzip, zstd, lz4 (legacy format) or plain cpio by magic. Concatenated
+// members of the same kind are read as one stream.
 func Decompress(r io.Reader) (io.ReadCloser, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	magicb, _ := br.Peek(4)
@@ -87,6 +112,8 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 			return nil, err
 		}
 		return zr.IOReadCloser(), nil
+	case bytes.Equal(magicb, lz4LegacyMagic):
+		return io.NopCloser(lz4.NewReader(br)), nil
 	}
 	return io.NopCloser(br), nil
 }

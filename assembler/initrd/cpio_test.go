@@ -155,7 +155,7 @@ func TestWriterChecks(t *testing.T) {
 
 func TestCompression(t *testing.T) {
 	a := writeArchive(t, sample)
-	for _, c := range []Compression{Gzip, Zstd, None} {
+	for _, c := range []Compression{Gzip, Zstd, Lz4, None} {
 		t.Run(string(c), func(t *testing.T) {
 			var z1, z2 bytes.Buffer
 			for _, z := range []*bytes.Buffer{&z1, &z2} {
@@ -184,8 +184,25 @@ func TestCompression(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ParseCompression("lz4"); err == nil {
-		t.Fatal("lz4 accepted")
+}
+
+func TestParseCompression(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Compression
+	}{{"", Gzip}, {"gzip", Gzip}, {"zstd", Zstd}, {"lz4", Lz4}, {"none", None}} {
+		got, err := ParseCompression(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseCompression(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"xz", "lz4hc", "LZ4", "bzip2"} {
+		_, err := ParseCompression(in)
+		if err == nil {
+			t.Errorf("ParseCompression(%q) accepted", in)
+		} else if !strings.Contains(err.Error(), "gzip, zstd, lz4 or none") {
+			t.Errorf("ParseCompression(%q): %v does not list the choices", in, err)
+		}
 	}
 }
 
