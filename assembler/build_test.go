@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -236,6 +238,25 @@ func TestBuildReproducible(t *testing.T) {
 	ents, _ = readInitrd(t, filepath.Join(f.dir, "z1", "test-initrd.img"))
 	if ents["etc/motd"].h.MTime != epoch {
 		t.Errorf("mtime %d, want %d", ents["etc/motd"].h.MTime, epoch)
+	}
+	// lz4 too: the segments' legacy streams, concatenated with nothing
+	// between them, are one stream that reads back whole.
+	l1 := f.build(t, "l1", func(o *Options) { o.Compression = initrd.Lz4 })
+	l2 := f.build(t, "l2", func(o *Options) { o.Compression = initrd.Lz4 })
+	if l2.Reused != l2.Segments || l1.Reused != 0 {
+		t.Errorf("lz4 builds reused %d/%d then %d/%d", l1.Reused, l1.Segments, l2.Reused, l2.Segments)
+	}
+	lz := mustRead(t, filepath.Join(f.dir, "l1", "test-initrd.img"))
+	if !bytes.Equal(lz, mustRead(t, filepath.Join(f.dir, "l2", "test-initrd.img"))) {
+		t.Error("lz4 builds differ")
+	}
+	if !bytes.HasPrefix(lz, []byte{0x02, 0x21, 0x4c, 0x18}) {
+		t.Errorf("lz4 initramfs starts with %x, not the legacy magic", lz[:4])
+	}
+	lents, lorder := readInitrd(t, filepath.Join(f.dir, "l1", "test-initrd.img"))
+	gents, gorder := readInitrd(t, filepath.Join(f.dir, "inc", "test-initrd.img"))
+	if !slices.Equal(lorder, gorder) || !maps.EqualFunc(lents, gents, func(a, b cpioEntry) bool { return a == b }) {
+		t.Error("the lz4 initramfs holds other entries than the gzip one")
 	}
 }
 

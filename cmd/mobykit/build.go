@@ -82,7 +82,7 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (loopback always is)")
 	f.BoolVar(&o.Pull, "pull", false, "ask registries again even for cached images")
 	f.StringSliceVar(&o.Archives, "image-archive", nil, "docker save or OCI tarball to load into the cache first")
-	f.StringVar(&compress, "compress", "gzip", "initramfs compression: gzip, zstd or none")
+	f.StringVar(&compress, "compress", "gzip", "initramfs compression: gzip, zstd, lz4 (fastest to boot, needs CONFIG_RD_LZ4) or none")
 	f.BoolVar(&dryRun, "dry-run", false, "print the merged, defaulted spec and exit")
 	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
 	addCommand(c)
