@@ -47,14 +47,14 @@ func BenchmarkBootBaseline(b *testing.B) {
 
 // BenchmarkBootHello builds examples/hello.yml and reports the time from QEMU's start to the
 // first service running (init prints "service NAME started" once runc has started it) and to
-// every service of hello.yml running, and the initramfs size, for gzip (the default), zstd and
-// no compression (the kernel then copies instead of inflating: the figure shows what the
+// every service of hello.yml running, and the initramfs size, for gzip (the default), zstd, lz4
+// and no compression (the kernel then copies instead of inflating: the figure shows what the
 // decompression costs under emulation).
 func BenchmarkBootHello(b *testing.B) {
 	testenv.RequireQEMU(b)
 	cacheDir := buildImages(b)
 	services := []string{"flaky", "getty", "hello"} // hello.yml's services
-	for _, comp := range []initrd.Compression{initrd.Gzip, initrd.Zstd, initrd.None} {
+	for _, comp := range []initrd.Compression{initrd.Gzip, initrd.Zstd, initrd.Lz4, initrd.None} {
 		b.Run(string(comp), func(b *testing.B) {
 			out := b.TempDir()
 			res, err := assembler.BuildFiles(context.Background(), []string{"hello.yml"}, assembler.Options{
