@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,13 +62,14 @@ func Main(args []string) {
 			reaper.Run([]string{runc, "--version"}, nil, devnull, devnull, devnull)
 		}()
 	}
-	start := time.Now()
+	start, idle0 := time.Now(), idleTime()
 	n, err := LoadModules("/")
 	if err != nil {
 		con.Printf("modules: %v", err)
 	}
 	if n > 0 {
-		con.Printf("loaded %d kernel modules in %s", n, time.Since(start).Round(time.Millisecond))
+		took := time.Since(start)
+		con.Printf("loaded %d kernel modules in %s (CPU idle %s of it)", n, took.Round(time.Millisecond), (idleTime() - idle0).Round(time.Millisecond))
 	}
 	setHostname(con) // after the modules: the fallback name uses the first NIC's address
 	requests := ShutdownRequests(con)
@@ -217,4 +219,22 @@ func isKernelThread(stat string) bool {
 	}
 	f := strings.Fields(stat[i+1:])
 	return len(f) > 1 && (f[1] == "2" || f[1] == "0")
+}
+
+// idleTime is the time the CPUs have spent idle since boot (the second field of
+// /proc/uptime, summed over CPUs), 0 if unknown.
+func idleTime() time.Duration {
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0
+	}
+	s, err := strconv.ParseFloat(f[1], 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(s * float64(time.Second))
 }
