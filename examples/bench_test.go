@@ -22,6 +22,9 @@ func bootTime(b *testing.B, prefix string, re *regexp.Regexp) time.Duration {
 	if err != nil {
 		b.Fatalf("%v\nconsole:\n%s", err, v.con)
 	}
+	if testing.Verbose() {
+		b.Logf("console:\n%s", v.con)
+	}
 	v.cancel()
 	<-v.exited
 	return at
@@ -73,6 +76,9 @@ func BenchmarkBootHello(b *testing.B) {
 					if err != nil {
 						b.Fatalf("%v\nconsole:\n%s", err, v.con)
 					}
+				}
+				if testing.Verbose() {
+					b.Logf("console:\n%s", v.con)
 				}
 				v.cancel()
 				<-v.exited
