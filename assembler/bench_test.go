@@ -35,7 +35,7 @@ func BenchmarkBuild(b *testing.B) {
 	}
 	dir := b.TempDir()
 	specFile := writeSpec(b, dir, "b.yml", spec.String()+"files:\n  - path: etc/motd\n    contents: \"0\"\n")
-	for _, comp := range []initrd.Compression{initrd.Gzip, initrd.Zstd} {
+	for _, comp := range []initrd.Compression{initrd.Gzip, initrd.Zstd, initrd.Lz4} {
 		run := func(b *testing.B, cache string, before func(i int)) {
 			var size int64
 			for i := 0; i < b.N; i++ {

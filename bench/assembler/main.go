@@ -14,7 +14,7 @@
 //	incremental  one file of the spec's files: changed
 //	service      one service image changed (a new tag with one new layer)
 //
-// each with gzip and zstd.
+// each with gzip, zstd and lz4.
 package main
 
 import (
@@ -116,7 +116,7 @@ func main() {
 	write := func(p, s string) { check(os.WriteFile(p, []byte(s), 0o644)) }
 	specA := filepath.Join(work, "bench.yml")
 	fmt.Printf("%-22s %8s %8s %9s %10s %10s %9s\n", "scenario", "seconds", "cpu s", "MB/s", "initrd MB", "cpio MB", "RSS MB")
-	for _, comp := range []string{"gzip", "zstd"} {
+	for _, comp := range []string{"gzip", "zstd", "lz4"} {
 		cache := filepath.Join(work, "cache-"+comp)
 		out := filepath.Join(work, "out-"+comp)
 		run := func(label string) {
