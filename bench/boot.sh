@@ -1,7 +1,7 @@
 #!/bin/sh
 # Boot benchmark of the system images (issue 3): time from QEMU's start to the first service
-# running and to every service running for examples/hello.yml (gzip, zstd and uncompressed
-# initramfs), next to a bare busybox /init printing a line on the same kernel and QEMU settings
+# running and to every service running for examples/hello.yml (gzip, zstd, lz4 and
+# uncompressed initramfs), next to a bare busybox /init printing a line on the same kernel and QEMU settings
 # (TCG, 1 vCPU, 1 GiB), and the initramfs size.
 # Target: s-to-first-service within 1.2x the baseline's s-to-line; hello.yml initramfs < 15 MB.
 #
