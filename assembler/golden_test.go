@@ -1,15 +1,13 @@
 package assembler
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite testdata golden files")
+	"github.com/mobykit/mobykit/internal/golden"
+)
 
 // TestLayoutGolden records the whole initramfs listing of the fixture
 // (path, mode, owner, size or link target), in archive order. Any change to
@@ -33,20 +31,5 @@ func TestLayoutGolden(t *testing.T) {
 		fmt.Fprintf(&b, "%07o %d:%d %s %s\n", e.h.Mode, e.h.UID, e.h.GID, n, what)
 	}
 	got := strings.ReplaceAll(b.String(), host, "REGISTRY")
-	golden := filepath.Join("testdata", "layout.golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("layout differs from %s (rerun with -update if intended):\n%s", golden, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "layout.golden"), []byte(got))
 }

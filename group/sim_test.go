@@ -3,12 +3,10 @@ package group
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,10 +17,9 @@ import (
 	"github.com/mobykit/mobykit/group/fake"
 	"github.com/mobykit/mobykit/group/store"
 	"github.com/mobykit/mobykit/group/types"
+	"github.com/mobykit/mobykit/internal/golden"
 	"github.com/mobykit/mobykit/spi"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 const poll = 10 * time.Second
 
@@ -394,23 +391,7 @@ func TestRolloutSimulations(t *testing.T) {
 					t.Fatalf("seed %d gives a different transcript than seed 1:\n%s\n--- seed 1:\n%s", seed, got, first)
 				}
 			}
-			golden := filepath.Join("testdata", "rollout", sc.name+".golden")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(golden, []byte(first), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if string(want) != first {
-				t.Errorf("transcript differs from %s (run with -update if intended):\n%s", golden, first)
-			}
+			golden.Check(t, filepath.Join("testdata", "rollout", sc.name+".golden"), []byte(first))
 		})
 	}
 }

@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path"
@@ -16,9 +15,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/mobykit/mobykit/assembler/spec"
+	"github.com/mobykit/mobykit/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 type built struct {
 	img *spec.Image
@@ -79,23 +77,7 @@ func TestGenerateGolden(t *testing.T) {
 				name string
 				data []byte
 			}{{"config.json", bb.b.Config}, {"runtime.json", bb.b.Runtime}} {
-				golden := filepath.Join("testdata", "golden", filepath.FromSlash(p), f.name)
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, f.data, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("%v (run with -update to create)", err)
-				}
-				if string(want) != string(f.data) {
-					t.Errorf("%s differs (run with -update if intended):\n--- got\n%s\n--- want\n%s", golden, f.data, want)
-				}
+				golden.Check(t, filepath.Join("testdata", "golden", filepath.FromSlash(p), f.name), f.data)
 			}
 		})
 	}

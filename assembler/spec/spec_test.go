@@ -2,15 +2,14 @@ package spec
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/mobykit/mobykit/internal/golden"
+)
 
 func TestParseGoodSpecs(t *testing.T) {
 	for _, name := range []string{"linuxkit.yml", "full.yml", "extra.yml"} {
@@ -31,8 +30,7 @@ func TestParseGoodSpecs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", strings.TrimSuffix(name, ".yml")+".dry-run.golden")
-			checkGolden(t, golden, out)
+			golden.Check(t, filepath.Join("testdata", strings.TrimSuffix(name, ".yml")+".dry-run.golden"), out)
 
 			// The dry-run output is itself a spec with the same meaning.
 			again, err := Parse("dry-run", out)
@@ -47,23 +45,6 @@ func TestParseGoodSpecs(t *testing.T) {
 				t.Errorf("dry-run output is not stable:\n%s\n---\n%s", out, out2)
 			}
 		})
-	}
-}
-
-func checkGolden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs (run with -update if intended):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
 
@@ -288,7 +269,7 @@ func TestMerge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "testdata/merged.dry-run.golden", out)
+	golden.Check(t, "testdata/merged.dry-run.golden", out)
 }
 
 func TestMergeDoesNotModifyInputs(t *testing.T) {

@@ -3,7 +3,6 @@ package iso
 import (
 	"bytes"
 	"crypto/sha256"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,9 +14,8 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/kdomanski/iso9660"
+	"github.com/mobykit/mobykit/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.sha256 golden digests")
 
 func writeTemp(t *testing.T, files []File, opts Options) string {
 	t.Helper()
@@ -169,20 +167,7 @@ func TestReproducible(t *testing.T) {
 		t.Fatal("two writes of the same input differ")
 	}
 	sum := fmt.Sprintf("%x\n", sha256.Sum256(a.Bytes()))
-	golden := filepath.Join("testdata", "metadata.iso.sha256")
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(golden, []byte(sum), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create)", err)
-	}
-	if string(want) != sum {
-		t.Errorf("digest %s, golden %s (format changed? rerun with -update if intended)", sum, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "metadata.iso.sha256"), []byte(sum))
 }
 
 func TestWriteRejects(t *testing.T) {

@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/mobykit/mobykit/internal/golden"
 	"github.com/mobykit/mobykit/spi"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
 
 type rolloutGroup struct{ scriptedGroup }
 
@@ -38,22 +35,7 @@ func TestInfoGolden(t *testing.T) {
 	if err := json.Indent(&got, w.Body.Bytes(), "", "  "); err != nil {
 		t.Fatalf("info document is not JSON: %v", err)
 	}
-	golden := filepath.Join("testdata", "info.group-rollout.json")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got.String() != string(want) {
-		t.Errorf("info document changed (run with -update if intended); got\n%s", got.String())
-	}
+	golden.Check(t, filepath.Join("testdata", "info.group-rollout.json"), got.Bytes())
 	// The rollout methods answer over JSON-RPC too.
 	r := post(t, h, []byte(`{"jsonrpc":"2.0","method":"Group.UpdateStatus","params":{"Name":"group","ID":"workers"},"id":3}`))
 	wantBody := `{"jsonrpc":"2.0","result":{"Name":"group","ID":"workers","Status":{"Phase":"idle","TargetHash":"","PreviousHash":"","Desired":0,"Updated":0,"Healthy":0,"Outdated":0,"Message":""}},"id":3}` + "\n"

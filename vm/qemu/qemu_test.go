@@ -1,14 +1,12 @@
 package qemu
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/mobykit/mobykit/internal/golden"
+)
 
 func TestArgsGolden(t *testing.T) {
 	for _, tc := range []struct {
@@ -37,19 +35,7 @@ func TestArgsGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := strings.Join(a, "\n") + "\n"
-			golden := filepath.Join("testdata", tc.name+".args")
-			if *update {
-				os.MkdirAll("testdata", 0o755)
-				os.WriteFile(golden, []byte(got), 0o644)
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update)", err)
-			}
-			if got != string(want) {
-				t.Fatalf("args differ from %s:\n%s", golden, got)
-			}
+			golden.Check(t, filepath.Join("testdata", tc.name+".args"), []byte(strings.Join(a, "\n")+"\n"))
 		})
 	}
 }
