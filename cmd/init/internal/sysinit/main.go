@@ -175,12 +175,18 @@ func setHostname(con *Console) {
 	}
 }
 
-func uptime() string {
+// procUptime returns the fields of /proc/uptime: seconds since boot and seconds the CPUs have
+// spent idle (summed over CPUs), as the kernel writes them; nil if unreadable.
+func procUptime() []string {
 	data, err := os.ReadFile("/proc/uptime")
 	if err != nil {
-		return "?"
+		return nil
 	}
-	f := strings.Fields(string(data))
+	return strings.Fields(string(data))
+}
+
+func uptime() string {
+	f := procUptime()
 	if len(f) == 0 {
 		return "?"
 	}
@@ -224,11 +230,7 @@ func isKernelThread(stat string) bool {
 // idleTime is the time the CPUs have spent idle since boot (the second field of
 // /proc/uptime, summed over CPUs), 0 if unknown.
 func idleTime() time.Duration {
-	data, err := os.ReadFile("/proc/uptime")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data))
+	f := procUptime()
 	if len(f) < 2 {
 		return 0
 	}
