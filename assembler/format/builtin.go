@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mobykit/mobykit/assembler/initrd"
@@ -58,27 +59,8 @@ func (tarKernelInitrd) Write(_ context.Context, in *Input) ([]string, error) {
 	err := WriteFile(p, 0o644, func(w io.Writer) error {
 		tw := tar.NewWriter(w)
 		mt := time.Unix(in.MTime, 0)
-		add := func(name string, size int64, r io.Reader) error {
-			if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: mt, Format: tar.FormatPAX}); err != nil {
-				return err
-			}
-			_, err := io.Copy(tw, r)
-			return err
-		}
-		addFile := func(name, path string) error {
-			f, err := os.Open(path)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			return add(name, st.Size(), f)
-		}
 		if in.Kernel != "" {
-			if err := addFile("kernel", in.Kernel); err != nil {
+			if err := tarAddFile(tw, "kernel", in.Kernel, mt); err != nil {
 				return err
 			}
 		}
@@ -97,16 +79,16 @@ func (tarKernelInitrd) Write(_ context.Context, in *Input) ([]string, error) {
 			size += st.Size()
 			readers = append(readers, f)
 		}
-		if err := add("initrd.img", size, io.MultiReader(readers...)); err != nil {
+		if err := tarAdd(tw, "initrd.img", size, io.MultiReader(readers...), mt); err != nil {
 			return err
 		}
 		if in.Cmdline != "" {
-			if err := add("cmdline", int64(len(in.Cmdline)), stringsReader(in.Cmdline)); err != nil {
+			if err := tarAdd(tw, "cmdline", int64(len(in.Cmdline)), strings.NewReader(in.Cmdline), mt); err != nil {
 				return err
 			}
 		}
 		if in.UCode != "" {
-			if err := addFile("ucode.cpio", in.UCode); err != nil {
+			if err := tarAddFile(tw, "ucode.cpio", in.UCode, mt); err != nil {
 				return err
 			}
 		}
@@ -136,10 +118,7 @@ func (tarFormat) Write(_ context.Context, in *Input) ([]string, error) {
 			}
 		}
 		if in.Kernel != "" {
-			if err := tw.WriteHeader(&tar.Header{Name: "boot/cmdline", Mode: 0o644, Size: int64(len(in.Cmdline)), ModTime: mt, Format: tar.FormatPAX}); err != nil {
-				return err
-			}
-			if _, err := io.WriteString(tw, in.Cmdline); err != nil {
+			if err := tarAdd(tw, "boot/cmdline", int64(len(in.Cmdline)), strings.NewReader(in.Cmdline), mt); err != nil {
 				return err
 			}
 			if err := tarAddFile(tw, "boot/kernel", in.Kernel, mt); err != nil {
@@ -174,10 +153,15 @@ func tarAddFile(tw *tar.Writer, name, path string, mt time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: st.Size(), ModTime: mt, Format: tar.FormatPAX}); err != nil {
+	return tarAdd(tw, name, st.Size(), f, mt)
+}
+
+// tarAdd writes a regular file entry of size bytes read from r.
+func tarAdd(tw *tar.Writer, name string, size int64, r io.Reader, mt time.Time) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: mt, Format: tar.FormatPAX}); err != nil {
 		return err
 	}
-	_, err = io.Copy(tw, f)
+	_, err := io.Copy(tw, r)
 	return err
 }
 
@@ -244,19 +228,3 @@ func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
 		}
 	}
 }
-
-type strReader struct {
-	s string
-	i int
-}
-
-func (r *strReader) Read(p []byte) (int, error) {
-	if r.i >= len(r.s) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.s[r.i:])
-	r.i += n
-	return n, nil
-}
-
-func stringsReader(s string) io.Reader { return &strReader{s: s} }
