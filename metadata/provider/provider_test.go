@@ -86,6 +86,18 @@ func openDir(t *testing.T) (*config.Dir, string) {
 	return d, root
 }
 
+// runSet runs the providers of set into a fresh config folder, fails t unless the provider
+// named want answered, and returns the folder.
+func runSet(t *testing.T, set Set, want string) string {
+	t.Helper()
+	dir, root := openDir(t)
+	res, err := Run(context.Background(), set, dir, Options{})
+	if err != nil || res.Provider != want {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	return root
+}
+
 func checkFiles(t *testing.T, root string, want map[string]string) {
 	t.Helper()
 	for rel, content := range want {
@@ -198,11 +210,7 @@ func TestAWS(t *testing.T) {
 		mux.Handle("/", &cloud{values: ec2Values(), check: check})
 		s := httptest.NewServer(mux)
 		defer s.Close()
-		dir, root := openDir(t)
-		res, err := Run(context.Background(), Set{Network: []Provider{NewAWS(testConfig(s.URL))}}, dir, Options{})
-		if err != nil || res.Provider != "AWS" {
-			t.Fatalf("Run = %+v, %v", res, err)
-		}
+		root := runSet(t, Set{Network: []Provider{NewAWS(testConfig(s.URL))}}, "AWS")
 		checkFiles(t, root, ec2Want)
 		checkFiles(t, root, map[string]string{"app/role": "leader", "provider": "AWS"})
 		if tokens.Load() < 2 {
@@ -310,11 +318,7 @@ func TestHetzner(t *testing.T) {
 		"/latest/user-data":             "hello",
 	}}
 	p := NewHetzner(testConfig(serve(t, c)))
-	dir, root := openDir(t)
-	res, err := Run(context.Background(), Set{Network: []Provider{p}}, dir, Options{})
-	if err != nil || res.Provider != "Hetzner" {
-		t.Fatalf("Run = %+v, %v", res, err)
-	}
+	root := runSet(t, Set{Network: []Provider{p}}, "Hetzner")
 	checkFiles(t, root, map[string]string{
 		"hostname": "hetzner-1", "public_ipv4": "198.51.100.7", "local_ipv4": "10.1.0.2", "instance_id": "4711",
 		"ssh/authorized_keys": "ssh-ed25519 AAAA one\nssh-rsa BBBB two\n", "userdata": "hello",
@@ -333,11 +337,7 @@ func TestDigitalOcean(t *testing.T) {
 		"/metadata/v1/user-data":                         "do-userdata",
 	}}
 	p := NewDigitalOcean(testConfig(serve(t, c)))
-	dir, root := openDir(t)
-	res, err := Run(context.Background(), Set{Network: []Provider{p}}, dir, Options{})
-	if err != nil || res.Provider != "DigitalOcean" {
-		t.Fatalf("Run = %+v, %v", res, err)
-	}
+	root := runSet(t, Set{Network: []Provider{p}}, "DigitalOcean")
 	checkFiles(t, root, map[string]string{
 		"hostname": "droplet-1", "public_ipv4": "192.0.2.10", "private_ipv4": "10.130.0.2", "region": "ams3",
 		"id": "2756294", "ssh/authorized_keys": "ssh-rsa DO key", "userdata": "do-userdata",
@@ -357,11 +357,7 @@ func TestVultr(t *testing.T) {
 		"/latest/user-data":             "vultr-userdata",
 	}}
 	p := NewVultr(testConfig(serve(t, c)))
-	dir, root := openDir(t)
-	res, err := Run(context.Background(), Set{Network: []Provider{p}}, dir, Options{})
-	if err != nil || res.Provider != "Vultr" {
-		t.Fatalf("Run = %+v, %v", res, err)
-	}
+	root := runSet(t, Set{Network: []Provider{p}}, "Vultr")
 	checkFiles(t, root, map[string]string{
 		"hostname": "vultr-guest", "public_ipv4": "192.0.2.2", "private_ipv4": "10.99.0.10", "private_netmask": "255.255.0.0",
 		"region_code": "EWR", "instance_id": "a747bfz6385e", "ssh/authorized_keys": "ssh-rsa VULTR", "userdata": "vultr-userdata",
@@ -390,11 +386,7 @@ func TestScaleway(t *testing.T) {
 		},
 	}
 	p := NewScaleway(testConfig(serve(t, c)))
-	dir, root := openDir(t)
-	res, err := Run(context.Background(), Set{Network: []Provider{p}}, dir, Options{})
-	if err != nil || res.Provider != "Scaleway" {
-		t.Fatalf("Run = %+v, %v", res, err)
-	}
+	root := runSet(t, Set{Network: []Provider{p}}, "Scaleway")
 	want := map[string]string{
 		"hostname": "scw-node", "instance_id": "11111111-2222", "instance_location": "fr-par-1", "public_ip": "51.15.0.1",
 		"private_ip": "10.64.0.3", "ssh/authorized_keys": "ssh-ed25519 AAAA first\nssh-rsa BBBB second\n",
@@ -422,11 +414,7 @@ func TestEquinixMetal(t *testing.T) {
 			}}
 			cfg := testConfig(serve(t, c))
 			for _, p := range []*EquinixMetal{NewPacket(cfg), NewEquinixMetal(cfg)} {
-				dir, root := openDir(t)
-				res, err := Run(context.Background(), Set{Network: []Provider{p}}, dir, Options{})
-				if err != nil || res.Provider != p.String() {
-					t.Fatalf("Run = %+v, %v", res, err)
-				}
+				root := runSet(t, Set{Network: []Provider{p}}, p.String())
 				checkFiles(t, root, map[string]string{"hostname": "metal-1", "instance_id": "dev-1", "ssh/authorized_keys": "ssh-rsa K1\nssh-rsa K2"})
 				if _, err := os.Stat(filepath.Join(root, "userdata")); (err == nil) != tc.wantUserdata {
 					t.Errorf("userdata present = %v, want %v", err == nil, tc.wantUserdata)
@@ -443,11 +431,7 @@ func TestFileProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, root := openDir(t)
-	res, err := Run(context.Background(), set, dir, Options{})
-	if err != nil || res.Provider != p {
-		t.Fatalf("Run = %+v, %v", res, err)
-	}
+	root := runSet(t, set, p)
 	checkFiles(t, root, map[string]string{"f": "x", "provider": p})
 }
 
