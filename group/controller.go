@@ -230,7 +230,7 @@ func (gs *groupState) poke() {
 
 // notWatched is InfraKit's error for an unknown group.
 func notWatched(id spi.GroupID) error {
-	//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
+	//lint:ignore ST1005 InfraKit's exact text (docs/infrakit/PROTOCOL.md §8)
 	return fmt.Errorf("Group '%s' is not being watched", id)
 }
 
@@ -247,12 +247,12 @@ func (c *Controller) get(id spi.GroupID) (*groupState, error) {
 func (c *Controller) resolve(props types.Properties) (spi.Instance, spi.Flavor, error) {
 	flavor, err := c.plugins.Flavor(props.Flavor.Plugin)
 	if err != nil {
-		//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
+		//lint:ignore ST1005 InfraKit's exact text (docs/infrakit/PROTOCOL.md §8)
 		return nil, nil, fmt.Errorf("Failed to find Flavor plugin '%s':%w", props.Flavor.Plugin, err)
 	}
 	instance, err := c.plugins.Instance(props.Instance.Plugin)
 	if err != nil {
-		//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
+		//lint:ignore ST1005 InfraKit's exact text (docs/infrakit/PROTOCOL.md §8)
 		return nil, nil, fmt.Errorf("Failed to find Instance plugin '%s':%w", props.Instance.Plugin, err)
 	}
 	return instance, flavor, nil
@@ -291,7 +291,7 @@ func logicalID(d spi.Description) spi.LogicalID {
 }
 
 // CommitGroup validates spec and, unless pretend, makes it the group's target. The returned
-// text is InfraKit's description of the plan (PROTOCOL.md §10).
+// text is InfraKit's description of the plan (docs/infrakit/PROTOCOL.md §10).
 func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, pretend bool) (string, error) {
 	if spec.ID == "" {
 		return "", types.ErrBlankID
@@ -353,7 +353,7 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 	old := gs.props
 	if old.IsQuorum() || props.IsQuorum() {
 		if !sameIDs(old.Allocation.LogicalIDs, props.Allocation.LogicalIDs) {
-			//lint:ignore ST1005 InfraKit's exact text (PROTOCOL.md §8)
+			//lint:ignore ST1005 InfraKit's exact text (docs/infrakit/PROTOCOL.md §8)
 			return "", errors.New("Logical ID changes to a quorum is not currently supported")
 		}
 	}
@@ -422,7 +422,7 @@ func sameIDs(a, b []spi.LogicalID) bool {
 	return true
 }
 
-// Details is InfraKit's plan description for a commit to a known group (PROTOCOL.md §10):
+// Details is InfraKit's plan description for a commit to a known group (docs/infrakit/PROTOCOL.md §10):
 // the size change against the stored spec, and the number of members at another hash.
 func Details(quorum bool, oldSize, newSize, outdated int) string {
 	roll := func(r int) string { return fmt.Sprintf("rolling update on %d instances", r) }

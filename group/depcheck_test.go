@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// The arrows go one way (DESIGN.md): the group controller depends on spi and its own
+// The arrows go one way (docs/design.md): the group controller depends on spi and its own
 // sub-packages only, never on cmd, the plugins, the assembler, the VM machinery or the
 // launcher (which imports it through cmd, not the other way round).
 func TestDependencies(t *testing.T) {

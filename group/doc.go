@@ -11,6 +11,6 @@
 // controller started again resumes each group, and a rollout, where it stopped.
 //
 // Behaviour that InfraKit clients see (Details texts, error messages, tags, the config hash,
-// Index.Sequence) follows PROTOCOL.md §8-§12; where mobykit goes further (surge, health
+// Index.Sequence) follows docs/infrakit/PROTOCOL.md §8-§12; where mobykit goes further (surge, health
 // deadlines, pause/rollback, resume after restart) docs/group.md says so.
 package group

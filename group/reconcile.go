@@ -318,7 +318,7 @@ func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.De
 }
 
 // create prepares and provisions one member at the group's current spec. Index.Sequence is the
-// target size, as InfraKit sends it (PROTOCOL.md §10).
+// target size, as InfraKit sends it (docs/infrakit/PROTOCOL.md §10).
 func (c *Controller) create(ctx context.Context, gs *groupState, lid spi.LogicalID) (spi.ID, error) {
 	id := gs.rec.ID
 	spec := spi.Spec{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mobykit/mobykit/group/fake"
 	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/internal/infrakitvectors"
 	"github.com/mobykit/mobykit/spi"
 )
 
@@ -29,7 +30,7 @@ type sequence struct {
 
 func loadSequence(t *testing.T, name string) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "infrakit", name+".json"))
+	b, err := os.ReadFile(filepath.Join(infrakitvectors.Dir(t), name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func newRecorded(t *testing.T) (*Controller, *fake.Cloud) {
 }
 
 func commitParams(t *testing.T, seq string) spi.GroupSpec {
-	b, _ := os.ReadFile(filepath.Join("testdata", "infrakit", seq+".json"))
+	b, _ := os.ReadFile(filepath.Join(infrakitvectors.Dir(t), seq+".json"))
 	var s struct {
 		Exchanges []struct {
 			Method  string

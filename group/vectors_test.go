@@ -12,12 +12,12 @@ import (
 
 	"github.com/mobykit/mobykit/group/fake"
 	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/internal/infrakitvectors"
 	"github.com/mobykit/mobykit/spi"
 )
 
-// The group.* and error.group.* vectors of ../shared/infrakit/vectors (copied to
-// testdata/infrakit) are replayed against the controller with fake plugins, in the order the
-// live session that produced them ran, so that every Details text, size, error message,
+// The group.* and error.group.* vectors of docs/infrakit/vectors are replayed against the
+// controller with fake plugins, in the order the live session that produced them ran, so that every Details text, size, error message,
 // description and InspectGroups document is checked.
 
 type vector struct {
@@ -42,7 +42,7 @@ type params struct {
 
 func loadVector(t *testing.T, name string) vector {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "infrakit", name+".json"))
+	b, err := os.ReadFile(filepath.Join(infrakitvectors.Dir(t), name+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -21,9 +20,10 @@ func TestStandaloneBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a binary")
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		t.Skipf("go tool not found at %s: %v", gobin, err)
+	// go test puts its own GOROOT/bin first on PATH.
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go tool not on PATH under go test: %v", err)
 	}
 	dir := testDir(t)
 	bin := filepath.Join(filepath.Dir(dir), "plugin-flavor-vanilla")

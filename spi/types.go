@@ -60,7 +60,7 @@ type Allocation struct {
 }
 
 // Index is sent to Flavor.Prepare. Sequence is the supervisor's target size, not a per-instance
-// counter (PROTOCOL.md §10).
+// counter (docs/infrakit/PROTOCOL.md §10).
 type Index struct {
 	Group    GroupID
 	Sequence uint
@@ -86,7 +86,7 @@ func (h Health) String() string {
 	}
 }
 
-// GroupSpec is a group's ID and its opaque properties (the schema of PROTOCOL.md §11).
+// GroupSpec is a group's ID and its opaque properties (the schema of docs/infrakit/PROTOCOL.md §11).
 type GroupSpec struct {
 	ID         GroupID
 	Properties Any
@@ -99,7 +99,7 @@ type GroupDescription struct {
 	Converged bool
 }
 
-// Tags the group controller puts on every member (PROTOCOL.md §9).
+// Tags the group controller puts on every member (docs/infrakit/PROTOCOL.md §9).
 const (
 	GroupTag      = "infrakit.group"
 	ConfigHashTag = "infrakit.config.hash"

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// InstanceHash is the config hash of PROTOCOL.md §12 (InfraKit's Spec.InstanceHash): SHA-1 over
+// InstanceHash is the config hash of docs/infrakit/PROTOCOL.md §12 (InfraKit's Spec.InstanceHash): SHA-1 over
 // the Instance and then the Flavor {Plugin, Properties} objects, each round-tripped through a
 // generic map (numbers become float64) and written with json.MarshalIndent(v, "  ", "  "),
 // concatenated with nothing between them; then lower-case base32 without padding (32

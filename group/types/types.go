@@ -12,7 +12,7 @@ import (
 	"github.com/mobykit/mobykit/spi"
 )
 
-// Properties is the schema of GroupSpec.Properties (PROTOCOL.md §11). Keys are matched
+// Properties is the schema of GroupSpec.Properties (docs/infrakit/PROTOCOL.md §11). Keys are matched
 // case-insensitively when decoding and unknown keys are ignored, as Go's encoding/json does in
 // InfraKit. Encoding it again (InspectGroups) writes every InfraKit field with its zero value, in
 // InfraKit's order: Instance, Flavor, Allocation, Updating.
@@ -192,7 +192,7 @@ func Parse(raw spi.Any) (Properties, error) {
 	return p, nil
 }
 
-// Errors with InfraKit's exact texts (PROTOCOL.md §8); they reach users as JSON-RPC messages.
+// Errors with InfraKit's exact texts (docs/infrakit/PROTOCOL.md §8); they reach users as JSON-RPC messages.
 var (
 	//lint:ignore ST1005 InfraKit's exact text
 	ErrBlankID = errors.New("Group ID must not be blank")

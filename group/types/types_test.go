@@ -8,14 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mobykit/mobykit/internal/infrakitvectors"
 	"github.com/mobykit/mobykit/spi"
 )
 
-// The vectors are copied from ../shared/infrakit/vectors into group/testdata/infrakit.
-const vectors = "../testdata/infrakit"
-
 func TestInstanceHashVectors(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(vectors, "config-hash.json"))
+	b, err := os.ReadFile(filepath.Join(infrakitvectors.Dir(t), "config-hash.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +151,7 @@ func TestStrategy(t *testing.T) {
 
 // InspectGroups re-serialises the parsed schema with zero values (vector group.inspect-groups).
 func TestInspectSerialisation(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(vectors, "group.inspect-groups.json"))
+	b, err := os.ReadFile(filepath.Join(infrakitvectors.Dir(t), "group.inspect-groups.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,13 +13,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mobykit/mobykit/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/spi/rpc"
 )

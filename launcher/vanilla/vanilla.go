@@ -1,4 +1,4 @@
-// Package vanilla is InfraKit's vanilla flavor (PROTOCOL.md §7): it merges its Tags into the
+// Package vanilla is InfraKit's vanilla flavor (docs/infrakit/PROTOCOL.md §7): it merges its Tags into the
 // instance spec, joins its Init lines (after any Init already there) with "\n", appends its
 // Attachments, reports every instance Healthy and drains nothing. It is the simplest flavor
 // a group can use, and a test partner for the group controller.
@@ -52,6 +52,7 @@ func (Flavor) Validate(_ context.Context, props spi.Any, _ spi.Allocation) error
 		return err
 	}
 	if len(p.Init) > 0 && p.InitScriptTemplateURL != "" {
+		//lint:ignore ST1005 InfraKit's exact text, fixed by vectors/error.flavor.validate.json
 		return fmt.Errorf(`Either "Init" or "InitScriptTemplateURL" can be specified but not both`)
 	}
 	if p.InitScriptTemplateURL != "" {

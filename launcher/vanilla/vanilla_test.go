@@ -8,31 +8,18 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/mobykit/mobykit/internal/infrakitvectors"
 	"github.com/mobykit/mobykit/spi"
 )
 
 func vector(t *testing.T, name string, v any) {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("no go.mod found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	path := filepath.Join(dir, "..", "shared", "infrakit", "vectors", name)
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		t.Skipf("vector %s absent", path)
-	}
+	b, err := os.ReadFile(filepath.Join(infrakitvectors.Dir(t), name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", name, err)
 	}
 }
 

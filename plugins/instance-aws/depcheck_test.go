@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestDependencies keeps the layering of DESIGN.md: the plugin and its AMI importer import
+// TestDependencies keeps the layering of docs/design.md: the plugin and its AMI importer import
 // neither cmd, nor the group controller, nor other plugins.
 func TestDependencies(t *testing.T) {
 	goBin, err := exec.LookPath("go")

@@ -1,4 +1,4 @@
-// Package discovery finds InfraKit plugins in the plugin directory (PROTOCOL.md §4):
+// Package discovery finds InfraKit plugins in the plugin directory (docs/infrakit/PROTOCOL.md §4):
 // $INFRAKIT_PLUGINS_DIR, else $INFRAKIT_HOME/plugins, else ~/.infrakit/plugins. A plugin named
 // N listens on the unix socket <dir>/N (or, for the TCP variant, <dir>/N.listen holds a URL
 // such as tcp://127.0.0.1:24864), and <dir>/N.pid holds its server's PID.

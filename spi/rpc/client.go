@@ -118,7 +118,7 @@ func (c *Client) Hello(ctx context.Context) (HelloResponse, error) {
 	return resp, err
 }
 
-// CheckInterface applies InfraKit's client check of a Hello reply (PROTOCOL.md §5).
+// CheckInterface applies InfraKit's client check of a Hello reply (docs/infrakit/PROTOCOL.md §5).
 func CheckInterface(hello HelloResponse, expect spi.InterfaceSpec) error {
 	var other string
 	for key := range hello.Objects {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestLayering keeps the arrows one way (DESIGN.md): the spi packages import nothing of mobykit
+// TestLayering keeps the arrows one way (docs/design.md): the spi packages import nothing of mobykit
 // but spi itself, so plugins, the controller and the CLI can all use them.
 func TestLayering(t *testing.T) {
 	const module = "github.com/mobykit/mobykit/"

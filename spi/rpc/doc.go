@@ -1,6 +1,6 @@
 // Package rpc is InfraKit's plugin wire protocol for mobykit: JSON-RPC 2.0 (gorilla/rpc v2
 // json2 semantics) over HTTP/1.1 on unix sockets, both server and client, exactly as described
-// in ../shared/infrakit/PROTOCOL.md §1-§8 and checked by replaying its vectors.
+// in docs/infrakit/PROTOCOL.md §1-§8 and checked by replaying its vectors.
 //
 // Server side: wrap an implementation with Instance, InstanceTypes, Flavor, FlavorTypes or Group
 // and hand the resulting Plugins to Serve (or NewHandler for an http.Handler of your own):

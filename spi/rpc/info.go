@@ -2,7 +2,7 @@ package rpc
 
 import "sort"
 
-// The GET /info/api.json document (PROTOCOL.md §5). Unlike InfraKit's server, which describes
+// The GET /info/api.json document (docs/infrakit/PROTOCOL.md §5). Unlike InfraKit's server, which describes
 // only the first registered object, this one describes every interface served on the socket.
 
 type infoSpec struct {

@@ -44,7 +44,7 @@ func InstanceTypes(impls map[string]spi.Instance) Plugin {
 			if err != nil {
 				return nil, err
 			}
-			if id == nil { // the group controller dereferences it (PROTOCOL.md §6)
+			if id == nil { // the group controller dereferences it (docs/infrakit/PROTOCOL.md §6)
 				return nil, fmt.Errorf("provision returned no instance ID")
 			}
 			return &ProvisionResponse{Type: r.Type, ID: id}, nil

@@ -71,7 +71,7 @@ type clientResponse struct {
 // errNullResult is InfraKit's client error for a reply without a result.
 var errNullResult = errors.New("result is null")
 
-// decodeClientResponse applies json2.DecodeClientResponse's rules (PROTOCOL.md §2): error wins,
+// decodeClientResponse applies json2.DecodeClientResponse's rules (docs/infrakit/PROTOCOL.md §2): error wins,
 // a non-object error is used as raw text, a missing or null result is an error.
 func decodeClientResponse(body []byte, reply any) error {
 	var c clientResponse

@@ -65,7 +65,7 @@ func handle[Req, Resp any](f func(ctx context.Context, req *Req) (*Resp, error))
 			if err != nil {
 				return nil, err
 			}
-			if resp == nil { // never send "result":null (PROTOCOL.md §13.5)
+			if resp == nil { // never send "result":null (docs/infrakit/PROTOCOL.md §13.5)
 				return nil, fmt.Errorf("rpc: implementation returned no result")
 			}
 			return resp, nil

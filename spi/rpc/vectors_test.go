@@ -16,33 +16,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mobykit/mobykit/internal/infrakitvectors"
 	"github.com/mobykit/mobykit/spi"
 )
 
-// vectorsDir finds ../shared/infrakit/vectors next to the repository root (the directory
-// holding go.mod), or skips the test when the folder is absent.
-func vectorsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's working directory")
-		}
-		dir = parent
-	}
-	v := filepath.Join(dir, "..", "shared", "infrakit", "vectors")
-	if _, err := os.Stat(v); err != nil {
-		t.Skipf("InfraKit vectors folder %s absent: %v", v, err)
-	}
-	return v
-}
+// vectorsDir is the committed InfraKit vectors folder (docs/infrakit/vectors).
+func vectorsDir(t *testing.T) string { return infrakitvectors.Dir(t) }
 
 // exchange is one vector file (or one element of a sequence).
 type exchange struct {
