@@ -2,13 +2,13 @@ package assembler
 
 import (
 	"fmt"
-	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
 // kernelNames returns the kernel binary, modules tarball ("" for none) and

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
 // layoutVersion is part of every segment key: bump it whenever the bytes

@@ -192,7 +192,7 @@ func (r *Recipe) validate() error {
 		}
 		for from, to := range d.Extract {
 			if strings.Contains(from, "..") {
-				return fmt.Errorf("debian[%d].extract: %q must not contain ..", i, from)
+				return fmt.Errorf("debian[%d].extract: %q must not contain \"..\"", i, from)
 			}
 			if err := imagePath(fmt.Sprintf("debian[%d].extract[%s]", i, from), to); err != nil {
 				return err

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs mobykit's whole test suite, QEMU, registry and AWS-emulator tests included: installs the
 # system packages it needs, starts one docker-registry and one moto_server on loopback for the
-# run, then go vet and go test. Extra arguments go to go test (e.g. -run, -v).
+# run, then the lint checks (gofmt, goimports, vet, staticcheck: scripts/lint.sh), go test, and
+# every fuzz target for a short time (scripts/fuzz.sh, FUZZTIME). Extra arguments go to go test
+# (e.g. -run, -v); with arguments, the fuzz pass is skipped (a focused run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -38,5 +40,6 @@ else
   echo "note: moto_server (Python moto[server]) not found: the AWS integration tests will skip" >&2
 fi
 
-go vet ./...
+scripts/lint.sh
 go test -timeout 40m "$@" ./...
+if [[ $# -eq 0 ]]; then scripts/fuzz.sh; fi

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mobykit/mobykit/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+
+	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
 // Names of the files in a VM's state folder.

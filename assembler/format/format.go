@@ -3,12 +3,13 @@ package format
 import (
 	"context"
 	"fmt"
-	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"sync"
+
+	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
 // Input is what a format is given. Paths are absolute.

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"github.com/mobykit/mobykit/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/mobykit/mobykit/assembler/layer"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
 // Import adds the images of a `docker save` tarball or an OCI-layout

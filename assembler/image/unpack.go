@@ -2,18 +2,18 @@ package image
 
 import (
 	"bufio"
-	"github.com/mobykit/mobykit/internal/atomicfile"
-
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+
+	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
 // Unpacked returns the path of layer l's uncompressed tar in the cache,

@@ -14,6 +14,7 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/kdomanski/iso9660"
+
 	"github.com/mobykit/mobykit/internal/golden"
 )
 

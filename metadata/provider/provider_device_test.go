@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kdomanski/iso9660"
+
 	"github.com/mobykit/mobykit/metadata/iso"
 )
 

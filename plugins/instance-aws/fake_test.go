@@ -185,7 +185,7 @@ func TestLabelRetriesWhileEC2DoesNotKnowTheInstanceYet(t *testing.T) {
 
 // TestConsistencyWindow: EC2 lists new instances late and terminated ones for a while; the
 // plugin must list an instance as soon as Provision returns and stop listing it once Destroy
-// succeeded (PROTOCOL.md §13.2).
+// succeeded (docs/infrakit/PROTOCOL.md §13.2).
 func TestConsistencyWindow(t *testing.T) {
 	f, p := newFakeEC2(t)
 	ctx := context.Background()

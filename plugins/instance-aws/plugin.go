@@ -30,7 +30,7 @@ const NameTag = "Name"
 
 // consistencyWindow is how long the plugin papers over EC2's eventual consistency: an instance
 // it launched is listed even if DescribeInstances does not return it yet, and an instance it
-// terminated is hidden even if DescribeInstances still shows it running (PROTOCOL.md §13.2).
+// terminated is hidden even if DescribeInstances still shows it running (docs/infrakit/PROTOCOL.md §13.2).
 const consistencyWindow = 2 * time.Minute
 
 // Plugin is the EC2 instance plugin. It is safe for concurrent use.

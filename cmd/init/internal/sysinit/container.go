@@ -214,7 +214,6 @@ type service struct {
 	name, bundle string
 	pid          int
 	prepared     bool
-	exited       <-chan unix.WaitStatus
 	stop         chan struct{}
 	done         chan struct{}
 }

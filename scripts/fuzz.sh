@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in the repository for a short time (FUZZTIME, default 8s), each from
+# its committed corpus (testdata/fuzz/FuzzX) plus its f.Add seeds. A failure leaves the
+# crashing input under testdata/fuzz/FuzzX/ to commit as a regression case.
+# Usage: scripts/fuzz.sh [PACKAGE-PATTERN]   e.g. scripts/fuzz.sh ./assembler/...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+fuzztime=${FUZZTIME:-8s}
+pattern=${1:-./...}
+n=0
+# Each line: package directory and target name.
+while read -r dir target; do
+  [[ -n "$target" ]] || continue
+  n=$((n + 1))
+  echo "fuzz: $dir $target ($fuzztime)"
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$dir" > /tmp/fuzz.$$.log 2>&1 || {
+    cat /tmp/fuzz.$$.log >&2; rm -f /tmp/fuzz.$$.log
+    echo "fuzz: $target in ./$dir failed; the input is under ./$dir/testdata/fuzz/$target/" >&2
+    exit 1
+  }
+done < <(go list -f '{{.Dir}}' "$pattern" | while read -r d; do
+  grep -ho '^func Fuzz[A-Za-z0-9_]*(' "$d"/*_test.go 2>/dev/null | sed 's/^func \(.*\)(/\1/' |
+    while read -r f; do echo "${d#$PWD/} $f"; done
+done)
+rm -f /tmp/fuzz.$$.log
+[[ $n -gt 0 ]] || { echo "fuzz: no fuzz targets found under $pattern" >&2; exit 1; }
+echo "fuzz: $n targets ran for $fuzztime each"
