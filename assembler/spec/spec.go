@@ -136,6 +136,11 @@ func (m *Moby) recordPositions(d *decoder, root *yaml.Node, dir string) error {
 		if v.Name == "" {
 			return v.pos.errorf("name is required")
 		}
+		if f := mappingValue(items[i], "format"); f != nil {
+			if err := checkVolumeFormat(v.Format); err != nil {
+				return d.pos(f, fmt.Sprintf("volumes[%d].format", i)).errorf("%v", err)
+			}
+		}
 	}
 	return nil
 }
