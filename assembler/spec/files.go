@@ -112,6 +112,7 @@ func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
 	added := map[string]bool{}
 	var out []FileEntry
 	var total int64
+	rendered := map[string][]byte{}
 	for i := range m.Files {
 		f := &m.Files[i]
 		if err := f.check(ids); err != nil {
@@ -132,9 +133,14 @@ func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
 		case f.Contents != nil:
 			e.Contents = []byte(*f.Contents)
 		case f.Metadata != "":
-			data, err := m.metadata(f.Metadata)
-			if err != nil {
-				return nil, f.pos.wrap(err, "metadata")
+			// rendered once per kind: every metadata entry is the same spec
+			data, ok := rendered[f.Metadata]
+			if !ok {
+				var err error
+				if data, err = m.metadata(f.Metadata); err != nil {
+					return nil, f.pos.wrap(err, "metadata")
+				}
+				rendered[f.Metadata] = data
 			}
 			e.Contents = data
 		default:
