@@ -166,6 +166,29 @@ func TestGenerateSemantics(t *testing.T) {
 			t.Errorf("overlay mounts = %+v", rm)
 		}
 	})
+	t.Run("one onboot name twice", func(t *testing.T) {
+		// LinuxKit's examples run format (and mount) twice: each gets its
+		// own bundle, the second sharing the first one's unpacked image.
+		first, second := get("containers/onboot/002-format"), get("containers/onboot/003-format")
+		if got := second.Spec.Process.Args; !slices.Equal(got, []string{"/usr/bin/format", "-label", "second"}) {
+			t.Errorf("second format's args = %q", got)
+		}
+		if got := first.Spec.Process.Args; slices.Equal(got, second.Spec.Process.Args) {
+			t.Errorf("first format's args = %q", got)
+		}
+		rm := *second.RuntimeConfig.Mounts
+		if second.RootDir != "" || rm[len(rm)-1].Options[0] != "lowerdir=/containers/onboot/002-format/lower" {
+			t.Errorf("second format does not overlay the first one's copy: %q %+v", second.RootDir, rm)
+		}
+	})
+	t.Run("blockio devices", func(t *testing.T) {
+		bio := get("containers/services/everything").Spec.Linux.Resources.BlockIO
+		if bio == nil || len(bio.WeightDevice) != 1 || bio.WeightDevice[0].Major != 8 || bio.WeightDevice[0].Minor != 0 ||
+			len(bio.ThrottleReadBpsDevice) != 1 || bio.ThrottleReadBpsDevice[0].Minor != 16 ||
+			len(bio.ThrottleWriteIOPSDevice) != 1 || bio.ThrottleWriteIOPSDevice[0].Major != 253 {
+			t.Errorf("blockIO = %+v", bio)
+		}
+	})
 	t.Run("capabilities all", func(t *testing.T) {
 		s := get("containers/services/getty").Spec
 		if len(s.Process.Capabilities.Effective) != len(spec.AllCapabilities) || len(s.Process.Capabilities.Bounding) != len(spec.AllCapabilities) {
@@ -231,8 +254,9 @@ func TestGenerateSemantics(t *testing.T) {
 		if s.Hostname != "everything" || !slices.Equal(s.Process.Env, []string{"FROM=label"}) || s.Process.Cwd != "/srv" {
 			t.Errorf("hostname/env/cwd = %q %v %q", s.Hostname, s.Process.Env, s.Process.Cwd)
 		}
+		// uid: getty is the fifth container (four onboot, then getty): 104
 		u := s.Process.User
-		if u.UID != 103 || u.GID != 1000 || !slices.Equal(u.AdditionalGids, []uint32{10, 100, 0}) {
+		if u.UID != 104 || u.GID != 1000 || !slices.Equal(u.AdditionalGids, []uint32{10, 100, 0}) {
 			t.Errorf("user = %+v", u)
 		}
 		if got := nsTypes(s); !slices.Equal(got, []string{"ipc=", "uts=/proc/1/ns/uts", "pid=", "user=", "mount=", "cgroup="}) {

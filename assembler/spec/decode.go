@@ -83,22 +83,26 @@ func structFields(t reflect.Type) []fieldInfo {
 	var out []fieldInfo
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
 		tag := f.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
 		if name == "-" {
 			continue
 		}
-		if strings.Contains(opts, "inline") {
+		// An embedded struct without a name of its own contributes its
+		// fields, as in encoding/json: runtime-spec's LinuxWeightDevice
+		// and LinuxThrottleDevice embed LinuxBlockIODevice (major, minor).
+		jname, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		embedded := f.Anonymous && name == "" && jname == "" && f.Type.Kind() == reflect.Struct
+		if !f.IsExported() && !embedded {
+			continue
+		}
+		if strings.Contains(opts, "inline") || embedded {
 			for _, sub := range structFields(f.Type) {
 				out = append(out, fieldInfo{name: sub.name, index: append([]int{i}, sub.index...)})
 			}
 			continue
 		}
 		if name == "" {
-			jname, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 			if jname == "-" {
 				continue
 			}

@@ -2,12 +2,15 @@ package spec
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Pos returns where the entry was defined.
@@ -108,6 +111,8 @@ func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
 	ids := m.IDMap()
 	added := map[string]bool{}
 	var out []FileEntry
+	var total int64
+	rendered := map[string][]byte{}
 	for i := range m.Files {
 		f := &m.Files[i]
 		if err := f.check(ids); err != nil {
@@ -128,9 +133,14 @@ func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
 		case f.Contents != nil:
 			e.Contents = []byte(*f.Contents)
 		case f.Metadata != "":
-			data, err := m.metadata(f.Metadata)
-			if err != nil {
-				return nil, f.pos.wrap(err, "metadata")
+			// rendered once per kind: every metadata entry is the same spec
+			data, ok := rendered[f.Metadata]
+			if !ok {
+				var err error
+				if data, err = m.metadata(f.Metadata); err != nil {
+					return nil, f.pos.wrap(err, "metadata")
+				}
+				rendered[f.Metadata] = data
 			}
 			e.Contents = data
 		default:
@@ -143,11 +153,14 @@ func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
 					continue
 				}
 			}
-			data, err := os.ReadFile(src)
+			data, err := readSource(src)
 			if err != nil {
-				return nil, f.pos.wrap(err, "read source")
+				return nil, f.pos.wrap(err, "source %s", f.Source)
 			}
 			e.Contents = data
+		}
+		if total += int64(len(e.Contents)); total > maxFilesBytes {
+			return nil, f.pos.errorf("the files: entries up to this one add up to more than %d MB", maxFilesBytes>>20)
 		}
 
 		dirMode := mode
@@ -176,6 +189,85 @@ func (m *Moby) FileEntries(baseDir string) ([]FileEntry, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// MaxSourceBytes bounds one `files: source:` file, and MaxFilesBytes all
+// the files: entries' contents together: they are held in memory while the
+// initramfs is written.
+const (
+	MaxSourceBytes = 256 << 20
+	MaxFilesBytes  = 1 << 30
+)
+
+// maxFilesBytes is MaxFilesBytes; tests lower it.
+var maxFilesBytes int64 = MaxFilesBytes
+
+// notRegular says what a non-regular file is.
+func notRegular(mode os.FileMode) error {
+	var kind string
+	switch {
+	case mode.IsRegular():
+		return nil
+	case mode.IsDir():
+		kind = "a folder (use directory: true for an empty one)"
+	case mode&os.ModeNamedPipe != 0:
+		kind = "a FIFO"
+	case mode&os.ModeSocket != 0:
+		kind = "a socket"
+	case mode&os.ModeCharDevice != 0:
+		kind = "a character device"
+	case mode&os.ModeDevice != 0:
+		kind = "a block device"
+	default:
+		kind = "a special file (" + mode.Type().String() + ")"
+	}
+	return errors.New("is " + kind + ", not a regular file")
+}
+
+// readSource reads a `files: source:`, which must be a regular file (a
+// symlink to one is followed, as LinuxKit does) of at most MaxSourceBytes.
+// Devices, FIFOs, sockets and folders are refused from their mode before
+// they are opened: /dev/zero never ends, a FIFO without a writer blocks,
+// and opening some devices acts (a watchdog starts counting).
+func readSource(src string) ([]byte, error) {
+	st, err := os.Stat(src)
+	if err != nil {
+		return nil, err
+	}
+	if err := notRegular(st.Mode()); err != nil {
+		return nil, err
+	}
+	return readOpened(src)
+}
+
+// readOpened opens src without blocking (it may have been replaced by a
+// FIFO since it was checked) and reads it if what was opened is a regular
+// file of at most MaxSourceBytes.
+func readOpened(src string) ([]byte, error) {
+	fd, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	st, err := fd.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if err := notRegular(st.Mode()); err != nil {
+		return nil, err
+	}
+	tooBig := fmt.Errorf("larger than %d MB", MaxSourceBytes>>20)
+	if st.Size() > MaxSourceBytes {
+		return nil, tooBig
+	}
+	data, err := io.ReadAll(io.LimitReader(fd, MaxSourceBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxSourceBytes { // it grew while being read
+		return nil, tooBig
+	}
+	return data, nil
 }
 
 func (f *File) sourcePath(baseDir string) (string, error) {

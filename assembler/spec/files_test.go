@@ -106,7 +106,7 @@ func TestFileEntriesErrors(t *testing.T) {
 	}{
 		{"escape", File{Path: "a/../../b", Contents: new(string)}, `must not contain '..'`},
 		{"root", File{Path: "/", Directory: true}, `names the image root`},
-		{"missing source", File{Path: "a", Source: "/nonexistent/mobykit"}, `read source`},
+		{"missing source", File{Path: "a", Source: "/nonexistent/mobykit"}, `source /nonexistent/mobykit: stat`},
 		{"nothing", File{Path: "a"}, `not specified`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 // through Bytes.
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*.yml")
+	more, _ := filepath.Glob("testdata/linuxkit/*.yml")
+	seeds = append(seeds, more...)
 	for _, s := range seeds {
 		data, err := os.ReadFile(s)
 		if err != nil {

@@ -19,18 +19,21 @@ import (
 // and its directory is where relative `files: source:` paths are resolved.
 // Parse checks the shape of the document (keys, types, required fields);
 // Validate checks names and references once all files are merged.
+//
+// A document larger than MaxSpecBytes, or whose aliases expand to more than
+// that, is refused before it is decoded.
 func Parse(filename string, data []byte) (*Moby, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(filename, err)
+	root, err := parseNode(filename, data)
+	if err != nil {
+		return nil, err
 	}
 	m := &Moby{}
 	d := &decoder{file: filename}
-	if err := d.decode(&root, reflect0(m), ""); err != nil {
+	if err := d.decode(root, reflect0(m), ""); err != nil {
 		return nil, err
 	}
 	dir := filepath.Dir(filename)
-	if err := m.recordPositions(d, &root, dir); err != nil {
+	if err := m.recordPositions(d, root, dir); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -133,6 +136,11 @@ func (m *Moby) recordPositions(d *decoder, root *yaml.Node, dir string) error {
 		if v.Name == "" {
 			return v.pos.errorf("name is required")
 		}
+		if f := mappingValue(items[i], "format"); f != nil {
+			if err := checkVolumeFormat(v.Format); err != nil {
+				return d.pos(f, fmt.Sprintf("volumes[%d].format", i)).errorf("%v", err)
+			}
+		}
 	}
 	return nil
 }
@@ -145,11 +153,7 @@ func Load(paths ...string) (*Moby, error) {
 	}
 	var m *Moby
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("read spec: %w", err)
-		}
-		n, err := Parse(p, data)
+		n, err := readFile(p)
 		if err != nil {
 			return nil, err
 		}
@@ -165,6 +169,17 @@ func Load(paths ...string) (*Moby, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// readFile reads and parses one spec file, at most MaxSpecBytes of it. A
+// pipe (`mobykit build <(…)`) is fine: the read is bounded either way.
+func readFile(p string) (*Moby, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	defer f.Close()
+	return Read(p, f)
 }
 
 // Merge appends over to base as LinuxKit's AppendConfig does: kernel fields
@@ -382,11 +397,11 @@ func (m *Moby) ImageRefs() []string {
 // YAML) strictly, as LinuxKit's NewImage does: the per-image fields only,
 // name and image may not be set. origin names the image in errors.
 func ParseLabel(origin string, data []byte) (*ImageConfig, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(origin, err)
+	root, err := parseNode(origin, data)
+	if err != nil {
+		return nil, err
 	}
-	top := &root
+	top := root
 	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
 		top = top.Content[0]
 	}
@@ -398,7 +413,7 @@ func ParseLabel(origin string, data []byte) (*ImageConfig, error) {
 		return nil, d.pos(top, "").errorf("label must be an object, not %s", kindName(top))
 	}
 	var img Image
-	if err := d.decode(&root, reflect0(&img), ""); err != nil {
+	if err := d.decode(root, reflect0(&img), ""); err != nil {
 		return nil, err
 	}
 	if n := mappingValue(top, "name"); n != nil {

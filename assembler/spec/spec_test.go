@@ -155,8 +155,6 @@ func TestValidateErrors(t *testing.T) {
 	}{
 		{"duplicate service", "services:\n  - name: a\n    image: b\n  - name: a\n    image: c\n",
 			`x.yml:4:5: services[1] (a): duplicate services name "a", first defined at x.yml:2: services[0] (a)`},
-		{"duplicate onboot", "onboot:\n  - name: a\n    image: b\n  - name: a\n    image: c\n",
-			`x.yml:4:5: onboot[1] (a): duplicate onboot name "a", first defined at x.yml:2: onboot[0] (a)`},
 		{"bad service ref", "services:\n  - name: a\n    image: \"UPPER/case:tag\"\n", `x.yml:3:12: services[0].image: bad image reference "UPPER/case:tag"`},
 		{"bad kernel ref", "kernel:\n  image: \"linuxkit/kernel:a:b\"\n", `x.yml:2:10: kernel.image: bad image reference`},
 		{"bad init ref", "init:\n  - linuxkit/init\n  - \"bad ref\"\n", `x.yml:3:5: init[1]: bad image reference "bad ref"`},
@@ -208,6 +206,7 @@ func TestValidateErrors(t *testing.T) {
 
 func TestValidateAccepts(t *testing.T) {
 	for _, tc := range []struct{ name, yaml string }{
+		{"same name twice in onboot (LinuxKit's format, mount)", "onboot:\n  - name: a\n    image: b\n  - name: a\n    image: c\nonshutdown:\n  - name: a\n    image: b\n  - name: a\n    image: c\n"},
 		{"same name in onboot and services", "onboot:\n  - name: dhcpcd\n    image: linuxkit/dhcpcd\nservices:\n  - name: dhcpcd\n    image: linuxkit/dhcpcd\n"},
 		{"short image names", "init: [alpine]\nservices:\n  - name: a\n    image: busybox\n"},
 		{"registry with port and digest", "services:\n  - name: a\n    image: 127.0.0.1:5000/x/y@sha256:0123456789012345678901234567890123456789012345678901234567890123\n"},

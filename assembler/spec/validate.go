@@ -44,6 +44,19 @@ func CheckRef(ref string) error {
 	return nil
 }
 
+// checkVolumeFormat accepts LinuxKit's volume formats that mobykit
+// builds: "filesystem" (the default). LinuxKit's schema also has "oci" (the
+// image kept as an OCI layout), which mobykit does not write.
+func checkVolumeFormat(f string) error {
+	switch f {
+	case "", "filesystem":
+		return nil
+	case "oci":
+		return fmt.Errorf("volume format %q is not supported by mobykit (only filesystem)", f)
+	}
+	return fmt.Errorf("unknown volume format %q (filesystem or oci)", f)
+}
+
 func uniqueNames(section string, imgs []*Image) error {
 	seen := map[string]*Image{}
 	for _, img := range imgs {
@@ -65,8 +78,8 @@ func checkName(img *Image) error {
 	return nil
 }
 
-// Validate checks the merged spec: names (unique services, and unique
-// names within onboot and within onshutdown), volume names, image
+// Validate checks the merged spec: names (unique services; onboot and
+// onshutdown may repeat a name, as in LinuxKit), volume names, image
 // references, files entries, and the per-image fields that can be checked
 // without the image (binds, tmpfs, rlimits, capabilities, devices, volume
 // references). Every error names the file, line and field.
@@ -94,6 +107,11 @@ func (m *Moby) Validate() error {
 			return v.pos.errorf("duplicate volume name %q, first defined at %s", v.Name, first.pos)
 		}
 		vols[v.Name] = v
+		if err := checkVolumeFormat(v.Format); err != nil {
+			q := v.pos
+			q.Field += ".format"
+			return q.errorf("%v", err)
+		}
 		if v.Image != "" {
 			if err := CheckRef(v.Image); err != nil {
 				return v.pos.wrap(err, "bad image reference %q", v.Image)
@@ -119,9 +137,13 @@ func (m *Moby) Validate() error {
 				return err
 			}
 		}
-		if err := uniqueNames(sec.name, sec.list); err != nil {
-			return err
-		}
+	}
+	// Services run side by side under their names: LinuxKit refuses a name
+	// used twice there. Onboot and onshutdown containers run one at a time
+	// from containers/SECTION/NNN-name, so LinuxKit's own examples repeat
+	// names there (dm-crypt-loop's two mounts).
+	if err := uniqueNames("services", m.Services); err != nil {
+		return err
 	}
 	for i := range m.Files {
 		if err := m.Files[i].check(ids); err != nil {
