@@ -109,6 +109,11 @@ type groupState struct {
 	stop     context.CancelFunc
 	kick     chan struct{}
 	done     chan struct{}
+	// gone: the group was forgotten (freed, or destroyed to the last member) while the caller
+	// waited for mu; destroyed: it went by DestroyGroup.
+	gone, destroyed bool
+	// destroyLeft is what the last destroy pass could not destroy, for UpdateStatus.
+	destroyLeft string
 }
 
 type observation struct {
@@ -146,22 +151,43 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load groups: %w", err)
 	}
+	type loaded struct {
+		rec   store.Record
+		props types.Properties
+		hash  string
+	}
+	// Check every record before supervising any: a bad file stops the start as a whole.
+	var all []loaded
 	for _, r := range recs {
+		where := string(r.ID)
+		if r.Source != "" {
+			where = fmt.Sprintf("%s (%s)", r.ID, r.Source)
+		}
 		props, err := types.Parse(r.Spec.Properties)
 		if err != nil {
-			return fmt.Errorf("stored group %s: %w", r.ID, err)
+			return fmt.Errorf("stored group %s: %w", where, err)
+		}
+		if err := types.Validate(r.ID, props); err != nil {
+			return fmt.Errorf("stored group %s: %w", where, err)
 		}
 		hash, err := props.InstanceHash()
 		if err != nil {
-			return fmt.Errorf("stored group %s: %w", r.ID, err)
+			return fmt.Errorf("stored group %s: %w", where, err)
 		}
-		gs := c.newGroupState(store.Record{}, props, hash)
-		gs.rec = r
+		all = append(all, loaded{r, props, hash})
+	}
+	for _, l := range all {
+		gs := c.newGroupState(l.rec, l.props, l.hash)
 		c.mu.Lock()
-		c.seq = max(c.seq, r.Seq)
-		c.groups[r.ID] = gs
+		c.seq = max(c.seq, l.rec.Seq)
+		c.groups[l.rec.ID] = gs
 		c.mu.Unlock()
-		c.log.Info("resuming group", "group", r.ID, "phase", r.Rollout.Phase, "hash", hash)
+		if l.rec.Destroying {
+			// The first pass of its loop (or the next Reconcile) finishes the destroy.
+			c.log.Warn("resuming unfinished destroy", "group", l.rec.ID)
+		} else {
+			c.log.Info("resuming group", "group", l.rec.ID, "phase", l.rec.Rollout.Phase, "hash", l.hash)
+		}
 		c.supervise(gs)
 	}
 	return nil
@@ -211,14 +237,6 @@ func (c *Controller) supervise(gs *groupState) {
 	}()
 }
 
-// unsupervise stops gs's loop and waits for it; gs.mu must not be held.
-func (c *Controller) unsupervise(gs *groupState) {
-	if gs.stop != nil {
-		gs.stop()
-		<-gs.done
-	}
-}
-
 func (gs *groupState) poke() {
 	if gs.kick != nil {
 		select {
@@ -242,6 +260,51 @@ func (c *Controller) get(id spi.GroupID) (*groupState, error) {
 		return nil, notWatched(id)
 	}
 	return gs, nil
+}
+
+// lock finds group id and locks it; the caller unlocks gs.mu. A group forgotten while the caller
+// waited for the lock is not watched.
+func (c *Controller) lock(id spi.GroupID) (*groupState, error) {
+	gs, err := c.get(id)
+	if err != nil {
+		return nil, err
+	}
+	gs.mu.Lock()
+	if gs.gone {
+		gs.mu.Unlock()
+		return nil, notWatched(id)
+	}
+	return gs, nil
+}
+
+// lockChangeable is lock for calls that change the group: refused while it is being destroyed.
+func (c *Controller) lockChangeable(id spi.GroupID) (*groupState, error) {
+	gs, err := c.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	if gs.rec.Destroying {
+		gs.mu.Unlock()
+		return nil, errDestroying(id)
+	}
+	return gs, nil
+}
+
+// ErrDestroying is returned (wrapped, naming the group) by calls that would change a group whose
+// DestroyGroup has not finished.
+var ErrDestroying = errors.New("is being destroyed")
+
+func errDestroying(id spi.GroupID) error {
+	return fmt.Errorf("group %s %w: it cannot be changed until every member is gone (call DestroyGroup again to retry now, or FreeGroup to stop managing what is left)", id, ErrDestroying)
+}
+
+// drop removes gs from the map if it is still the entry for its ID.
+func (c *Controller) drop(gs *groupState) {
+	c.mu.Lock()
+	if c.groups[gs.rec.ID] == gs {
+		delete(c.groups, gs.rec.ID)
+	}
+	c.mu.Unlock()
 }
 
 func (c *Controller) resolve(props types.Properties) (spi.Instance, spi.Flavor, error) {
@@ -317,6 +380,7 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 	if err != nil {
 		return "", fmt.Errorf("group %s: %w", spec.ID, err)
 	}
+again:
 	c.mu.Lock()
 	gs, known := c.groups[spec.ID]
 	if !known {
@@ -349,7 +413,16 @@ func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, preten
 	c.mu.Unlock()
 
 	gs.mu.Lock()
+	if gs.gone {
+		// Freed or destroyed while we waited: commit it as a new group.
+		gs.mu.Unlock()
+		c.drop(gs)
+		goto again
+	}
 	defer gs.mu.Unlock()
+	if gs.rec.Destroying {
+		return "", errDestroying(spec.ID)
+	}
 	old := gs.props
 	if old.IsQuorum() || props.IsQuorum() {
 		if !sameIDs(old.Allocation.LogicalIDs, props.Allocation.LogicalIDs) {
@@ -455,13 +528,12 @@ func Details(quorum bool, oldSize, newSize, outdated int) string {
 
 // DescribeGroup lists the members. Converged is true when no rollout is running or paused.
 func (c *Controller) DescribeGroup(ctx context.Context, id spi.GroupID) (spi.GroupDescription, error) {
-	gs, err := c.get(id)
+	gs, err := c.lock(id)
 	if err != nil {
 		return spi.GroupDescription{}, err
 	}
-	gs.mu.Lock()
 	inst, phase := gs.instance, gs.rec.Rollout.Phase
-	props := gs.props
+	props, destroying := gs.props, gs.rec.Destroying
 	gs.mu.Unlock()
 	if inst == nil {
 		if inst, _, err = c.resolve(props); err != nil {
@@ -473,7 +545,8 @@ func (c *Controller) DescribeGroup(ctx context.Context, id spi.GroupID) (spi.Gro
 		return spi.GroupDescription{}, err
 	}
 	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
-	return spi.GroupDescription{Instances: descs, Converged: phase == plan.PhaseIdle || phase == ""}, nil
+	converged := !destroying && (phase == plan.PhaseIdle || phase == "")
+	return spi.GroupDescription{Instances: descs, Converged: converged}, nil
 }
 
 // InspectGroups returns every group's spec, re-serialised from the parsed schema (zero values
@@ -490,8 +563,11 @@ func (c *Controller) InspectGroups(ctx context.Context) ([]spi.GroupSpec, error)
 	for _, gs := range all {
 		gs.mu.Lock()
 		raw, err := json.Marshal(gs.props)
-		id := gs.rec.ID
+		id, gone := gs.rec.ID, gs.gone
 		gs.mu.Unlock()
+		if gone {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", id, err)
 		}
@@ -500,64 +576,138 @@ func (c *Controller) InspectGroups(ctx context.Context) ([]spi.GroupSpec, error)
 	return out, nil
 }
 
-// forget stops supervising id and deletes its record.
-func (c *Controller) forget(ctx context.Context, id spi.GroupID) (*groupState, error) {
-	c.mu.Lock()
-	gs, ok := c.groups[id]
-	if ok {
-		delete(c.groups, id)
+// forget deletes gs's record and marks it gone; gs.mu is held. The caller then calls
+// release.
+func (c *Controller) forget(ctx context.Context, gs *groupState) error {
+	if err := c.store.Delete(ctx, gs.rec.ID); err != nil {
+		return fmt.Errorf("group %s: %w", gs.rec.ID, err)
 	}
-	c.mu.Unlock()
-	if !ok {
-		return nil, notWatched(id)
-	}
-	c.unsupervise(gs)
-	if err := c.store.Delete(ctx, id); err != nil {
-		return gs, err
-	}
-	return gs, nil
+	gs.gone = true
+	return nil
 }
 
-// FreeGroup stops supervising the group and forgets it; its instances are left alone.
+// release drops a forgotten group from the map and ends its loop, waiting for it unless called
+// from the loop itself; gs.mu must not be held.
+func (c *Controller) release(gs *groupState, wait bool) {
+	c.drop(gs)
+	if gs.stop != nil {
+		gs.stop()
+		if wait {
+			<-gs.done
+		}
+	}
+}
+
+// FreeGroup stops supervising the group and forgets it; its instances are left alone. It is
+// also the way to give up on an unfinished DestroyGroup: what is left is no longer managed.
 func (c *Controller) FreeGroup(ctx context.Context, id spi.GroupID) error {
-	_, err := c.forget(ctx, id)
-	if err == nil {
+	gs, err := c.lock(id)
+	if err != nil {
+		return err
+	}
+	err = c.forget(ctx, gs)
+	destroying := gs.rec.Destroying
+	gs.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.release(gs, true)
+	if destroying {
+		c.log.Warn("freed group during its destroy: remaining members are no longer managed", "group", id)
+	} else {
 		c.log.Info("freed group", "group", id)
+	}
+	return nil
+}
+
+// DestroyGroup drains and destroys every member (terminate), sorted by ID with the self member
+// last, before returning, and only then forgets the group. The intent is stored first (the
+// record is marked Destroying): until every member is gone the group stays recorded, calls that
+// would change it are refused (ErrDestroying), DescribeGroup reports it not converged and
+// UpdateStatus in phase "destroying", and its loop (after a restart too) tries the destroy
+// again every poll interval. A member that cannot be destroyed makes DestroyGroup return an
+// error naming it. A failed Drain is logged and the member destroyed anyway (as InfraKit).
+func (c *Controller) DestroyGroup(ctx context.Context, id spi.GroupID) error {
+	gs, err := c.get(id)
+	if err != nil {
+		return err
+	}
+	gs.mu.Lock()
+	if gs.gone {
+		gs.mu.Unlock()
+		if gs.destroyed {
+			return nil // a concurrent destroy (or the loop) finished it
+		}
+		return notWatched(id)
+	}
+	if !gs.rec.Destroying {
+		gs.rec.Destroying = true
+		if err := c.persist(ctx, gs); err != nil {
+			gs.rec.Destroying = false
+			gs.mu.Unlock()
+			return fmt.Errorf("destroy group: %w", err)
+		}
+		c.log.Info("destroying group", "group", id)
+	}
+	err = c.destroyPass(ctx, gs)
+	gone := gs.gone
+	gs.mu.Unlock()
+	if gone {
+		c.release(gs, true)
 	}
 	return err
 }
 
-// DestroyGroup stops supervision, then drains and destroys every member (terminate), sorted by
-// ID with the self member last, before returning. Member errors are logged, not returned.
-func (c *Controller) DestroyGroup(ctx context.Context, id spi.GroupID) error {
-	gs, err := c.forget(ctx, id)
-	if gs == nil {
-		return err
-	}
-	if err != nil {
-		c.log.Warn("destroy group: forget", "group", id, "err", err)
-	}
-	gs.mu.Lock()
-	defer gs.mu.Unlock()
+// destroyPass lists the members and drains and destroys each; when all of them were destroyed
+// it forgets the group. gs.mu is held and gs.rec.Destroying is set. The caller releases gs
+// when it is gone.
+func (c *Controller) destroyPass(ctx context.Context, gs *groupState) error {
+	id := gs.rec.ID
 	inst, flav := gs.instance, gs.flavor
 	if inst == nil || flav == nil {
+		var err error
 		if inst, flav, err = c.resolve(gs.props); err != nil {
-			return err
+			gs.destroyLeft = err.Error()
+			return fmt.Errorf("group %s: destroy: %w", id, err)
 		}
+		gs.instance, gs.flavor = inst, flav
 	}
 	descs, err := c.members(ctx, id, inst, true)
 	if err != nil {
-		return err
+		gs.instance, gs.flavor = nil, nil // resolve again next time
+		gs.destroyLeft = err.Error()
+		return fmt.Errorf("group %s: destroy: %w", id, err)
 	}
 	c.sortSelfLast(descs)
-	for _, d := range descs {
+	var failed []spi.ID
+	var errs []error
+	for i, d := range descs {
+		if err := ctx.Err(); err != nil {
+			for _, rest := range descs[i:] {
+				failed = append(failed, rest.ID)
+			}
+			errs = append(errs, err)
+			break
+		}
 		if err := flav.Drain(ctx, gs.props.Flavor.Properties, d); err != nil {
 			c.log.Warn("drain before destroy", "group", id, "instance", d.ID, "err", err)
 		}
 		if err := inst.Destroy(ctx, d.ID, spi.Context{Reason: spi.ReasonTerminate}); err != nil {
 			c.log.Warn("destroy", "group", id, "instance", d.ID, "err", err)
+			failed = append(failed, d.ID)
+			errs = append(errs, fmt.Errorf("instance %s: %w", d.ID, err))
 		}
 	}
+	if len(failed) > 0 {
+		gs.destroyLeft = fmt.Sprintf("%d of %d members not destroyed: %v", len(failed), len(descs), failed)
+		return fmt.Errorf("group %s: destroy: %d of %d members not destroyed (%v); the group stays recorded and the destroy is retried: %w",
+			id, len(failed), len(descs), failed, errors.Join(errs...))
+	}
+	if err := c.forget(ctx, gs); err != nil {
+		gs.destroyLeft = err.Error()
+		return fmt.Errorf("destroy: every member destroyed, but: %w", err)
+	}
+	gs.destroyed = true
 	c.log.Info("destroyed group", "group", id, "members", len(descs))
 	return nil
 }
@@ -578,11 +728,10 @@ func (c *Controller) sortSelfLast(descs []spi.Description) {
 // failed Destroy, then lowers a scaled group's size by the number of IDs given (InfraKit counts
 // IDs that were not members too). A quorum group keeps its size and replaces the members.
 func (c *Controller) DestroyInstances(ctx context.Context, id spi.GroupID, ids []spi.ID) error {
-	gs, err := c.get(id)
+	gs, err := c.lockChangeable(id)
 	if err != nil {
 		return err
 	}
-	gs.mu.Lock()
 	inst, flav := gs.instance, gs.flavor
 	if inst == nil || flav == nil {
 		if inst, flav, err = c.resolve(gs.props); err != nil {
@@ -623,25 +772,26 @@ func (c *Controller) DestroyInstances(ctx context.Context, id spi.GroupID, ids [
 
 // Size is the number of LogicalIDs of a quorum group, otherwise Allocation.Size.
 func (c *Controller) Size(ctx context.Context, id spi.GroupID) (int, error) {
-	gs, err := c.get(id)
+	gs, err := c.lock(id)
 	if err != nil {
 		return 0, err
 	}
-	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	return gs.props.TargetSize(), nil
 }
 
 // SetSize commits the stored spec again with Allocation.Size = size.
 func (c *Controller) SetSize(ctx context.Context, id spi.GroupID, size int) error {
-	gs, err := c.get(id)
-	if err != nil {
+	if _, err := c.get(id); err != nil {
 		return err
 	}
 	if size < 0 {
 		return errors.New("size cannot be negative")
 	}
-	gs.mu.Lock()
+	gs, err := c.lockChangeable(id)
+	if err != nil {
+		return err
+	}
 	props := gs.props
 	gs.mu.Unlock()
 	if props.IsQuorum() {

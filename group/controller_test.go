@@ -349,9 +349,12 @@ func TestConcurrentCalls(t *testing.T) {
 				case 6:
 					c.UpdateStatus(ctx, spi.GroupID(id))
 				case 7:
-					if i%16 == 7 {
+					switch {
+					case i%32 == 7:
 						c.FreeGroup(ctx, spi.GroupID(id))
-					} else {
+					case i%32 == 23:
+						c.DestroyGroup(ctx, spi.GroupID(id))
+					default:
 						c.Size(ctx, spi.GroupID(id))
 					}
 				}

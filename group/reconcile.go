@@ -25,8 +25,25 @@ func (c *Controller) Reconcile(ctx context.Context, id spi.GroupID) (plan.Decisi
 
 func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decision, error) {
 	gs.mu.Lock()
-	defer gs.mu.Unlock()
 	id := gs.rec.ID
+	if gs.gone {
+		gs.mu.Unlock()
+		return plan.Decision{}, notWatched(id)
+	}
+	if gs.rec.Destroying {
+		// An unfinished DestroyGroup (a member could not be destroyed, or the controller
+		// restarted): try again; forget the group once every member is gone.
+		err := c.destroyPass(ctx, gs)
+		gone := gs.gone
+		msg := gs.destroyLeft
+		gs.mu.Unlock()
+		if gone {
+			c.release(gs, false)
+			msg = "destroyed"
+		}
+		return plan.Decision{Phase: PhaseDestroying, Message: msg}, err
+	}
+	defer gs.mu.Unlock()
 	if gs.instance == nil || gs.flavor == nil {
 		inst, flav, err := c.resolve(gs.props)
 		if err != nil {

@@ -10,11 +10,10 @@ import (
 
 // PauseUpdate stops a running rollout where it is; nothing changes until resume or rollback.
 func (c *Controller) PauseUpdate(ctx context.Context, id spi.GroupID) error {
-	gs, err := c.get(id)
+	gs, err := c.lockChangeable(id)
 	if err != nil {
 		return err
 	}
-	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	r := &gs.rec.Rollout
 	switch r.Phase {
@@ -31,11 +30,10 @@ func (c *Controller) PauseUpdate(ctx context.Context, id spi.GroupID) error {
 
 // ResumeUpdate continues a paused rollout. Health deadlines count again from now.
 func (c *Controller) ResumeUpdate(ctx context.Context, id spi.GroupID) error {
-	gs, err := c.get(id)
+	gs, err := c.lockChangeable(id)
 	if err != nil {
 		return err
 	}
-	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	r := &gs.rec.Rollout
 	if r.Phase != plan.PhasePaused {
@@ -60,11 +58,10 @@ func (c *Controller) ResumeUpdate(ctx context.Context, id spi.GroupID) error {
 
 // RollbackUpdate makes the previous spec the target again and rolls the group back to it.
 func (c *Controller) RollbackUpdate(ctx context.Context, id spi.GroupID) error {
-	gs, err := c.get(id)
+	gs, err := c.lockChangeable(id)
 	if err != nil {
 		return err
 	}
-	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	if err := c.rollback(ctx, gs, "rollback requested by user"); err != nil {
 		return err
@@ -76,15 +73,21 @@ func (c *Controller) RollbackUpdate(ctx context.Context, id spi.GroupID) error {
 
 // UpdateStatus reports the rollout phase and the counts seen by the last supervision pass.
 func (c *Controller) UpdateStatus(ctx context.Context, id spi.GroupID) (spi.RolloutStatus, error) {
-	gs, err := c.get(id)
+	gs, err := c.lock(id)
 	if err != nil {
 		return spi.RolloutStatus{}, err
 	}
-	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	r := gs.rec.Rollout
+	phase := phaseName(r.Phase)
+	if gs.rec.Destroying {
+		phase, r.Message = PhaseDestroying, "DestroyGroup unfinished"
+		if gs.destroyLeft != "" {
+			r.Message += ": " + gs.destroyLeft
+		}
+	}
 	return spi.RolloutStatus{
-		Phase:        phaseName(r.Phase),
+		Phase:        phase,
 		TargetHash:   gs.hash,
 		PreviousHash: r.PreviousHash,
 		Desired:      gs.props.TargetSize(),
@@ -94,6 +97,10 @@ func (c *Controller) UpdateStatus(ctx context.Context, id spi.GroupID) (spi.Roll
 		Message:      r.Message,
 	}, nil
 }
+
+// PhaseDestroying is the phase UpdateStatus reports for a group whose DestroyGroup has not
+// finished (a member could not be destroyed yet, or the controller restarted meanwhile).
+const PhaseDestroying = "destroying"
 
 func phaseName(p string) string {
 	if p == "" {

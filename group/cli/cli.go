@@ -215,6 +215,10 @@ func (p Printer) Describe(id spi.GroupID, d spi.GroupDescription, status *spi.Ro
 
 // StatusLine renders a rollout status on one line, for people.
 func StatusLine(s spi.RolloutStatus) string {
+	if s.Phase == "destroying" {
+		// An unfinished DestroyGroup: no rollout counts, only what is left.
+		return "destroying: " + s.Message
+	}
 	// Flavor.Healthy is asked during rollouts only (as InfraKit's scaler, which never checks
 	// health); an idle group's count would be stale, so it is not shown.
 	health := fmt.Sprintf(", %d healthy", s.Healthy)

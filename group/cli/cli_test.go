@@ -177,3 +177,11 @@ func FuzzParseSpec(f *testing.F) {
 		}
 	})
 }
+
+// An unfinished DestroyGroup is shown as such, not as a rollout.
+func TestStatusLineDestroying(t *testing.T) {
+	got := StatusLine(spi.RolloutStatus{Phase: "destroying", Desired: 3, Message: "DestroyGroup unfinished: 1 of 3 members not destroyed: [i-2]"})
+	if want := "destroying: DestroyGroup unfinished: 1 of 3 members not destroyed: [i-2]"; got != want {
+		t.Fatalf("StatusLine = %q, want %q", got, want)
+	}
+}

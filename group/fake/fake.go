@@ -51,6 +51,9 @@ type Cloud struct {
 	Record bool
 	// DrainError, when set, makes Flavor.Drain fail for the instances it returns an error for.
 	DrainError func(id spi.ID) error
+	// DestroyError, when set, makes Instance.Destroy fail (and keep the instance) for the
+	// instances it returns an error for.
+	DestroyError func(id spi.ID) error
 }
 
 var (
@@ -186,7 +189,7 @@ func (c *Cloud) Label(ctx context.Context, instance spi.ID, labels map[string]st
 	return nil
 }
 
-// Destroy implements spi.Instance; idempotent.
+// Destroy implements spi.Instance; idempotent. DestroyError can make it fail.
 func (c *Cloud) Destroy(ctx context.Context, instance spi.ID, cx spi.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -197,6 +200,11 @@ func (c *Cloud) Destroy(ctx context.Context, instance spi.ID, cx spi.Context) er
 			Context  spi.Context
 		}{"", instance, cx}
 	})
+	if c.DestroyError != nil {
+		if err := c.DestroyError(instance); err != nil {
+			return err
+		}
+	}
 	delete(c.instances, instance)
 	if c.OnDestroy != nil {
 		c.OnDestroy(c)

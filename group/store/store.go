@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mobykit/mobykit/group/types"
+	"github.com/mobykit/mobykit/internal/atomicfile"
 	"github.com/mobykit/mobykit/spi"
 )
 
@@ -30,6 +33,12 @@ type Record struct {
 	Previous *spi.GroupSpec `json:",omitempty"`
 	// Rollout is the progress of the current (or last) rolling update.
 	Rollout Rollout
+	// Destroying is set, durably, before DestroyGroup destroys the first member. The record is
+	// deleted only once every member is gone; a controller that loads a record marked
+	// Destroying finishes the destroy.
+	Destroying bool `json:",omitempty"`
+	// Source is where the record was loaded from (its file), for error messages; not stored.
+	Source string `json:"-"`
 }
 
 // Rollout is the durable part of a rolling update; everything else (which members are new,
@@ -80,57 +89,82 @@ func DefaultDir() (string, error) {
 }
 
 // FileStore keeps one <escaped group ID>.json per group in a directory. Writes go to a
-// temporary file in the same directory that is synced and renamed over the old one, so a crash
-// leaves either the old or the new record, never a torn one.
+// temporary file in the same directory that is synced and renamed over the old one, and the
+// directory is synced after every rename and remove, so a crash leaves either the old or the new
+// record, never a torn one, and a deleted record stays deleted.
+//
+// The directory is opened as an os.Root: no file name, symbolic link or record content can make
+// the store read or write outside it. Records are hostile input on load: a file that is not a
+// regular file, larger than MaxRecordSize, not a record, or whose group ID does not match its
+// name or is not a valid group ID is an error naming the file.
 type FileStore struct {
-	dir string
-	mu  sync.Mutex
+	dir  string
+	root *os.Root
+	mu   sync.Mutex
 }
 
 var _ Store = (*FileStore)(nil)
 
+// MaxRecordSize bounds a stored record (a group spec, the spec it replaced and the rollout).
+const MaxRecordSize = 8 << 20
+
+// maxFileName is the longest file name most file systems take.
+const maxFileName = 255
+
 // NewFileStore opens (creating, mode 0700) the directory dir.
 func NewFileStore(dir string) (*FileStore, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("group store %s: %w", dir, err)
 	}
-	return &FileStore{dir: dir}, nil
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("group store %s: %w", dir, err)
+	}
+	return &FileStore{dir: dir, root: root}, nil
 }
 
 // Dir is the store's directory.
 func (s *FileStore) Dir() string { return s.dir }
 
+// Close releases the directory; the store must not be used afterwards.
+func (s *FileStore) Close() error { return s.root.Close() }
+
 // fileName maps a group ID to a file name that stays inside the directory: every byte that is
-// not unreserved, "/" included, is %-escaped, and the ".json" suffix means "." and ".." never
-// name a directory.
-func fileName(id spi.GroupID) string {
-	return url.PathEscape(string(id)) + ".json"
+// not unreserved is %-escaped, and the ".json" suffix means "." and ".." never name a
+// directory. It refuses IDs types.ValidateID refuses and names too long for a file system.
+func fileName(id spi.GroupID) (string, error) {
+	if err := types.ValidateID(id); err != nil {
+		return "", fmt.Errorf("group store: %w", err)
+	}
+	name := url.PathEscape(string(id)) + ".json"
+	if len(name) > maxFileName {
+		return "", fmt.Errorf("group store: group ID %q makes a file name longer than %d bytes", id, maxFileName)
+	}
+	return name, nil
 }
 
-// List reads every record in the directory.
+// List reads every record in the directory. Names not ending in ".json" (temporary files
+// among them) are not records and are skipped.
 func (s *FileStore) List(ctx context.Context) ([]Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	entries, err := os.ReadDir(s.dir)
+	d, err := s.root.Open(".")
+	if err != nil {
+		return nil, fmt.Errorf("group store %s: %w", s.dir, err)
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
 	if err != nil {
 		return nil, fmt.Errorf("group store %s: %w", s.dir, err)
 	}
 	var out []Record
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".json") {
+		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		path := filepath.Join(s.dir, e.Name())
-		b, err := os.ReadFile(path)
+		r, err := s.read(e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("group store: %w", err)
-		}
-		var r Record
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("group store record %s: %w", path, err)
-		}
-		if fileName(r.ID) != e.Name() {
-			return nil, fmt.Errorf("group store record %s holds group %q", path, r.ID)
+			return nil, err
 		}
 		out = append(out, r)
 	}
@@ -138,46 +172,81 @@ func (s *FileStore) List(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
+// read loads and checks one record file.
+func (s *FileStore) read(name string) (Record, error) {
+	path := filepath.Join(s.dir, name)
+	bad := func(format string, a ...any) (Record, error) {
+		return Record{}, fmt.Errorf("group store record %s: %w", path, fmt.Errorf(format, a...))
+	}
+	// Lstat first: opening a FIFO would block, and a symbolic link is not a record.
+	st, err := s.root.Lstat(name)
+	if err != nil {
+		return bad("%w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return bad("not a regular file (%s)", st.Mode().Type())
+	}
+	f, err := s.root.Open(name)
+	if err != nil {
+		return bad("%w", err)
+	}
+	defer f.Close()
+	if fst, err := f.Stat(); err != nil || !os.SameFile(st, fst) {
+		return bad("replaced while being read")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxRecordSize+1))
+	if err != nil {
+		return bad("%w", err)
+	}
+	if len(b) > MaxRecordSize {
+		return bad("larger than %d bytes", MaxRecordSize)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return bad("truncated or corrupt: %w", err)
+	}
+	want, err := fileName(r.ID)
+	if err != nil {
+		return bad("%w", err)
+	}
+	if want != name {
+		return bad("holds group %q, which belongs in %s", r.ID, want)
+	}
+	if r.Spec.ID != r.ID {
+		return bad("holds group %q with a spec for group %q", r.ID, r.Spec.ID)
+	}
+	r.Source = path
+	return r, nil
+}
+
 // Put writes r atomically.
 func (s *FileStore) Put(ctx context.Context, r Record) error {
-	if r.ID == "" {
-		return errors.New("group store: record without a group ID")
+	name, err := fileName(r.ID)
+	if err != nil {
+		return err
 	}
+	r.Source = ""
 	b, err := json.Marshal(r) // compact: Properties blobs stay byte-identical
 	if err != nil {
 		return fmt.Errorf("group store: encode group %s: %w", r.ID, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	final := filepath.Join(s.dir, fileName(r.ID))
-	tmp, err := os.CreateTemp(s.dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("group store: write group %s: %w", r.ID, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("group store: write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("group store: sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("group store: close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("group store: write group %s: %w", r.ID, err)
+	if err := atomicfile.WriteFileIn(s.root, name, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("group store: group %s: %w", r.ID, err)
 	}
 	return nil
 }
 
 // Delete removes the record of id.
 func (s *FileStore) Delete(ctx context.Context, id spi.GroupID) error {
+	name, err := fileName(id)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	path := filepath.Join(s.dir, fileName(id))
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := atomicfile.RemoveIn(s.root, name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("group store: delete group %s: %w", id, err)
 	}
 	return nil

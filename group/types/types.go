@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mobykit/mobykit/spi"
 )
@@ -204,11 +206,38 @@ var (
 	ErrTwoUpdatingMethods = errors.New("Only one Updating method may be used")
 )
 
+// MaxIDLength bounds a group ID, in bytes.
+const MaxIDLength = 128
+
+// ValidateID checks a group ID: not blank (InfraKit's error), at most MaxIDLength bytes of
+// UTF-8, no "/", "\\" or control characters, and not "." or "..". A group ID names the group's
+// file in the store and its members' infrakit.group tag, and InfraKit's CLI addresses a group
+// as "plugin/ID": an ID that reads as a path is refused here, before it is stored or sent.
+func ValidateID(id spi.GroupID) error {
+	s := string(id)
+	switch {
+	case s == "":
+		return ErrBlankID
+	case len(s) > MaxIDLength:
+		return fmt.Errorf("group ID %.20q...: longer than %d bytes", s, MaxIDLength)
+	case s == "." || s == "..":
+		return fmt.Errorf("group ID %q: not allowed", s)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("group ID %q: not UTF-8", s)
+	}
+	for _, r := range s {
+		if r == '/' || r == '\\' || unicode.IsControl(r) {
+			return fmt.Errorf("group ID %q: %q is not allowed in a group ID", s, r)
+		}
+	}
+	return nil
+}
+
 // Validate checks a spec the way InfraKit's CommitGroup does (ID, Allocation, Updating, in
 // that order, with InfraKit's messages), then mobykit's extensions.
 func Validate(id spi.GroupID, p Properties) error {
-	if id == "" {
-		return ErrBlankID
+	if err := ValidateID(id); err != nil {
+		return err
 	}
 	if p.Allocation.Size == 0 && len(p.Allocation.LogicalIDs) == 0 {
 		return ErrBlankAllocation

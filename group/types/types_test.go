@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,12 @@ func TestValidate(t *testing.T) {
 		{"duplicate logical id", "g", `{"Allocation":{"LogicalIDs":["a","a"]}}`, nil, `group g: Allocation.LogicalIDs lists "a" twice`},
 		{"ok scaled", "g", `{"Allocation":{"Size":1},"Updating":{"MaxSurge":"25%","MaxUnavailable":1,"HealthTimeout":"5m","OnFailure":"rollback"}}`, nil, ""},
 		{"ok quorum", "g", `{"Allocation":{"LogicalIDs":["a","b"]}}`, nil, ""},
+		{"traversing id", "../../etc", `{"Allocation":{"Size":1}}`, nil, `group ID "../../etc": '/' is not allowed in a group ID`},
+		{"dot-dot id", "..", `{"Allocation":{"Size":1}}`, nil, `group ID "..": not allowed`},
+		{"backslash id", `a\b`, `{"Allocation":{"Size":1}}`, nil, `group ID "a\\b": '\\' is not allowed in a group ID`},
+		{"control id", "a\nb", `{"Allocation":{"Size":1}}`, nil, `group ID "a\nb": '\n' is not allowed in a group ID`},
+		{"long id", strings.Repeat("x", MaxIDLength+1), `{"Allocation":{"Size":1}}`, nil, `group ID "xxxxxxxxxxxxxxxxxxxx"...: longer than 128 bytes`},
+		{"ok unusual id", "web 1%.ünï", `{"Allocation":{"Size":1}}`, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Parse([]byte(tc.doc))
