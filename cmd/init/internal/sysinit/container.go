@@ -106,6 +106,18 @@ func (s *System) runc(stdout, stderr *os.File, args ...string) (unix.WaitStatus,
 	return s.Reaper.Run(append([]string{s.Runc}, args...), s.env(), devnull, stdout, stderr)
 }
 
+// ContainerID is the runc ID of a container: a service keeps its bare name (what a user
+// passes to runc exec or kill), onboot and onshutdown containers get their section as a
+// prefix ("onboot.000-format"). Their folder names are unique within a section only, and
+// they share runc's state root with the services, so a service named "000-format" must not
+// meet onboot's "000-format" (whose state is deleted only after the services start).
+func ContainerID(kind, name string) string {
+	if kind == "service" {
+		return name
+	}
+	return kind + "." + name
+}
+
 // start prepares and starts the container in bundle, with its output on out, and returns the
 // pid of its process and a channel that gets its exit status.
 // The filesystem is prepared once: *prepared records it (a restarted service skips it).
@@ -124,6 +136,7 @@ func (s *System) start(kind, name, bundle string, out *os.File, prepared *bool) 
 		}
 		*prepared = true
 	}
+	id := ContainerID(kind, name)
 	pidFile := filepath.Join("/run", "mobykit-init", kind+"-"+name+".pid")
 	os.MkdirAll(filepath.Dir(pidFile), 0o755)
 	os.Remove(pidFile)
@@ -138,12 +151,12 @@ func (s *System) start(kind, name, bundle string, out *os.File, prepared *bool) 
 	if s.NoPivot {
 		args = append(args, "--no-pivot")
 	}
-	ws, err := s.runc(out, out, append(args, name)...)
+	ws, err := s.runc(out, out, append(args, id)...)
 	if err != nil {
 		return 0, nil, fmt.Errorf("runc %s: %w", verb[0], err)
 	}
 	if ws.ExitStatus() != 0 || !ws.Exited() {
-		s.quiet("delete", "--force", name)
+		s.quiet("delete", "--force", id)
 		return 0, nil, fmt.Errorf("runc %s failed (%s); see its message above", verb[0], describe(ws))
 	}
 	data, err := os.ReadFile(pidFile)
@@ -159,12 +172,12 @@ func (s *System) start(kind, name, bundle string, out *os.File, prepared *bool) 
 		return pid, exited, nil
 	}
 	if err := PrepareProcess(pid, rt); err != nil {
-		s.quiet("delete", "--force", name)
+		s.quiet("delete", "--force", id)
 		return 0, nil, err
 	}
-	ws, err = s.runc(out, out, "start", name)
+	ws, err = s.runc(out, out, "start", id)
 	if err != nil || !ws.Exited() || ws.ExitStatus() != 0 {
-		s.quiet("delete", "--force", name)
+		s.quiet("delete", "--force", id)
 		if err == nil {
 			err = fmt.Errorf("runc start failed (%s)", describe(ws))
 		}
@@ -197,7 +210,7 @@ func (s *System) RunOnce(dir string) error {
 		// removing the finished container's state need not hold up the boot (each runc run
 		// costs under emulation): done once the services are started, or at once at shutdown
 		s.later(func() {
-			s.quiet("delete", "--force", name)
+			s.quiet("delete", "--force", ContainerID(kind, name))
 			Cleanup(bundle)
 		}, kind == "onboot")
 		if !ws.Exited() || ws.ExitStatus() != 0 {

@@ -38,6 +38,15 @@ func fakeRunc(args []string) int {
 	}
 	switch args[0] {
 	case "run", "create":
+		// one live container per ID, as runc's state root enforces
+		state := filepath.Join(os.Getenv("FAKE_RUNC_DIR"), "state", args[len(args)-1])
+		os.MkdirAll(filepath.Dir(state), 0o755)
+		if f, err := os.OpenFile(state, os.O_CREATE|os.O_EXCL, 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "container with id %s exists\n", args[len(args)-1])
+			return 1
+		} else {
+			f.Close()
+		}
 		var pidFile, bundle string
 		for i := 1; i < len(args)-1; i++ {
 			switch args[i] {
@@ -52,6 +61,8 @@ func fakeRunc(args []string) int {
 			return 1
 		}
 		os.WriteFile(pidFile, []byte(strconv.Itoa(p.Pid)), 0o644)
+	case "delete":
+		os.Remove(filepath.Join(os.Getenv("FAKE_RUNC_DIR"), "state", args[len(args)-1]))
 	case "kill":
 		data, err := os.ReadFile(filepath.Join(os.Getenv("FAKE_RUNC_DIR"), args[1]+".pid"))
 		if err != nil {
@@ -103,6 +114,8 @@ func TestSupervisor(t *testing.T) {
 	bundle(OnbootDir, "001-fails", "exit 4\n")
 	bundle(ServicesDir, "steady", "echo steady-up\nexec sleep 600\n")
 	bundle(ServicesDir, "flaky", "echo flaky-up\nexit 3\n")
+	// a service named like an onboot folder: onboot's state lives until the services start
+	bundle(ServicesDir, "000-first", "echo svc-first-up\nexec sleep 600\n")
 	bundle(OnshutdownDir, "000-bye", "echo bye-ran\n")
 
 	con := &lockedWriter{b: &bytes.Buffer{}}
@@ -135,6 +148,7 @@ func TestSupervisor(t *testing.T) {
 		"mobykit init: onboot 000-first done",
 		"mobykit init: onboot 001-fails failed: exit status 4",
 		"mobykit init: service steady started",
+		"mobykit init: service 000-first started",
 		"mobykit init: service flaky exited: exit status 3; restarting in 50ms",
 		"mobykit init: service flaky exited: exit status 3; restarting in 100ms",
 		"mobykit init: service flaky exited: exit status 3; restarting in 200ms",
@@ -153,7 +167,7 @@ func TestSupervisor(t *testing.T) {
 		t.Errorf("/var/log/steady.log = %q", logs)
 	}
 	calls, _ := os.ReadFile(logFile)
-	for _, want := range []string{"run --detach --bundle " + filepath.Join(root, OnbootDir, "000-first"), "kill steady TERM", "delete --force 000-first"} {
+	for _, want := range []string{"run --detach --bundle " + filepath.Join(root, OnbootDir, "000-first"), "kill steady TERM", "delete --force onboot.000-first", "kill 000-first TERM"} {
 		if !strings.Contains(string(calls), want) {
 			t.Errorf("runc calls lack %q:\n%s", want, calls)
 		}
