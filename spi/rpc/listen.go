@@ -72,6 +72,9 @@ type unixListener struct {
 	err  error
 }
 
+// Addr is the socket's path, not the temporary name it was bound under.
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 // Close closes the listener and removes its socket, once: a second Close must not remove a
 // socket that a new server has created at the same path since.
 func (l *unixListener) Close() error {
