@@ -144,8 +144,8 @@ func TestOversizeBodyRefused(t *testing.T) {
 	}
 
 	// Chunked: a valid request, refused once MaxRequestBytes have been read.
-	c = rawPost(t, sock, "Transfer-Encoding: chunked")
-	go func() {
+	chunked := rawPost(t, sock, "Transfer-Encoding: chunked")
+	go func(c net.Conn) {
 		b := validateBody(size)
 		for len(b) > 0 {
 			n := min(len(b), 64<<10)
@@ -155,16 +155,16 @@ func TestOversizeBodyRefused(t *testing.T) {
 			b = b[n:]
 		}
 		io.WriteString(c, "0\r\n\r\n")
-	}()
-	status, body = readReply(t, c)
+	}(chunked)
+	status, body = readReply(t, chunked)
 	if status != http.StatusRequestEntityTooLarge || body != fmt.Sprintf("rpc: request body larger than the limit of %d bytes", MaxRequestBytes) {
 		t.Fatalf("chunked oversize body: %d %q", status, body)
 	}
 
 	// A body just under the limit is served.
-	c = rawPost(t, sock, fmt.Sprintf("Content-Length: %d", MaxRequestBytes))
-	go c.Write(validateBody(MaxRequestBytes))
-	if status, body = readReply(t, c); status != http.StatusOK || !strings.Contains(body, `"OK":true`) {
+	atLimit := rawPost(t, sock, fmt.Sprintf("Content-Length: %d", MaxRequestBytes))
+	go atLimit.Write(validateBody(MaxRequestBytes))
+	if status, body = readReply(t, atLimit); status != http.StatusOK || !strings.Contains(body, `"OK":true`) {
 		t.Fatalf("body at the limit: %d %q", status, body)
 	}
 }
