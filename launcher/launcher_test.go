@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if spec := os.Getenv("LAUNCHER_TEST_START"); spec != "" {
+		os.Exit(startAndReport(spec))
+	}
 	if spec := os.Getenv("LAUNCHER_TEST_RUN"); spec != "" {
 		s, err := ParseSpec(spec)
 		if err == nil {

@@ -100,32 +100,41 @@ func tail(path string, n int64) string {
 // ErrNotRunning is returned by Stop when no live process serves the name.
 var ErrNotRunning = errors.New("plugin is not running")
 
-// Stop sends SIGTERM to the process in <dir>/<name>.pid and waits (up to timeout, default
-// 10s) for it to exit; then SIGKILL. Stale files of a dead process are removed. A process
-// serving several plugins (one foreground `plugin start a b`) stops them all.
+// Stop sends SIGTERM to the process serving name in dir and waits (up to timeout, default
+// 10s) for it to exit; then SIGKILL. The process is the holder of <dir>/<name>.lock (see
+// discovery.TryLock), else the live process of <dir>/<name>.pid (a server that takes no lock).
+// A process serving several plugins (one foreground `plugin start a b`) stops them all.
+//
+// Afterwards, with the name's lock held, it removes what the server left behind: its pid file,
+// socket and .listen file, and nothing else (discovery.Lock.RemoveStale): a regular file, a
+// directory or a symlink named like the plugin is never removed, and nothing is removed while
+// another process holds the lock.
 func Stop(dir, name string, timeout time.Duration) error {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	pid, live, err := discovery.Live(dir, name)
+	if err := discovery.ValidName(name); err != nil {
+		return fmt.Errorf("launcher: stop: %w", err)
+	}
+	pidFile := filepath.Join(dir, name+".pid")
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("launcher: %s: %w (no plugin directory %s)", name, ErrNotRunning, dir)
+	}
+	_, before := os.Lstat(pidFile)
+	pid, err := serverPID(dir, name)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("launcher: %s: %w (no %s.pid in %s)", name, ErrNotRunning, name, dir)
-		}
 		return err
 	}
-	cleanup := func() {
-		for _, p := range []string{name + ".pid", name, name + ".listen"} {
-			path := filepath.Join(dir, p)
-			if p == name && rpc.Alive(path) {
-				continue
-			}
-			os.Remove(path)
+	if pid == 0 {
+		_, after := os.Lstat(pidFile)
+		switch {
+		case before != nil:
+			return fmt.Errorf("launcher: %s: %w (no %s.pid in %s)", name, ErrNotRunning, name, dir)
+		case after == nil:
+			return fmt.Errorf("launcher: %s: %w (%s does not hold the PID of a dead plugin; left as is)", name, ErrNotRunning, pidFile)
+		default:
+			return fmt.Errorf("launcher: %s: %w (its process is gone or the PID reused; stale files removed)", name, ErrNotRunning)
 		}
-	}
-	if !live {
-		cleanup()
-		return fmt.Errorf("launcher: %s: %w (pid %d is gone or reused; stale files removed)", name, ErrNotRunning, pid)
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("launcher: stopping %s (pid %d): %w", name, pid, err)
@@ -133,15 +142,66 @@ func Stop(dir, name string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if !discovery.ProcessAlive(pid) || zombie(pid) {
-			cleanup()
-			return nil
+			return removeStale(dir, name)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	time.Sleep(100 * time.Millisecond)
-	cleanup()
+	for i := 0; i < 40 && discovery.ProcessAlive(pid) && !zombie(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := removeStale(dir, name); err != nil {
+		return err
+	}
 	return fmt.Errorf("launcher: %s (pid %d) ignored SIGTERM for %s and was killed", name, pid, timeout)
+}
+
+// serverPID returns the PID of the process serving name: the holder of its lock, else a live
+// process in its pid file. When nobody serves it, it removes the stale files (under the lock)
+// and returns 0.
+func serverPID(dir, name string) (int, error) {
+	lk, err := discovery.TryLock(dir, name, os.Getpid())
+	var held *discovery.HeldError
+	if errors.As(err, &held) {
+		if held.PID > 0 {
+			return held.PID, nil
+		}
+		if pid, err := discovery.ReadPID(dir, name); err == nil {
+			return pid, nil
+		}
+		return 0, fmt.Errorf("launcher: %w; its pid is not recorded yet", err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("launcher: %w", err)
+	}
+	defer lk.Unlock()
+	if pid, live, err := discovery.Live(dir, name); err == nil && live {
+		return pid, nil
+	}
+	if err := lk.RemoveStale(dir); err != nil {
+		return 0, fmt.Errorf("launcher: %w", err)
+	}
+	return 0, nil
+}
+
+// removeStale cleans up after a stopped server, under the name's lock. If another process
+// holds the lock (a new server started meanwhile), nothing is touched.
+func removeStale(dir, name string) error {
+	lk, err := discovery.TryLock(dir, name, os.Getpid())
+	if errors.Is(err, discovery.ErrRunning) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("launcher: %w", err)
+	}
+	rerr := lk.RemoveStale(dir)
+	if err := lk.Unlock(); rerr == nil {
+		rerr = err
+	}
+	if rerr != nil {
+		return fmt.Errorf("launcher: %w", rerr)
+	}
+	return nil
 }
 
 // zombie reports whether pid has exited but not been reaped (its parent is still us, e.g. in

@@ -14,76 +14,116 @@ import (
 // ErrRunning is returned by Claim when a live process already serves the name.
 var ErrRunning = errors.New("plugin is already running")
 
-// Claim is a name taken in the plugin directory by this process: its pid file is written.
+// Claim is a name taken in the plugin directory by this process: its lock is held for the
+// claim's life and its pid file is written.
 type Claim struct {
 	Dir, Name string
 	// Socket is the path to serve on (rpc.Listen creates it with mode 0600).
 	Socket string
 	// PIDFile is dir/name.pid, holding this process's PID.
 	PIDFile string
+
+	lock *Lock
 }
 
-// Take claims name in dir for this process (pid). If name.pid names a live process (see Live), or the
-// socket answers, the name is in use and ErrRunning is returned: a live plugin is never
-// stolen. A pid file of a dead process, a socket nobody answers on and a stale .listen file
-// are removed first (deploykit#475). The pid file is created exclusively, so two processes
-// claiming the same name at once cannot both win.
+// Take claims name in dir for this process (pid). It first takes the name's lock
+// (<dir>/<name>.lock, see TryLock): if another process holds it, the error is a *HeldError
+// naming that process, and nothing in dir is touched. Under the lock it refuses a name whose
+// pid file names another live process or whose socket answers (a server that does not take
+// the lock: ErrRunning), refuses a <name> that is not a socket, removes what a dead server
+// left (see RemoveStale, deploykit#475), and writes the pid file. Two processes claiming the
+// same name at once cannot both win, and the loser never removes the winner's files.
 func Take(dir, name string, pid int) (*Claim, error) {
-	if name == "" || name == "." || name == ".." || filepath.Base(name) != name {
-		return nil, fmt.Errorf("discovery: invalid plugin name %q", name)
+	if err := ValidName(name); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("discovery: creating plugin directory %s: %w", dir, err)
 	}
-	c := &Claim{Dir: dir, Name: name, Socket: filepath.Join(dir, name), PIDFile: filepath.Join(dir, name+".pid")}
-	if old, live, err := Live(dir, name); err == nil {
-		if live && old != pid {
-			return nil, fmt.Errorf("discovery: %s: %w (pid %d in %s)", name, ErrRunning, old, c.PIDFile)
-		}
-		slog.Info("removing stale plugin pid file", "plugin", name, "pid", old, "file", c.PIDFile)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		slog.Warn("removing unreadable plugin pid file", "plugin", name, "file", c.PIDFile, "err", err)
-	}
-	if fi, err := os.Lstat(c.Socket); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("discovery: %s exists and is not a socket", c.Socket)
-		}
-		if rpc.Alive(c.Socket) {
-			return nil, fmt.Errorf("discovery: %s: %w (socket %s answers)", name, ErrRunning, c.Socket)
-		}
-		slog.Info("removing stale plugin socket", "plugin", name, "socket", c.Socket)
-		if err := os.Remove(c.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("discovery: removing stale socket %s: %w", c.Socket, err)
-		}
-	}
-	_ = os.Remove(c.PIDFile)
-	_ = os.Remove(c.Socket + ".listen")
-	f, err := os.OpenFile(c.PIDFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	lock, err := TryLock(dir, name, pid)
 	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("discovery: %s: %w (another process claimed it just now)", name, ErrRunning)
-		}
-		return nil, fmt.Errorf("discovery: writing %s: %w", c.PIDFile, err)
+		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	_, werr := f.WriteString(strconv.Itoa(pid) + "\n")
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		os.Remove(c.PIDFile)
-		return nil, fmt.Errorf("discovery: writing %s: %w", c.PIDFile, werr)
+	c := &Claim{Dir: dir, Name: name, Socket: filepath.Join(dir, name), PIDFile: filepath.Join(dir, name+".pid"), lock: lock}
+	if err := c.prepare(pid); err != nil {
+		lock.Unlock()
+		return nil, err
 	}
 	return c, nil
 }
 
-// Release removes the pid file (and the socket, if the server left it).
+// prepare runs under the lock: it checks nothing else serves the name, cleans up after a dead
+// server and writes the pid file.
+func (c *Claim) prepare(pid int) error {
+	if fi, err := os.Lstat(c.Socket); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("discovery: %s exists and is not a socket (%s); not removing it", c.Socket, fi.Mode().Type())
+		}
+		if rpc.Alive(c.Socket) {
+			return fmt.Errorf("discovery: %s: %w (socket %s answers)", c.Name, ErrRunning, c.Socket)
+		}
+		slog.Info("removing stale plugin socket", "plugin", c.Name, "socket", c.Socket)
+	}
+	if old, live, err := Live(c.Dir, c.Name); err == nil && !live {
+		slog.Info("removing stale plugin pid file", "plugin", c.Name, "pid", old, "file", c.PIDFile)
+	}
+	if err := c.lock.RemoveStale(c.Dir); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(c.PIDFile); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("discovery: %s exists and is not a regular file (%s); not replacing it", c.PIDFile, fi.Mode().Type())
+	}
+	return writeFileAtomic(c.PIDFile, []byte(strconv.Itoa(pid)+"\n"))
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it into place.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("discovery: writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp, 0o600)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, path)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("discovery: writing %s: %w", path, werr)
+	}
+	return nil
+}
+
+// Release removes this claim's files (the pid file, the socket and .listen file if the server
+// left them) and then the lock. Only a socket, and only regular files, are removed.
 func (c *Claim) Release() error {
+	if c.lock == nil {
+		return nil
+	}
 	var errs []error
-	for _, p := range []string{c.PIDFile, c.Socket, c.Socket + ".listen"} {
+	remove := func(p string, ok func(os.FileMode) bool) {
+		fi, err := os.Lstat(p)
+		if err != nil || !ok(fi.Mode()) {
+			return
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}
+	regular := func(m os.FileMode) bool { return m.IsRegular() }
+	remove(c.PIDFile, regular)
+	remove(c.Socket, func(m os.FileMode) bool { return m&os.ModeSocket != 0 })
+	remove(c.Socket+".listen", regular)
+	if err := c.lock.Unlock(); err != nil {
+		errs = append(errs, err)
+	}
+	c.lock = nil
 	return errors.Join(errs...)
 }
 

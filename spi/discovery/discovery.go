@@ -3,6 +3,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -110,16 +111,34 @@ func readPID(dir, name string) int {
 	return pid
 }
 
-// ReadPID returns the PID recorded in dir/name.pid.
+const maxPIDFile = 32
+
+// ReadPID returns the PID recorded in dir/name.pid. The file must be a regular file (a
+// symlink is not followed) of a few bytes.
 func ReadPID(dir, name string) (int, error) {
 	path := filepath.Join(dir, name+".pid")
-	b, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return 0, fmt.Errorf("discovery: %s is a symlink, not a pid file", path)
+		}
 		return 0, err
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("discovery: %s does not hold a PID: %q", path, b)
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return 0, err
+	} else if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("discovery: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	// A PID and a newline fit in far less than maxPIDFile bytes; a longer file is not ours.
+	b := make([]byte, maxPIDFile)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("discovery: reading %s: %w", path, err)
+	}
+	pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n])))
+	if perr != nil || pid <= 0 || n == maxPIDFile {
+		return 0, fmt.Errorf("discovery: %s does not hold a PID: %q", path, b[:n])
 	}
 	return pid, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,5 +229,70 @@ func TestReusedPIDIsStale(t *testing.T) {
 	}
 	if _, err := Take(dir, "r", os.Getpid()); err != nil {
 		t.Fatalf("reused pid blocked the claim: %v", err)
+	}
+}
+
+// TestTakeHeldNamesHolder: a second claim while the first holds the lock fails with a
+// *HeldError naming the plugin and the holder's PID, and leaves every file of the holder.
+func TestTakeHeldNamesHolder(t *testing.T) {
+	dir := tempDir(t)
+	c, err := Take(dir, "g", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Release()
+	srv, err := rpc.Start(c.Socket, rpc.Flavor(okFlavor{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, err = Take(dir, "g", 4242)
+	var held *HeldError
+	if !errors.As(err, &held) || !errors.Is(err, ErrRunning) || held.PID != os.Getpid() {
+		t.Fatalf("second claim: %v", err)
+	}
+	want := "plugin g is already running (pid " + strconv.Itoa(os.Getpid()) + " holds " + filepath.Join(dir, "g.lock") + ")"
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not contain %q", err, want)
+	}
+	if pid, err := ReadPID(dir, "g"); err != nil || pid != os.Getpid() || !rpc.Alive(c.Socket) {
+		t.Fatalf("holder's files disturbed: pid %d %v, alive %v", pid, err, rpc.Alive(c.Socket))
+	}
+}
+
+// TestLockFileSymlinkRefused: a NAME.lock planted as a symlink is not followed (the file it
+// points to is neither created, truncated nor locked).
+func TestLockFileSymlinkRefused(t *testing.T) {
+	dir := tempDir(t)
+	target := filepath.Join(dir, "precious")
+	os.WriteFile(target, []byte("keep me"), 0o600)
+	os.Symlink(target, filepath.Join(dir, "s.lock"))
+	if _, err := Take(dir, "s", os.Getpid()); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("symlinked lock file accepted: %v", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep me" {
+		t.Fatalf("symlink target changed: %q", b)
+	}
+	os.Symlink(filepath.Join(dir, "absent"), filepath.Join(dir, "t.lock"))
+	if _, err := Take(dir, "t", os.Getpid()); err == nil {
+		t.Fatal("dangling symlinked lock file accepted")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "absent")); !os.IsNotExist(err) {
+		t.Fatalf("dangling symlink's target created: %v", err)
+	}
+}
+
+// TestPIDFileSymlinkNotRead: a pid file that is a symlink (to a file naming a live process) is
+// not a pid file: it does not make the name look live.
+func TestPIDFileSymlinkNotRead(t *testing.T) {
+	dir := tempDir(t)
+	other := filepath.Join(dir, "other")
+	os.WriteFile(other, []byte(strconv.Itoa(os.Getppid())), 0o600)
+	os.Symlink(other, filepath.Join(dir, "l.pid"))
+	if _, err := ReadPID(dir, "l"); err == nil {
+		t.Fatal("symlinked pid file read")
+	}
+	if _, _, err := Live(dir, "l"); err == nil {
+		t.Fatal("symlinked pid file counted")
 	}
 }

@@ -26,7 +26,7 @@ func Live(dir, name string) (pid int, live bool, err error) {
 	if !ProcessAlive(pid) {
 		return pid, false, nil
 	}
-	fi, err := os.Stat(path)
+	fi, err := os.Lstat(path)
 	if err != nil {
 		return pid, false, err
 	}

@@ -25,6 +25,11 @@ type Caller interface {
 	Call(ctx context.Context, method string, params, result any) error
 }
 
+// MaxResponseBytes bounds a reply the client reads (after any gzip decoding), so a plugin
+// cannot make its caller hold an unbounded body. A DescribeInstances of a thousand members is
+// a few MiB.
+const MaxResponseBytes = 16 << 20
+
 // DefaultTimeout is the per-call timeout when INFRAKIT_CLIENT_TIMEOUT is not set.
 const DefaultTimeout = 15 * time.Second
 
@@ -186,9 +191,12 @@ func (c *Client) do(ctx context.Context, method string, params, result any) erro
 		return fmt.Errorf("rpc: %s on %s: %w", method, c.address, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
 		return fmt.Errorf("rpc: %s on %s: reading reply: %w", method, c.address, err)
+	}
+	if len(data) > MaxResponseBytes {
+		return fmt.Errorf("rpc: %s on %s: reply larger than %d bytes; refusing it", method, c.address, MaxResponseBytes)
 	}
 	if err := decodeClientResponse(data, result); err != nil {
 		if _, ok := err.(*Error); ok || err == errNullResult {

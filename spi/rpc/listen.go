@@ -72,6 +72,9 @@ type unixListener struct {
 	err  error
 }
 
+// Addr is the socket's path, not the temporary name it was bound under.
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 // Close closes the listener and removes its socket, once: a second Close must not remove a
 // socket that a new server has created at the same path since.
 func (l *unixListener) Close() error {
@@ -120,10 +123,20 @@ func Start(path string, plugins ...Plugin) (*Server, error) {
 	return StartListener(ln, h), nil
 }
 
-// StartListener serves h on ln (a unix or TCP listener) until Close.
+// ReadHeaderTimeout bounds reading a request's headers; the body is bounded by the handler's
+// Limits.ReadTimeout, the reply by its Limits.WriteTimeout.
+const ReadHeaderTimeout = 10 * time.Second
+
+// maxHeaderBytes bounds a request's headers; the Go client sends about 200 bytes.
+const maxHeaderBytes = 64 << 10
+
+// StartListener serves h on ln (a unix or TCP listener) until Close. The server bounds the
+// time to read headers (ReadHeaderTimeout) and their size; h bounds bodies and replies (see
+// Limits). No server-wide read or write timeout is set: it would cut calls that run long.
 func StartListener(ln net.Listener, h *Handler) *Server {
 	s := &Server{
-		srv:     &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: maxHeaderBytes},
 		ln:      ln,
 		done:    make(chan error, 1),
 		Handler: h,

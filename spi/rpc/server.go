@@ -1,13 +1,20 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/mobykit/mobykit/spi"
 )
@@ -116,8 +123,55 @@ func exampleOf(v any) spi.Any {
 	return nil
 }
 
-// MaxRequestBytes bounds a request body; a larger one is treated like an unparseable body.
-const MaxRequestBytes = 64 << 20
+// MaxRequestBytes is the default bound of one request body (Limits.MaxBody). InfraKit's
+// requests are a few KiB (the largest, a CommitGroup, carries one group spec).
+const MaxRequestBytes = 4 << 20
+
+// Default limits of a Handler (see Limits).
+const (
+	DefaultInFlightBytes = 32 << 20
+	DefaultReadTimeout   = 30 * time.Second
+	DefaultWriteTimeout  = 30 * time.Second
+)
+
+// Limits bound what requests may cost a server, whatever the client sends. They bound reading
+// a request and writing its reply, never the method call in between: a call such as a
+// CommitGroup that waits for a rollout runs as long as it needs (its client's timeout ends it).
+type Limits struct {
+	// MaxBody is the largest request body accepted (default MaxRequestBytes). A larger one is
+	// refused with HTTP 413 before it is read.
+	MaxBody int64
+	// InFlight is how many body bytes all requests being read and decoded may hold at once
+	// (default DefaultInFlightBytes). A request reserves its Content-Length (MaxBody when the
+	// length is not given) before reading, and waits for room up to ReadTimeout; then HTTP 503.
+	InFlight int64
+	// ReadTimeout bounds waiting for room and reading one request body (default
+	// DefaultReadTimeout); a body not received in time gets HTTP 408. Headers are bounded by the
+	// server's ReadHeaderTimeout.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a reply once the call has returned (default
+	// DefaultWriteTimeout), so a client that stops reading cannot hold the connection.
+	WriteTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBody <= 0 {
+		l.MaxBody = MaxRequestBytes
+	}
+	if l.InFlight <= 0 {
+		l.InFlight = DefaultInFlightBytes
+	}
+	if l.InFlight < l.MaxBody {
+		l.InFlight = l.MaxBody
+	}
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = DefaultReadTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = DefaultWriteTimeout
+	}
+	return l
+}
 
 // Handler serves JSON-RPC on POST / and the info document on GET /info/api.json.
 type Handler struct {
@@ -125,12 +179,28 @@ type Handler struct {
 	methods map[string]*method // "Service.Method"
 	hello   HelloResponse
 	log     *slog.Logger
+
+	limits   Limits
+	budget   *semaphore.Weighted
+	inFlight atomic.Int64 // body bytes reserved, for tests
+	waiting  atomic.Int64 // requests waiting for room in the budget, for tests
 }
+
+// SetLimits replaces the handler's limits (zero fields take their defaults). Call it before
+// serving.
+func (h *Handler) SetLimits(l Limits) {
+	h.limits = l.withDefaults()
+	h.budget = semaphore.NewWeighted(h.limits.InFlight)
+}
+
+// Limits returns the limits in force.
+func (h *Handler) Limits() Limits { return h.limits }
 
 // NewHandler builds the HTTP handler serving plugins. Two plugins serving the same interface
 // name is an error.
 func NewHandler(plugins ...Plugin) (*Handler, error) {
 	h := &Handler{methods: map[string]*method{}, hello: HelloResponse{Objects: map[string][]Object{}}, log: slog.Default()}
+	h.SetLimits(Limits{})
 	h.methods["Handshake.Hello"] = handle(func(ctx context.Context, _ *HelloRequest) (*HelloResponse, error) {
 		return &h.hello, nil
 	})
@@ -176,6 +246,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeText(w, http.StatusMethodNotAllowed, "rpc: GET method required, received "+r.Method)
 			return
 		}
+		h.writeDeadline(w)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h.info())
 	default:
@@ -205,33 +276,15 @@ func (h *Handler) serveRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	req := new(serverRequest)
-	var rerr *Error
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes)).Decode(req); err != nil {
-		rerr = &Error{Code: CodeParse, Message: err.Error(), Data: mustMarshal(req)}
-	}
-	if req.Version != "2.0" {
-		rerr = &Error{Code: CodeInvalidRequest, Message: "jsonrpc must be 2.0", Data: mustMarshal(req)}
-	}
-	if rerr != nil {
-		h.writeResponse(w, req, nil, rerr)
+	body, release, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
-	m, err := h.lookup(req.Method)
-	if err != nil {
-		h.writeResponse(w, req, nil, errorFor(err))
+	req, m, args, ok := h.decode(w, body)
+	body = nil
+	release()
+	if !ok {
 		return
-	}
-	args := m.newReq()
-	if req.Params != nil {
-		if err := json.Unmarshal(*req.Params, args); err != nil {
-			// Not an object: try a one-element array wrapping the object.
-			wrapped := [1]any{args}
-			if err := json.Unmarshal(*req.Params, &wrapped); err != nil {
-				h.writeResponse(w, req, nil, &Error{Code: CodeInvalidRequest, Message: err.Error(), Data: *req.Params})
-				return
-			}
-		}
 	}
 	result, err := m.call(r.Context(), args)
 	if err != nil {
@@ -240,6 +293,111 @@ func (h *Handler) serveRPC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.writeResponse(w, req, result, nil)
+}
+
+// readBody reads the request body within the limits: at most MaxBody bytes, within
+// ReadTimeout, after reserving its size in the in-flight budget. release gives the reservation
+// back. When ok is false, the error reply has been written.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), ok bool) {
+	lim := h.limits
+	if r.ContentLength > lim.MaxBody {
+		h.refuse(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("rpc: request body of %d bytes is larger than the limit of %d bytes", r.ContentLength, lim.MaxBody))
+		return nil, nil, false
+	}
+	weight := r.ContentLength
+	if weight < 0 {
+		weight = lim.MaxBody
+	}
+	deadline := time.Now().Add(lim.ReadTimeout)
+	rc := http.NewResponseController(w)
+	// The deadline covers this body only; it is lifted before the call runs. A writer that
+	// cannot set one (a test recorder, another transport) reads from memory anyway.
+	_ = rc.SetReadDeadline(deadline)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
+	h.waiting.Add(1)
+	err := h.budget.Acquire(ctx, weight)
+	h.waiting.Add(-1)
+	cancel()
+	if err != nil {
+		h.refuse(w, http.StatusServiceUnavailable, fmt.Sprintf("rpc: server busy: requests in flight hold the %d-byte budget; %d more bytes did not fit within %s", lim.InFlight, weight, lim.ReadTimeout))
+		return nil, nil, false
+	}
+	h.inFlight.Add(weight)
+	release = func() {
+		h.inFlight.Add(-weight)
+		h.budget.Release(weight)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, lim.MaxBody))
+	if err != nil {
+		release()
+		var tooBig *http.MaxBytesError
+		var ne net.Error
+		switch {
+		case errors.As(err, &tooBig):
+			h.refuse(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("rpc: request body larger than the limit of %d bytes", lim.MaxBody))
+		case errors.As(err, &ne) && ne.Timeout():
+			h.refuse(w, http.StatusRequestTimeout, fmt.Sprintf("rpc: request body not received within %s", lim.ReadTimeout))
+		default:
+			h.refuse(w, http.StatusBadRequest, "rpc: reading request body: "+err.Error())
+		}
+		return nil, nil, false
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	return buf.Bytes(), release, true
+}
+
+// refuse answers a request whose body was not (completely) read, and closes the connection:
+// what is left of the body must not be read as the next request.
+func (h *Handler) refuse(w http.ResponseWriter, status int, msg string) {
+	h.log.Warn("rpc: request refused", "status", status, "reason", msg)
+	w.Header().Set("Connection", "close")
+	h.writeDeadline(w)
+	writeText(w, status, msg)
+}
+
+// writeDeadline bounds writing the reply from now on.
+func (h *Handler) writeDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.limits.WriteTimeout))
+}
+
+// decode parses the JSON-RPC envelope and the params as gorilla's json2 codec does. When ok
+// is false, the reply has been written.
+func (h *Handler) decode(w http.ResponseWriter, body []byte) (req *serverRequest, m *method, args any, ok bool) {
+	req = new(serverRequest)
+	var rerr *Error
+	// A decoder, not json.Unmarshal: gorilla reads the first value and ignores what follows.
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(req); err != nil {
+		rerr = &Error{Code: CodeParse, Message: err.Error(), Data: mustMarshal(req)}
+	}
+	if req.Version != "2.0" {
+		rerr = &Error{Code: CodeInvalidRequest, Message: "jsonrpc must be 2.0", Data: mustMarshal(req)}
+	}
+	if rerr != nil {
+		h.writeResponse(w, req, nil, rerr)
+		return nil, nil, nil, false
+	}
+	m, err := h.lookup(req.Method)
+	if err != nil {
+		h.writeResponse(w, req, nil, errorFor(err))
+		return nil, nil, nil, false
+	}
+	args = m.newReq()
+	if req.Params != nil {
+		if err := json.Unmarshal(*req.Params, args); err != nil {
+			// Not an object: try a one-element array wrapping the object.
+			wrapped := [1]any{args}
+			if err := json.Unmarshal(*req.Params, &wrapped); err != nil {
+				h.writeResponse(w, req, nil, &Error{Code: CodeInvalidRequest, Message: err.Error(), Data: *req.Params})
+				return nil, nil, nil, false
+			}
+		}
+		req.Params = nil
+	}
+	return req, m, args, true
 }
 
 func (h *Handler) lookup(name string) (*method, error) {
@@ -267,6 +425,7 @@ func (h *Handler) writeResponse(w http.ResponseWriter, req *serverRequest, resul
 	if req.Id == nil {
 		return
 	}
+	h.writeDeadline(w)
 	b, err := json.Marshal(&serverResponse{Version: "2.0", Result: result, Error: rerr, Id: req.Id})
 	if err != nil {
 		h.log.Error("rpc: encoding response", "method", req.Method, "err", err)
