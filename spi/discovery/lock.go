@@ -94,7 +94,8 @@ func TryLock(dir, name string, pid int) (*Lock, error) {
 			f.Close()
 			continue
 		}
-		if err := f.Truncate(0); err == nil {
+		err = f.Truncate(0)
+		if err == nil {
 			_, err = f.WriteAt([]byte(strconv.Itoa(pid)+"\n"), 0)
 		}
 		if err != nil {
