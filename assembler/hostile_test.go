@@ -120,3 +120,35 @@ func TestBuildHostileLayerBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestFixupsReplaceSymlinkedDirs: an image whose etc and dev are symlinks
+// to the VM's own would have the fix-ups write /etc/hosts of the VM; the
+// fix-ups replace them by directories first.
+func TestFixupsReplaceSymlinkedDirs(t *testing.T) {
+	fs := layer.New()
+	var b strings.Builder
+	tw := tar.NewWriter(&b)
+	for _, l := range []struct{ name, to string }{{"etc", "/etc"}, {"dev", "/"}} {
+		tw.WriteHeader(&tar.Header{Name: l.name, Typeflag: tar.TypeSymlink, Linkname: l.to, Mode: 0o777})
+	}
+	tw.WriteHeader(&tar.Header{Name: "sys", Typeflag: tar.TypeReg, Mode: 0o644})
+	tw.Close()
+	if err := fs.Apply("img layer 0", strings.NewReader(b.String()), int64(b.Len())); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixups(fs, "", bytesObject); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"etc", "dev", "dev/pts", "sys"} {
+		if n := fs.Get(d); n == nil || !n.IsDir() {
+			t.Errorf("%s = %+v, want a directory", d, n)
+		}
+	}
+	for _, n := range fs.Nodes() {
+		for d := filepath.Dir(n.Name); d != "."; d = filepath.Dir(d) {
+			if p := fs.Get(d); p == nil || !p.IsDir() {
+				t.Errorf("%s is below %+v", n.Name, p)
+			}
+		}
+	}
+}
