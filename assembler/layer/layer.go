@@ -109,7 +109,6 @@ type dirent struct {
 type FS struct {
 	root    dirent
 	count   int // nodes
-	layers  int
 	limits  Limits
 	entries int   // tar entries read, for limits.MaxEntries
 	names   int64 // name bytes read, for limits.MaxNameBytes
@@ -367,7 +366,6 @@ func symlinkEscapes(name, target string) bool {
 // pass applies the other entries in order, a later one replacing an
 // earlier one at the same path.
 func (f *FS) Apply(source string, r io.ReaderAt, size int64) error {
-	f.layers++
 	err := f.scan(r, size, func(hdr *tar.Header, _ Data) error {
 		f.entries++
 		if f.entries > f.limits.MaxEntries {
