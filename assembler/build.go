@@ -70,6 +70,13 @@ type Options struct {
 	// SizeLimit overrides the 4 GiB limit of the uncompressed initramfs
 	// (tests use a small one); 0 means initrd.Limit.
 	SizeLimit int64
+	// MaxLayerSize bounds the uncompressed size of each layer (a gzip
+	// bomb is refused as soon as it passes it); 0 means
+	// image.DefaultMaxUnpacked (4 GiB).
+	MaxLayerSize int64
+	// LayerLimits bound the entries and name bytes read from the layers
+	// of one image; zero fields take layer's defaults.
+	LayerLimits layer.Limits
 }
 
 // Result describes a finished build.
@@ -186,6 +193,7 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	if b.cache, err = image.OpenCache(o.CacheDir); err != nil {
 		return nil, err
 	}
+	b.cache.SetMaxUnpacked(o.MaxLayerSize)
 	ropts := []image.Option{image.WithArch(o.Arch), image.WithInsecure(o.Insecure...), image.WithPull(o.Pull)}
 	if o.Transport != nil {
 		ropts = append(ropts, image.WithTransport(o.Transport))
@@ -389,7 +397,7 @@ func (b *builder) unpacked(r *resolved) (*layer.FS, func(), error) {
 	if len(layers) != len(r.cfg.RootFS.DiffIDs) {
 		return nil, nil, fmt.Errorf("image %s: %d layers but %d diff IDs in its config", r.ref, len(layers), len(r.cfg.RootFS.DiffIDs))
 	}
-	fs := layer.New()
+	fs := layer.NewWithLimits(b.o.LayerLimits)
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -400,7 +408,7 @@ func (b *builder) unpacked(r *resolved) (*layer.FS, func(), error) {
 		p, err := b.cache.Unpacked(l, r.cfg.RootFS.DiffIDs[i])
 		if err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("image %s: %w", r.ref, err)
+			return nil, nil, fmt.Errorf("image %s layer %d: %w", r.ref, i, err)
 		}
 		f, err := os.Open(p)
 		if err != nil {
@@ -435,7 +443,9 @@ func (b *builder) imageSegment(what, prefix string, r *resolved, resolv string) 
 			return err
 		}
 		defer done()
-		fixups(fs, resolv, bytesObject)
+		if err := fixups(fs, resolv, bytesObject); err != nil {
+			return fmt.Errorf("image %s: %w", r.ref, err)
+		}
 		fs.AddMissingParents()
 		var ino uint32
 		return writeNodes(cw, prefix, fs.Nodes(), &ino)
@@ -473,11 +483,14 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 		}
 		if v.Image != "" {
 			segs = append(segs, b.imageSegment(fmt.Sprintf("volume %s", v.Name), base+"/lower/", b.imgs[v.Image], ""))
-		} else {
-			putDir(meta, base+"/lower")
+		} else if err := putDir(meta, base+"/lower"); err != nil {
+			return "", "", nil, fmt.Errorf("volumes[%d] %s: %w", i, v.Name, err)
 		}
-		putDir(meta, base+"/tmp")
-		putDir(meta, base+"/merged")
+		for _, d := range []string{"tmp", "merged"} {
+			if err := putDir(meta, base+"/"+d); err != nil {
+				return "", "", nil, fmt.Errorf("volumes[%d] %s: %w", i, v.Name, err)
+			}
+		}
 	}
 	dup := map[string]string{}
 	sections := []struct {
@@ -519,7 +532,9 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 		if old := meta.Get(e.Path); old != nil && old.IsDir() && n.IsDir() && e.Implicit {
 			continue
 		}
-		meta.Put(n)
+		if err := meta.Put(n); err != nil {
+			return "", "", nil, fmt.Errorf("files: %s: %w", e.Path, err)
+		}
 	}
 	if meta.Len() > 0 {
 		ms, err := memSegment("generated files", b.mtime, b.limit, func(cw *initrd.Writer) error {
@@ -534,14 +549,18 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 	return ucode, kernel, segs, nil
 }
 
-func putDir(fs *layer.FS, name string) {
-	putParents(fs, name)
-	fs.Put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
+func putDir(fs *layer.FS, name string) error {
+	if err := putParents(fs, name); err != nil {
+		return err
+	}
+	return fs.Put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
 }
 
-func putFile(fs *layer.FS, name string, data []byte) {
-	putParents(fs, name)
-	fs.Put(&layer.Node{Name: name, Mode: initrd.TypeReg | 0o644, Obj: &layer.Object{Data: layer.Data{R: bytes.NewReader(data), Size: int64(len(data))}}})
+func putFile(fs *layer.FS, name string, data []byte) error {
+	if err := putParents(fs, name); err != nil {
+		return err
+	}
+	return fs.Put(&layer.Node{Name: name, Mode: initrd.TypeReg | 0o644, Obj: &layer.Object{Data: layer.Data{R: bytes.NewReader(data), Size: int64(len(data))}}})
 }
 
 // putParents adds every missing ancestor folder of name to fs. The kernel's initramfs unpacker
@@ -549,12 +568,15 @@ func putFile(fs *layer.FS, name string, data []byte) {
 // earlier one, is silently dropped. The generated-files segment cannot know which folders other
 // segments write (a container sharing another's root has no segment of its own), so it writes
 // its own; a folder written twice is harmless.
-func putParents(fs *layer.FS, name string) {
+func putParents(fs *layer.FS, name string) error {
 	for d := path.Dir(name); d != "." && d != "/" && d != ""; d = path.Dir(d) {
 		if fs.Get(d) == nil {
-			fs.Put(&layer.Node{Name: d, Mode: initrd.TypeDir | 0o755})
+			if err := fs.Put(&layer.Node{Name: d, Mode: initrd.TypeDir | 0o755}); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
 }
 
 // container plans one onboot/onshutdown/service bundle: its root
@@ -577,14 +599,20 @@ func (b *builder) container(meta *layer.FS, section string, i int, img *spec.Ima
 	if bd.RootDir != "" {
 		seg = b.imageSegment(where, bd.RootDir+"/", r, "")
 		dup[key] = bd.RootDir
-	} else {
-		putDir(meta, dir)
+	} else if err := putDir(meta, dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	putFile(meta, path.Join(dir, "config.json"), bd.Config)
+	if err := putFile(meta, path.Join(dir, "config.json"), bd.Config); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
 	for _, d := range bd.Dirs {
-		putDir(meta, d)
+		if err := putDir(meta, d); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
 	}
-	putFile(meta, path.Join(dir, "runtime.json"), bd.Runtime)
+	if err := putFile(meta, path.Join(dir, "runtime.json"), bd.Runtime); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
 	return seg, nil
 }
 

@@ -115,7 +115,7 @@ func TestBuildLayout(t *testing.T) {
 	if got := string(mustRead(t, filepath.Join(out, "test-cmdline"))); got != "console=ttyS0" {
 		t.Fatalf("cmdline = %q", got)
 	}
-	ents, _ := readInitrd(t, filepath.Join(out, "test-initrd.img"))
+	ents := verifyInitrd(t, filepath.Join(out, "test-initrd.img"))
 	type want struct {
 		mode uint32
 		data string

@@ -28,23 +28,31 @@ const resolvSymlink = "/run/resolvconf/resolv.conf"
 var excluded = []string{".dockerenv", "Dockerfile", "dev/console", "dev/pts", "dev/shm", "etc/hostname"}
 
 // fixups applies LinuxKit's changes to an unpacked image. resolv, when set,
-// makes etc/resolv.conf a symlink to it (init images).
-func fixups(fs *layer.FS, resolv string, content func(string) *layer.Object) {
+// makes etc/resolv.conf a symlink to it (init images). A symlink or file
+// the image has where a fixed directory goes (etc, dev, ...) is replaced
+// by the directory, so nothing is written through it.
+func fixups(fs *layer.FS, resolv string, content func(string) *layer.Object) error {
 	for _, n := range excluded {
 		fs.Remove(n)
+	}
+	var err error
+	put := func(n *layer.Node) {
+		if e := fs.Put(n); e != nil && err == nil {
+			err = e
+		}
 	}
 	dir := func(name string) {
 		if n := fs.Get(name); n != nil && n.IsDir() {
 			return
 		}
 		fs.Remove(name)
-		fs.Put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
+		put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
 	}
 	for _, d := range []string{"dev", "dev/pts", "dev/shm", "etc", "proc", "sys"} {
 		dir(d)
 	}
 	if fs.Get("etc/mtab") == nil {
-		fs.Put(&layer.Node{Name: "etc/mtab", Mode: initrd.TypeSymlink | 0o777, Linkname: "/proc/mounts"})
+		put(&layer.Node{Name: "etc/mtab", Mode: initrd.TypeSymlink | 0o777, Linkname: "/proc/mounts"})
 	}
 	file := func(name, data string) {
 		n := fs.Get(name)
@@ -53,13 +61,14 @@ func fixups(fs *layer.FS, resolv string, content func(string) *layer.Object) {
 			mode, uid, gid = n.Mode&0o7777, n.UID, n.GID
 		}
 		fs.Remove(name)
-		fs.Put(&layer.Node{Name: name, Mode: initrd.TypeReg | mode, UID: uid, GID: gid, Obj: content(data)})
+		put(&layer.Node{Name: name, Mode: initrd.TypeReg | mode, UID: uid, GID: gid, Obj: content(data)})
 	}
 	file("etc/hosts", hostsContent)
 	if resolv != "" {
 		fs.Remove("etc/resolv.conf")
-		fs.Put(&layer.Node{Name: "etc/resolv.conf", Mode: initrd.TypeSymlink | 0o777, Linkname: resolv})
+		put(&layer.Node{Name: "etc/resolv.conf", Mode: initrd.TypeSymlink | 0o777, Linkname: resolv})
 	} else {
 		file("etc/resolv.conf", resolvContent)
 	}
+	return err
 }

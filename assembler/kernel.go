@@ -65,8 +65,10 @@ func (b *builder) kernel() (kernelPath, ucodePath string, seg *segment, err erro
 				return err
 			}
 			defer done()
-			mods := layer.New()
-			mods.Put(&layer.Node{Name: "boot", Mode: initrd.TypeDir | 0o755})
+			mods := layer.NewWithLimits(b.o.LayerLimits)
+			if err := mods.Put(&layer.Node{Name: "boot", Mode: initrd.TypeDir | 0o755}); err != nil {
+				return err
+			}
 			if tarName != "" {
 				n := fs.Get(tarName)
 				if n == nil || n.Obj == nil {

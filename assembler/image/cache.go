@@ -46,6 +46,8 @@ type Cache struct {
 
 	mu      sync.Mutex // serialises index.json updates
 	flights singleflight.Group
+
+	maxUnpacked int64 // see SetMaxUnpacked
 }
 
 // OpenCache opens (creating if needed) the cache at dir.

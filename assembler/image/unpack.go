@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,14 +17,41 @@ import (
 	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
+// DefaultMaxUnpacked bounds the uncompressed size of one layer: 4 GiB, the
+// most a newc initramfs can hold, so a larger layer could never be used.
+// A few kilobytes of gzip can claim far more (a decompression bomb); the
+// diff ID does not help, as whoever made the layer computed it.
+const DefaultMaxUnpacked int64 = 4 << 30
+
+// ErrLayerTooLarge is wrapped by the error for a layer that uncompresses
+// to more than the limit.
+var ErrLayerTooLarge = errors.New("layer uncompresses to more than the limit")
+
+// SetMaxUnpacked sets the largest uncompressed layer Unpacked writes or
+// returns; n <= 0 means DefaultMaxUnpacked. Set it before using c.
+func (c *Cache) SetMaxUnpacked(n int64) { c.maxUnpacked = n }
+
+func (c *Cache) unpackLimit() int64 {
+	if c.maxUnpacked <= 0 {
+		return DefaultMaxUnpacked
+	}
+	return c.maxUnpacked
+}
+
 // Unpacked returns the path of layer l's uncompressed tar in the cache,
 // writing it first if needed. diffID is the layer's diff ID from the image
 // config (asking the layer would decompress it to compute it); the file is
 // named by it, so images sharing a layer share it, and its content is
-// verified against it when written.
+// verified against it when written. A layer larger than the limit (see
+// SetMaxUnpacked) is refused with ErrLayerTooLarge as soon as the limit
+// is passed, and nothing is kept of it.
 func (c *Cache) Unpacked(l v1.Layer, diffID v1.Hash) (string, error) {
 	p := filepath.Join(c.dir, "unpacked", diffID.Algorithm+"-"+diffID.Hex+".tar")
-	if _, err := os.Stat(p); err == nil {
+	limit := c.unpackLimit()
+	if st, err := os.Stat(p); err == nil {
+		if st.Size() > limit {
+			return "", fmt.Errorf("unpack layer %s: %d bytes: %w (%d bytes)", diffID, st.Size(), ErrLayerTooLarge, limit)
+		}
 		return p, nil
 	}
 	_, err, _ := c.flights.Do("unpack:"+p, func() (interface{}, error) {
@@ -37,8 +65,12 @@ func (c *Cache) Unpacked(l v1.Layer, diffID v1.Hash) (string, error) {
 		defer rc.Close()
 		return nil, atomicfile.Write(p, 0o644, func(w io.Writer) error {
 			h := sha256.New()
-			if _, err := io.Copy(io.MultiWriter(w, h), rc); err != nil {
+			n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(rc, limit+1))
+			if err != nil {
 				return err
+			}
+			if n > limit {
+				return fmt.Errorf("%w (%d bytes)", ErrLayerTooLarge, limit)
 			}
 			if err := rc.Close(); err != nil {
 				return err

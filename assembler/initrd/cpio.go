@@ -12,6 +12,11 @@ import (
 // the kernel's unpacker both use 32-bit quantities.
 const Limit int64 = 1<<32 - 1
 
+// MaxPath is the longest name or symlink target the kernel's unpacker
+// accepts: PATH_MAX (4096) less the terminating NUL. It silently skips an
+// entry with a longer name.
+const MaxPath = 4095
+
 // ErrTooLarge is returned when an archive would exceed Limit.
 var ErrTooLarge = errors.New("initramfs exceeds the 4 GiB newc limit")
 
@@ -167,6 +172,12 @@ func (w *Writer) WriteHeader(h *Header) error {
 	name := strings.TrimPrefix(h.Name, "/")
 	if name == "" || name == trailer {
 		return fmt.Errorf("cpio: invalid entry name %q", h.Name)
+	}
+	if len(name) > MaxPath {
+		return fmt.Errorf("cpio: name %.64q... is %d bytes, longer than the kernel's limit of %d", name, len(name), MaxPath)
+	}
+	if h.Mode&TypeMask == TypeSymlink && len(h.Linkname) > MaxPath {
+		return fmt.Errorf("cpio: %s: symlink target is %d bytes, longer than the kernel's limit of %d", name, len(h.Linkname), MaxPath)
 	}
 	size := h.Size
 	var body []byte

@@ -153,6 +153,22 @@ func TestWriterChecks(t *testing.T) {
 	}
 }
 
+// TestLongNameRefused: the kernel silently skips an entry whose name or
+// symlink target is longer than PATH_MAX, so the writer refuses it.
+func TestLongNameRefused(t *testing.T) {
+	long := strings.Repeat("a/", MaxPath/2) + "bc"
+	w := NewWriter(io.Discard)
+	if err := w.WriteHeader(&Header{Name: long, Mode: TypeDir | 0o755}); err == nil || !strings.Contains(err.Error(), "longer than the kernel's limit") {
+		t.Fatalf("name of %d bytes: %v", len(long), err)
+	}
+	if err := w.WriteHeader(&Header{Name: "l", Mode: TypeSymlink | 0o777, Linkname: long}); err == nil || !strings.Contains(err.Error(), "l: symlink target") {
+		t.Fatalf("symlink target of %d bytes: %v", len(long), err)
+	}
+	if err := w.WriteHeader(&Header{Name: long[:MaxPath], Mode: TypeDir | 0o755}); err != nil {
+		t.Fatalf("name of exactly %d bytes: %v", MaxPath, err)
+	}
+}
+
 func TestCompression(t *testing.T) {
 	a := writeArchive(t, sample)
 	for _, c := range []Compression{Gzip, Zstd, Lz4, None} {

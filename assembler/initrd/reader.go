@@ -99,6 +99,9 @@ func (r *Reader) next() (*Header, error) {
 		return h, nil
 	}
 	if h.Mode&TypeMask == TypeSymlink {
+		if h.Size > MaxPath {
+			return nil, fmt.Errorf("cpio: %s: symlink target of %d bytes", h.Name, h.Size)
+		}
 		t := make([]byte, h.Size)
 		if _, err := io.ReadFull(r.r, t); err != nil {
 			return nil, io.ErrUnexpectedEOF
