@@ -479,7 +479,7 @@ func (f *FS) apply(hdr *tar.Header, data Data) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		n.Mode = initrd.TypeDir | perm
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // archive/tar reports the old TypeRegA ('\x00') as TypeReg
 		n.Mode = initrd.TypeReg | perm
 		n.Obj = &Object{Data: data}
 	case tar.TypeSymlink:
