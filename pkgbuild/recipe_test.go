@@ -32,7 +32,7 @@ label: {net: host, capabilities: [CAP_NET_ADMIN], binds: ["/a:/a"]}
 		{"bad mode", "files: [{path: /a, contents: x, mode: \"9\"}]\n", "not octal"},
 		{"escaping source", "files: [{path: /a, source: ../x}]\n", "inside the recipe folder"},
 		{"module without version", "gomodules: [{module: example.com/m, path: /m}]\n", "module@version"},
-		{"extract escape", "debian: [{package: p, extract: {../x: /x}}]\n", "must not contain .."},
+		{"extract escape", "debian: [{package: p, extract: {../x: /x}}]\n", `must not contain ".."`},
 		{"label typo", "label: {capabilites: [all]}\n", "not a valid org.mobyproject.config"},
 		{"label wrong type", "label: {net: [host]}\n", "not a valid org.mobyproject.config"},
 		{"kernel without package", "kernel: {modules: [overlay]}\n", "kernel.package"},
