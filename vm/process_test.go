@@ -142,3 +142,30 @@ func unwrapAll(err error) error {
 		err = u.Unwrap()
 	}
 }
+
+// TestStateFoldersClosedToOtherUsers: state folders hold userdata and sockets; other local users
+// cannot enter the instances folder (even one an older version made 0755) or a state folder.
+func TestStateFoldersClosedToOtherUsers(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "plugin")
+	if err := os.MkdirAll(filepath.Join(root, "instances"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(root, "instances"), 0o755)
+	_, st, err := OpenPluginState(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Create("vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{st.Root, string(d)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is mode %#o: open to other users", p, fi.Mode().Perm())
+		}
+	}
+}
