@@ -169,3 +169,21 @@ func TestStateFoldersClosedToOtherUsers(t *testing.T) {
 		}
 	}
 }
+
+// TestStartedProcessIsAliveAtOnce: Start returns only once the new command line (with the
+// marker) is visible, so Alive right after Start never mistakes a VM still finishing its exec
+// for a vanished one ("exited at once" with no message, seen under load).
+func TestStartedProcessIsAliveAtOnce(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "marker")
+	for i := range 100 {
+		p, cmd, err := Start(StartOptions{Argv: []string{"sh", "-c", "sleep 5; :", marker}, Marker: marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alive := p.Alive()
+		cmd.Process.Kill()
+		if !alive {
+			t.Fatalf("start %d: not Alive right after Start", i)
+		}
+	}
+}
