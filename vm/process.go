@@ -90,6 +90,9 @@ func Start(o StartOptions) (*Process, *exec.Cmd, error) {
 			if args, err := readArgs(p.PID); err == nil && containsMarker(args, o.Marker) {
 				break
 			}
+			if st, err := readStat(p.PID); err != nil || st.state == 'Z' || st.state == 'X' {
+				break // it has exited already: Alive says so, and the caller reports it
+			}
 			if time.Now().After(deadline) {
 				cmd.Process.Kill()
 				cmd.Wait()
