@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -181,7 +182,7 @@ func TestStartedProcessIsAliveAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		alive := p.Alive()
-		cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // its session: sh and sleep
 		if !alive {
 			t.Fatalf("start %d: not Alive right after Start", i)
 		}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -301,7 +302,7 @@ func TestAdoptRefusesHostileIMDSRecord(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill() })
+		t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }) // its session: sh and sleep
 		dir.WriteJSON(vm.ProcessFile, proc)
 		dir.WriteJSON(vm.LaunchFile, launchProps{IMDS: listener})
 		dir.WriteJSON(imdsFile, imds.Record{InstanceID: c.recID, UserData: []byte("data of " + id)})
