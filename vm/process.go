@@ -82,6 +82,24 @@ func Start(o StartOptions) (*Process, *exec.Cmd, error) {
 		return nil, nil, fmt.Errorf("start %s: read its /proc entry: %w", o.Argv[0], err)
 	}
 	p.StartTime = st.startTime
+	if o.Marker != "" {
+		// The exec has happened when cmd.Start returns, but the kernel may not have laid out
+		// the new command line yet (it reads as empty for a moment): wait for it, so that
+		// Alive, which looks for the marker there, is right from the start.
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+			if args, err := readArgs(p.PID); err == nil && containsMarker(args, o.Marker) {
+				break
+			}
+			if st, err := readStat(p.PID); err != nil || st.state == 'Z' || st.state == 'X' {
+				break // it has exited already: Alive says so, and the caller reports it
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				return nil, nil, fmt.Errorf("start %s: its command line never showed the marker %q", o.Argv[0], o.Marker)
+			}
+		}
+	}
 	if !o.Foreground {
 		go cmd.Wait() // reap it while we live; exit status is observed through Alive
 	}

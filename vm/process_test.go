@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -140,5 +141,50 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+// TestStateFoldersClosedToOtherUsers: state folders hold userdata and sockets; other local users
+// cannot enter the instances folder (even one an older version made 0755) or a state folder.
+func TestStateFoldersClosedToOtherUsers(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "plugin")
+	if err := os.MkdirAll(filepath.Join(root, "instances"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(root, "instances"), 0o755)
+	_, st, err := OpenPluginState(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Create("vm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{st.Root, string(d)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is mode %#o: open to other users", p, fi.Mode().Perm())
+		}
+	}
+}
+
+// TestStartedProcessIsAliveAtOnce: Start returns only once the new command line (with the
+// marker) is visible, so Alive right after Start never mistakes a VM still finishing its exec
+// for a vanished one ("exited at once" with no message, seen under load).
+func TestStartedProcessIsAliveAtOnce(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "marker")
+	for i := range 100 {
+		p, cmd, err := Start(StartOptions{Argv: []string{"sh", "-c", "sleep 5; :", marker}, Marker: marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alive := p.Alive()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // its session: sh and sleep
+		if !alive {
+			t.Fatalf("start %d: not Alive right after Start", i)
+		}
 	}
 }

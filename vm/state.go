@@ -58,28 +58,36 @@ type Store struct {
 // OpenPluginState lays out an instance plugin's state root, as both VM instance plugins keep it
 // (instances/<ID>/ per VM, disks/<logical ID>/ for persistent disks): it makes root absolute and
 // creates its instances folder, and returns the absolute root and the Store of instances.
+//
+// State folders hold every VM's userdata (spec.json, the metadata CD) and its sockets, so the
+// instances folder is made (or, made by an older version, set to) mode 0700: other local users
+// cannot enter it. A root made here is 0700 too.
 func OpenPluginState(root string) (string, Store, error) {
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return "", Store{}, err
 	}
 	st := Store{Root: filepath.Join(root, "instances")}
-	if err := os.MkdirAll(st.Root, 0o755); err != nil {
+	if err := os.MkdirAll(st.Root, 0o700); err != nil {
 		return "", Store{}, err
+	}
+	if err := os.Chmod(st.Root, 0o700); err != nil {
+		return "", Store{}, fmt.Errorf("close %s to other users: %w", st.Root, err)
 	}
 	return root, st, nil
 }
 
-// Create makes a new, empty state folder for id. It fails if one exists already.
+// Create makes a new, empty state folder for id, mode 0700 (it holds the VM's userdata). It
+// fails if one exists already.
 func (s Store) Create(id string) (Dir, error) {
 	if err := CheckName(id); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(s.Root, 0o755); err != nil {
+	if err := os.MkdirAll(s.Root, 0o700); err != nil {
 		return "", fmt.Errorf("create state root %s: %w", s.Root, err)
 	}
 	p := filepath.Join(s.Root, id)
-	if err := os.Mkdir(p, 0o755); err != nil {
+	if err := os.Mkdir(p, 0o700); err != nil {
 		return "", fmt.Errorf("create state folder for %s: %w", id, err)
 	}
 	return Dir(p), nil

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -88,7 +87,8 @@ With --instance-id (and --data), one VM's record is served on --listen to every 
 With --records FILE (a JSON list of records: InstanceID, Hostname, LocalIPv4, PublicIPv4,
 PublicKeys [{Name, Key}], Tags {}, UserData (base64), Addr), each client is served the record
 whose Addr is its source address. instance-qemu uses the Go API (metadata/imds) instead, with a
-listener per VM.`,
+private unix socket per VM. Any local user can connect to --listen: every record it serves is
+readable by every local user (and by every guest whose network reaches it).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var opts []imds.Option
@@ -134,7 +134,7 @@ listener per VM.`,
 				return fmt.Errorf("listen %s: %w", listen, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "serving metadata on http://%s\n", l.Addr())
-			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			srv := s.HTTPServer(h)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go func() { <-ctx.Done(); srv.Close() }()
@@ -157,8 +157,8 @@ listener per VM.`,
 
 func metadataConnectCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    "connect HOST:PORT",
-		Short:  "Relay stdin/stdout to a TCP address (run by QEMU's guestfwd for each guest connection)",
+		Use:    "connect unix:PATH|HOST:PORT",
+		Short:  "Relay stdin/stdout to a unix socket or TCP address (run by QEMU's guestfwd for each guest connection)",
 		Args:   cobra.ExactArgs(1),
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, args []string) error {

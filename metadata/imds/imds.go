@@ -4,20 +4,24 @@
 //
 //   - by the client's source address (Record.Addr), for VMs on a bridge or tap network that
 //     reach the server directly, through Server.Handler; or
-//   - by a dedicated per-VM listener (Server.ListenVM), for QEMU user-mode networking, where
-//     every guest connection reaches the host from 127.0.0.1 and only the port tells VMs
-//     apart. QEMUUserNetdev gives the -netdev value that makes 169.254.169.254:80 inside the
-//     guest reach such a listener.
+//   - by a dedicated per-VM listener, for QEMU user-mode networking: a unix socket
+//     (Server.ListenVMUnix, mode 0600 in a folder only its owner can enter) that only the
+//     VM's own guestfwd relay connects to, or a TCP listener (Server.ListenVM), which any
+//     local user can connect to. QEMUUserNetdev gives the -netdev value that makes
+//     169.254.169.254:80 inside the guest reach such a listener, and AttachQEMU does it all.
 //
 // IMDSv2 is implemented: PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds
 // (1-21600) returns a session token bound to the VM; GETs that carry a token must carry a
 // valid, unexpired one; with WithTokenRequired (EC2's HttpTokens=required) GETs without one are
-// refused with 401, otherwise IMDSv1 GETs are answered.
+// refused with 401, otherwise IMDSv1 GETs are answered. Tokens are not stored: each is its
+// expiry signed (HMAC-SHA256) with a key of its VM's registration, so issuing one costs the
+// same however many were issued, memory does not grow with them, and Unregister revokes them
+// all by dropping the key. On TCP, the connection that carried a token PUT answers with IP TTL
+// (hop limit) 1, as EC2's default HttpPutResponseHopLimit.
 package imds
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,31 +67,46 @@ func WithTokenRequired() Option { return func(s *Server) { s.requireToken = true
 // WithClock replaces time.Now for token expiry (tests).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
-// Server holds the registered VMs and their tokens. Its methods are safe for concurrent use.
+// WithPutResponseHopLimit sets the IP TTL (IPv6 hop limit) of the answer to a token PUT on a
+// TCP connection: EC2's HttpPutResponseHopLimit, default 1, so that the token does not reach a
+// client more than one hop away (a container behind a NAT bridge on the VM). 0 leaves the
+// system default.
+func WithPutResponseHopLimit(n int) Option { return func(s *Server) { s.putHopLimit = n } }
+
+// WithMaxConnsPerVM bounds the connections a per-VM listener serves at once (default 16): more
+// are closed as soon as they are accepted, so a guest cannot keep unbounded relay processes or
+// server goroutines alive.
+func WithMaxConnsPerVM(n int) Option { return func(s *Server) { s.maxConns = n } }
+
+// Server holds the registered VMs and their token keys. Its methods are safe for concurrent use.
 type Server struct {
 	requireToken bool
 	now          func() time.Time
+	putHopLimit  int
+	maxConns     int
 
-	mu        sync.Mutex
-	byID      map[string]*Record
+	mu        sync.RWMutex
+	byID      map[string]*vmEntry
 	byAddr    map[netip.Addr]string
-	tokens    map[string]token
 	listeners map[string][]*http.Server
 }
 
-type token struct {
-	instanceID string
-	expires    time.Time
+// vmEntry is a registered VM: its record and the key its tokens are signed with, made at its
+// first Register and dropped by Unregister.
+type vmEntry struct {
+	rec Record
+	key []byte
 }
 
 // New returns an empty Server.
 func New(opts ...Option) *Server {
 	s := &Server{
-		now:       time.Now,
-		byID:      map[string]*Record{},
-		byAddr:    map[netip.Addr]string{},
-		tokens:    map[string]token{},
-		listeners: map[string][]*http.Server{},
+		now:         time.Now,
+		putHopLimit: 1,
+		maxConns:    16,
+		byID:        map[string]*vmEntry{},
+		byAddr:      map[netip.Addr]string{},
+		listeners:   map[string][]*http.Server{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -95,7 +114,7 @@ func New(opts ...Option) *Server {
 	return s
 }
 
-// Register adds or replaces a VM's record. Replacing keeps the VM's listeners.
+// Register adds or replaces a VM's record. Replacing keeps the VM's listeners and tokens.
 func (s *Server) Register(r Record) error {
 	if r.InstanceID == "" {
 		return errors.New("imds: register: empty instance id")
@@ -108,10 +127,18 @@ func (s *Server) Register(r Record) error {
 			return fmt.Errorf("imds: register %s: address %s already belongs to %s", r.InstanceID, r.Addr, other)
 		}
 	}
-	if old, ok := s.byID[r.InstanceID]; ok && old.Addr.IsValid() {
-		delete(s.byAddr, old.Addr)
+	e, ok := s.byID[r.InstanceID]
+	if ok && e.rec.Addr.IsValid() {
+		delete(s.byAddr, e.rec.Addr)
 	}
-	s.byID[r.InstanceID] = &r
+	if !ok {
+		e = &vmEntry{key: make([]byte, 32)}
+		if _, err := rand.Read(e.key); err != nil {
+			return fmt.Errorf("imds: register %s: token key: %w", r.InstanceID, err)
+		}
+		s.byID[r.InstanceID] = e
+	}
+	e.rec = r
 	if r.Addr.IsValid() {
 		s.byAddr[r.Addr] = r.InstanceID
 	}
@@ -121,19 +148,14 @@ func (s *Server) Register(r Record) error {
 // Unregister removes a VM's record, revokes its tokens and closes its listeners.
 func (s *Server) Unregister(instanceID string) error {
 	s.mu.Lock()
-	r, ok := s.byID[instanceID]
+	e, ok := s.byID[instanceID]
 	if !ok {
 		s.mu.Unlock()
 		return fmt.Errorf("imds: unregister %s: not registered", instanceID)
 	}
-	delete(s.byID, instanceID)
-	if r.Addr.IsValid() {
-		delete(s.byAddr, r.Addr)
-	}
-	for t, info := range s.tokens {
-		if info.instanceID == instanceID {
-			delete(s.tokens, t)
-		}
+	delete(s.byID, instanceID) // and with it the key: every token it signed is refused from now on
+	if e.rec.Addr.IsValid() {
+		delete(s.byAddr, e.rec.Addr)
 	}
 	ls := s.listeners[instanceID]
 	delete(s.listeners, instanceID)
@@ -146,13 +168,13 @@ func (s *Server) Unregister(instanceID string) error {
 
 // Lookup returns a copy of a registered record.
 func (s *Server) Lookup(instanceID string) (Record, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.byID[instanceID]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.byID[instanceID]
 	if !ok {
 		return Record{}, false
 	}
-	return *r, true
+	return e.rec, true
 }
 
 // Handler serves each request the record whose Addr is the request's source address.
@@ -163,9 +185,9 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "bad remote address", http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
+		s.mu.RLock()
 		id, ok := s.byAddr[ap.Addr().Unmap()]
-		s.mu.Unlock()
+		s.mu.RUnlock()
 		if !ok {
 			http.Error(w, "no instance registered for "+ap.Addr().String(), http.StatusNotFound)
 			return
@@ -179,29 +201,44 @@ func (s *Server) InstanceHandler(instanceID string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, instanceID) })
 }
 
-// ListenVM starts a listener on addr (e.g. "127.0.0.1:0") that serves only instanceID, and
-// returns its address. It is closed by Unregister or Close.
+// ListenVM starts a TCP listener on addr (e.g. "127.0.0.1:0") that serves only instanceID, and
+// returns its address. It is closed by Unregister or Close. Any local user, and any guest whose
+// network reaches the host's loopback, can connect to it: where that matters, use ListenVMUnix.
 func (s *Server) ListenVM(instanceID, addr string) (net.Addr, error) {
-	s.mu.Lock()
-	_, ok := s.byID[instanceID]
-	s.mu.Unlock()
-	if !ok {
+	if _, ok := s.Lookup(instanceID); !ok {
 		return nil, fmt.Errorf("imds: listen for %s: not registered", instanceID)
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("imds: listen for %s on %s: %w", instanceID, addr, err)
 	}
-	hs := &http.Server{Handler: s.InstanceHandler(instanceID), ReadHeaderTimeout: 10 * time.Second}
+	s.serveVM(instanceID, l)
+	return l.Addr(), nil
+}
+
+// ServeVM serves only instanceID on l (which it closes on Unregister or Close): ListenVM and
+// ListenVMUnix with a listener made elsewhere.
+func (s *Server) ServeVM(instanceID string, l net.Listener) error {
+	if _, ok := s.Lookup(instanceID); !ok {
+		return fmt.Errorf("imds: serve %s: not registered", instanceID)
+	}
+	s.serveVM(instanceID, l)
+	return nil
+}
+
+func (s *Server) serveVM(instanceID string, l net.Listener) {
+	hs := s.HTTPServer(s.InstanceHandler(instanceID))
 	s.mu.Lock()
 	s.listeners[instanceID] = append(s.listeners[instanceID], hs)
 	s.mu.Unlock()
+	if s.maxConns > 0 {
+		l = limitListener(l, s.maxConns)
+	}
 	go func() {
 		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			slog.Warn("imds: listener stopped", "instance", instanceID, "addr", l.Addr(), "err", err)
 		}
 	}()
-	return l.Addr(), nil
 }
 
 // Close closes every per-VM listener.
@@ -237,14 +274,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, instanceID string
 		return
 	}
 	if tok := r.Header.Get(headerToken); tok != "" {
-		s.mu.Lock()
-		info, ok := s.tokens[tok]
-		if ok && !s.now().Before(info.expires) {
-			delete(s.tokens, tok)
-			ok = false
-		}
-		s.mu.Unlock()
-		if !ok || info.instanceID != instanceID {
+		if !s.validToken(instanceID, tok) {
 			http.Error(w, "Unauthorized", http.StatusUnauthorized)
 			return
 		}
@@ -286,22 +316,17 @@ func (s *Server) putToken(w http.ResponseWriter, r *http.Request, instanceID str
 		http.Error(w, "missing or invalid "+headerTokenTTL, http.StatusBadRequest)
 		return
 	}
-	if _, ok := s.Lookup(instanceID); !ok {
+	tok, ok := s.issueToken(instanceID, time.Duration(ttl)*time.Second)
+	if !ok {
 		http.Error(w, "instance "+instanceID+" is not registered", http.StatusNotFound)
 		return
 	}
-	b := make([]byte, 32)
-	rand.Read(b)
-	tok := base64.RawURLEncoding.EncodeToString(b)
-	s.mu.Lock()
-	now := s.now()
-	for t, info := range s.tokens { // drop expired tokens so the map stays small
-		if !now.Before(info.expires) {
-			delete(s.tokens, t)
-		}
+	if err := s.limitHops(r); err != nil {
+		// Without the hop limit the token could travel further than EC2 lets it: refuse.
+		slog.Warn("imds: cannot set the token response's hop limit", "instance", instanceID, "err", err)
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return
 	}
-	s.tokens[tok] = token{instanceID: instanceID, expires: now.Add(time.Duration(ttl) * time.Second)}
-	s.mu.Unlock()
 	w.Header().Set(headerTokenTTL, strconv.Itoa(ttl))
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprint(w, tok)

@@ -22,16 +22,22 @@ const (
 
 // QEMUUserNetdev returns the value of a qemu -netdev option for user-mode networking in which
 // the guest's connections to 169.254.169.254:80 are handed, one process per connection, to
-// relay (an argv, e.g. {"/usr/bin/mobykit", "metadata", "connect", "127.0.0.1:PORT"}), which
-// relays them to the VM's listener (Server.ListenVM). extra options (e.g. "hostfwd=...") are
-// appended as given.
+// relay (an argv, e.g. {"/usr/bin/mobykit", "metadata", "connect", "unix:/state/imds.sock"}),
+// which relays them to the VM's listener (Server.ListenVMUnix or ListenVM). extra options
+// (e.g. "restrict=on", "hostfwd=...") are appended as given.
+//
+// The user network reaches the host's loopback through its gateway (169.254.169.2 here) unless
+// extra has "restrict=on", which leaves the guest DHCP, guestfwd (the metadata service) and
+// hostfwd (published ports) only.
 func QEMUUserNetdev(id string, relay []string, extra ...string) (string, error) {
 	if len(relay) == 0 {
 		return "", errors.New("imds: qemu netdev: empty relay command")
 	}
 	for _, a := range relay {
-		if strings.ContainsAny(a, " ,\t\n'\"") {
-			return "", fmt.Errorf("imds: qemu netdev: relay argument %q contains a space, comma or quote", a)
+		// QEMU splits the command shell-like and the -netdev value at commas: only plain
+		// path characters go through both unchanged.
+		if a == "" || strings.Trim(a, relayChars) != "" {
+			return "", fmt.Errorf("imds: qemu netdev: relay argument %q: only letters, digits and %q are allowed", a, "/._-+:@=")
 		}
 	}
 	opts := []string{
@@ -42,12 +48,18 @@ func QEMUUserNetdev(id string, relay []string, extra ...string) (string, error) 
 	return strings.Join(append(opts, extra...), ","), nil
 }
 
-// Relay copies in to a TCP connection to addr and the connection's answers to out, until both
-// directions are done: the per-connection program behind QEMUUserNetdev (`mobykit metadata
-// connect ADDR`).
+const relayChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@="
+
+// Relay copies in to a connection to addr ("unix:PATH" for a unix socket, else a TCP
+// HOST:PORT) and the connection's answers to out, until both directions are done: the
+// per-connection program behind QEMUUserNetdev (`mobykit metadata connect unix:PATH`).
 func Relay(ctx context.Context, addr string, in io.Reader, out io.Writer) error {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	network, address := "tcp", addr
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, address = "unix", p
+	}
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return fmt.Errorf("imds: relay to %s: %w", addr, err)
 	}
@@ -55,8 +67,8 @@ func Relay(ctx context.Context, addr string, in io.Reader, out io.Writer) error 
 	up := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(c, in)
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.CloseWrite()
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
 		}
 		up <- err
 	}()
@@ -69,21 +81,22 @@ func Relay(ctx context.Context, addr string, in io.Reader, out io.Writer) error 
 }
 
 // AttachQEMU is what a QEMU instance plugin calls when it launches a VM with user-mode
-// networking: it registers r, starts r's own listener on a free loopback port, and returns the
-// -netdev value (see QEMUUserNetdev) whose guestfwd runs relay(listenerAddress) for each guest
-// connection, e.g. func(a string) []string { return []string{mobykit, "metadata", "connect", a} }.
-// Unregister(r.InstanceID) undoes it when the VM is destroyed.
-func (s *Server) AttachQEMU(r Record, netID string, relay func(addr string) []string, extra ...string) (string, error) {
+// networking: it registers r, serves it on its own unix socket at socketPath (ListenVMUnix:
+// mode 0600, in a folder closed to other users), and returns the -netdev value (see
+// QEMUUserNetdev) whose guestfwd runs relay("unix:"+socketPath) for each guest connection, e.g.
+// func(target string) []string { return []string{mobykit, "metadata", "connect", target} }.
+// There is no TCP listener: only the VM's QEMU (and the server's own user) can reach the
+// record. Unregister(r.InstanceID) undoes it when the VM is destroyed.
+func (s *Server) AttachQEMU(r Record, netID, socketPath string, relay func(target string) []string, extra ...string) (string, error) {
 	if err := s.Register(r); err != nil {
 		return "", err
 	}
-	addr, err := s.ListenVM(r.InstanceID, "127.0.0.1:0")
+	nd, err := QEMUUserNetdev(netID, relay("unix:"+socketPath), extra...)
 	if err != nil {
 		s.Unregister(r.InstanceID)
 		return "", err
 	}
-	nd, err := QEMUUserNetdev(netID, relay(addr.String()), extra...)
-	if err != nil {
+	if err := s.ListenVMUnix(r.InstanceID, socketPath); err != nil {
 		s.Unregister(r.InstanceID)
 		return "", err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +25,10 @@ type Plugin struct {
 	*vm.Instances
 	root string
 	// IMDSRelay is the command QEMU runs for each guest connection to the local metadata
-	// server (metadata "imds"), given the VM's listener address. Default: this executable's
-	// `metadata connect ADDR` when it is mobykit, else unset (metadata "imds" is refused).
-	IMDSRelay func(addr string) []string
+	// server (metadata "imds"), given the VM's socket as "unix:PATH". Default: this
+	// executable's `metadata connect unix:PATH` when it is mobykit, else unset (metadata "imds"
+	// is refused).
+	IMDSRelay func(target string) []string
 	imds      *imds.Server
 }
 
@@ -48,47 +50,71 @@ func New(root string, log *slog.Logger) (*Plugin, error) {
 	p := &Plugin{Instances: in, root: root, imds: imds.New()}
 	b.plugin = p
 	if exe, err := os.Executable(); err == nil && strings.HasPrefix(filepath.Base(exe), "mobykit") {
-		p.IMDSRelay = func(addr string) []string { return []string{exe, "metadata", "connect", addr} }
+		p.IMDSRelay = func(target string) []string { return []string{exe, "metadata", "connect", target} }
 	}
 	p.adoptIMDS()
 	return p, nil
 }
 
 // Close stops serving metadata to the VMs; the VMs keep running (a new plugin serves them
-// again on the same addresses).
+// again on the same sockets).
 func (p *Plugin) Close() error { return p.imds.Close() }
 
-// imdsFile in a state folder holds the VM's metadata-server record.
-const imdsFile = "imds.json"
+// In a state folder, imdsFile holds the VM's metadata-server record and imdsSocket is the unix
+// socket (mode 0600, in the 0700 state folder) its QEMU relays guest connections to.
+const (
+	imdsFile   = "imds.json"
+	imdsSocket = "imds.sock"
+)
 
 // adoptIMDS serves again the records of running VMs that use the metadata server, on the
-// address their QEMU relays to.
+// socket their QEMU relays to.
 func (p *Plugin) adoptIMDS() {
 	ids, _ := p.Store.List()
 	for _, id := range ids {
 		dir := vm.Dir(filepath.Join(p.Store.Root, id))
-		var rec imds.Record
 		var lp launchProps
 		var proc vm.Process
-		if dir.ReadJSON(imdsFile, &rec) != nil || dir.ReadJSON(vm.LaunchFile, &lp) != nil || lp.IMDS == "" {
+		if dir.ReadJSON(vm.LaunchFile, &lp) != nil || lp.IMDS == "" {
 			continue
 		}
 		if dir.ReadJSON(vm.ProcessFile, &proc) != nil || !proc.Alive() {
 			continue
 		}
-		if err := p.serveIMDS(rec, lp.IMDS); err != nil {
+		if err := p.adoptIMDSOf(dir, id, lp.IMDS); err != nil {
 			p.backend().log.Warn("cannot serve metadata to adopted VM", "id", id, "err", err)
 		}
 	}
 }
 
+// adoptIMDSOf serves the record in dir again. The state folder is not trusted: the socket is
+// always the folder's own imds.sock (launch.json must name exactly that, else the VM was
+// launched by an older plugin relaying to a TCP port, which is not served any more), and the
+// record must be this instance's.
+func (p *Plugin) adoptIMDSOf(dir vm.Dir, id, listener string) error {
+	sock := dir.Path(imdsSocket)
+	if listener != sock {
+		return fmt.Errorf("%s: imds %q is not the instance's socket %s: a VM whose metadata is relayed elsewhere (an older plugin's TCP port) is not served; destroy it and provision it again",
+			dir.Path(vm.LaunchFile), listener, sock)
+	}
+	var rec imds.Record
+	if err := dir.ReadJSON(imdsFile, &rec); err != nil {
+		return err
+	}
+	if rec.InstanceID != id {
+		return fmt.Errorf("%s: record of instance %q in the state folder of %s", dir.Path(imdsFile), rec.InstanceID, id)
+	}
+	rec.Addr = netip.Addr{} // served on its own socket only, never by source address
+	return p.serveIMDS(rec, sock)
+}
+
 func (p *Plugin) backend() *backend { return p.Backend.(*backend) }
 
-func (p *Plugin) serveIMDS(rec imds.Record, addr string) error {
+func (p *Plugin) serveIMDS(rec imds.Record, sock string) error {
 	if err := p.imds.Register(rec); err != nil {
 		return err
 	}
-	if _, err := p.imds.ListenVM(rec.InstanceID, addr); err != nil {
+	if err := p.imds.ListenVMUnix(rec.InstanceID, sock); err != nil {
 		p.imds.Unregister(rec.InstanceID)
 		return err
 	}
@@ -115,7 +141,7 @@ type launchProps struct {
 	MAC     string            `json:"mac,omitempty"`
 	Accel   string            `json:"accel"`
 	QMP     string            `json:"qmp"`
-	IMDS    string            `json:"imds,omitempty"` // the VM's metadata listener
+	IMDS    string            `json:"imds,omitempty"` // the VM's metadata socket
 }
 
 func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Spec) (vm.Launch, error) {
@@ -196,7 +222,7 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 			}
 			path = filepath.Join(b.root, "disks", string(*spec.LogicalID), fmt.Sprintf("disk%d.%s", i, format))
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return vm.Launch{}, err
 		}
 		if err := qemu.CreateDisk(path, format, d.Size); err != nil {
@@ -231,7 +257,7 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 		extraCmdline = append(extraCmdline, "mobykit.instance="+string(id))
 	}
 	if p.UserNet == nil || *p.UserNet {
-		nic := qemu.NIC{Kind: qemu.NICUser, MAC: qemu.MAC(key + "/user")}
+		nic := qemu.NIC{Kind: qemu.NICUser, MAC: qemu.MAC(key + "/user"), Restrict: !p.Outbound}
 		for _, s := range p.Publish {
 			f, _ := parsePublish(s)
 			if f.HostPort == 0 {
@@ -396,36 +422,39 @@ func (b *backend) Release(dir vm.Dir) error {
 	return nil
 }
 
-// attachIMDS registers the VM with the plugin's EC2-compatible metadata server on a free
-// loopback port and returns the user-mode -netdev value whose guestfwd relays the guest's
-// 169.254.169.254:80 there, and the listener address. The record is kept in the state folder
-// so that a restarted plugin serves it again on the same address.
+// attachIMDS registers the VM with the plugin's EC2-compatible metadata server on its own unix
+// socket in the state folder (mode 0600; the folder is 0700) and returns the user-mode -netdev
+// value whose guestfwd relays the guest's 169.254.169.254:80 there, and the socket's path. No
+// TCP listener is involved: other VMs and other local users cannot reach the record. The
+// record is kept in the state folder so that a restarted plugin serves it again.
 func (b *backend) attachIMDS(dir vm.Dir, id spi.ID, spec spi.Spec, nic qemu.NIC) (string, string, error) {
 	if b.plugin.IMDSRelay == nil {
 		return "", "", fmt.Errorf("metadata \"imds\" needs a relay command: run the plugin from the mobykit binary")
 	}
-	port, err := freePort("tcp", "127.0.0.1")
-	if err != nil {
-		return "", "", err
+	sock := dir.Path(imdsSocket)
+	if len(sock) >= 104 {
+		return "", "", fmt.Errorf("metadata socket path %s is too long for a unix socket: use a shorter plugin root", sock)
 	}
-	addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
+	if err := os.Chmod(string(dir), 0o700); err != nil {
+		return "", "", fmt.Errorf("metadata \"imds\": %w", err)
+	}
 	rec := imds.Record{InstanceID: string(id), Hostname: string(id), LocalIPv4: imds.UserDHCP, MAC: nic.MAC, UserData: []byte(spec.Init)}
 	if spec.Init == "" {
 		rec.UserData = nil
 	}
 	var extra []string
+	if nic.Restrict {
+		extra = append(extra, "restrict=on")
+	}
 	for _, f := range nic.Forwards {
 		extra = append(extra, qemu.HostFwd(f))
-	}
-	nd, err := imds.QEMUUserNetdev("net0", b.plugin.IMDSRelay(addr), extra...)
-	if err != nil {
-		return "", "", err
 	}
 	if err := dir.WriteJSON(imdsFile, rec); err != nil {
 		return "", "", err
 	}
-	if err := b.plugin.serveIMDS(rec, addr); err != nil {
-		return "", "", err
+	nd, err := b.plugin.imds.AttachQEMU(rec, "net0", sock, b.plugin.IMDSRelay, extra...)
+	if err != nil {
+		return "", "", fmt.Errorf("metadata \"imds\": %w", err)
 	}
-	return nd, addr, nil
+	return nd, sock, nil
 }

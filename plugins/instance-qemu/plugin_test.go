@@ -51,11 +51,15 @@ while :; do
 done
 `
 
-func buildGuest(t *testing.T) (kernel, initrd string) {
+func buildGuest(t *testing.T) (kernel, initrd string) { return buildGuestWith(t, guestInit) }
+
+// buildGuestWith builds a busybox initramfs whose init is script, a format string given the
+// network modules to load.
+func buildGuestWith(t *testing.T, script string) (kernel, initrd string) {
 	kernel = testenv.Kernel(t)
 	ird := vmtest.NewBusybox(t, "")
 	mods := ird.Modules(t, testenv.KernelDir(t), netModules...)
-	ird.Add("init", 0o755, fmt.Sprintf(guestInit, strings.Join(mods, " ")))
+	ird.Add("init", 0o755, fmt.Sprintf(script, strings.Join(mods, " ")))
 	return kernel, ird.Write(t, filepath.Join(t.TempDir(), "initrd.img"))
 }
 
@@ -72,14 +76,6 @@ func waitConsole(t *testing.T, path, marker string, d time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func testenvBusybox(t *testing.T) string {
-	p, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox not installed (apt-get install busybox-static)")
-	}
-	return p
 }
 
 func qemuPids(t *testing.T, root string) []string {
@@ -106,9 +102,7 @@ func TestPluginTwoVMs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bb := testenvBusybox(t)
-	relay := func(addr string) []string { h, port, _ := strings.Cut(addr, ":"); return []string{bb, "nc", h, port} }
-	p.IMDSRelay = relay
+	p.IMDSRelay = testRelay(t)
 	t.Cleanup(func() {
 		ds, _ := p.DescribeInstances(ctx, nil, false)
 		for _, d := range ds {
@@ -216,6 +210,7 @@ func TestPluginTwoVMs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p2.IMDSRelay = testRelay(t)
 	t.Cleanup(func() { p2.Close() })
 	os.WriteFile(ipr.Console, nil, 0o644) // QEMU appends; start afresh to see new lines only
 	waitConsole(t, ipr.Console, "IMDS-OK "+string(imdsVM.ID), 30*time.Second)

@@ -38,9 +38,15 @@ type Properties struct {
 	// Publish lists guest ports to publish on the host: "[hostaddr:]hostport:guestport[/udp]".
 	// Host port 0 picks a free port per instance; DescribeInstances reports it under "ports".
 	Publish []string `json:"publish"`
-	// UserNet, default true, gives the VM a user-mode NIC (eth0): outbound access, published
-	// ports, guest address 10.0.2.15.
+	// UserNet, default true, gives the VM a user-mode NIC (eth0): DHCP (guest address
+	// 10.0.2.15), published ports and the metadata service, and nothing else unless Outbound.
 	UserNet *bool `json:"user_net"`
+	// Outbound, default false, lets the guest open connections through the user-mode NIC: to
+	// the internet and the host's networks, and also (QEMU's user-mode networking maps its
+	// gateway address, 10.0.2.2, to the host's 127.0.0.1) to every service on the host's
+	// loopback: other VMs' published ports, local registries, anything listening there.
+	// Without it the NIC is QEMU's restrict=on.
+	Outbound bool `json:"outbound"`
 	// Network joins the VM to an L2 network shared with the other VMs naming the same network.
 	Network *Network `json:"network"`
 	// Metadata says how Spec.Init reaches the guest: "both" (default: metadata CD and fw_cfg),
@@ -134,6 +140,9 @@ func (p Properties) check(needBoot bool) error {
 		}
 	}
 	userNet := p.UserNet == nil || *p.UserNet
+	if p.Outbound && !userNet {
+		return fmt.Errorf("instance-qemu: Properties.outbound needs user_net")
+	}
 	for _, s := range p.Publish {
 		if _, err := parsePublish(s); err != nil {
 			return fmt.Errorf("instance-qemu: Properties.publish: %w", err)

@@ -34,6 +34,7 @@ func TestValidate(t *testing.T) {
 		{`{"kernel":"/k","disks":[{"size":"1G","format":"vmdk"}]}`, "format"},
 		{`{"kernel":"/k","publish":["80"]}`, "publish"},
 		{`{"kernel":"/k","publish":["0:80"],"user_net":false}`, "user_net"},
+		{`{"kernel":"/k","outbound":true,"user_net":false}`, "outbound needs user_net"},
 		{`{"kernel":"/k","network":{}}`, "name is required"},
 		{`{"kernel":"/k","network":{"name":"n","subnet":"fd00::/64"}}`, "IPv4 CIDR"},
 		{`{"kernel":"/k","network":{"name":"n","mcast":"10.0.0.1:5"}}`, "multicast"},

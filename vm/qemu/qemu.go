@@ -73,7 +73,8 @@ type FwCfg struct {
 
 // NIC kinds.
 const (
-	// NICUser is user-mode networking (slirp): outbound access and published ports.
+	// NICUser is user-mode networking (slirp): DHCP, published ports and, unless Restrict,
+	// outbound access, which includes the host's loopback at the gateway address (10.0.2.2).
 	NICUser = "user"
 	// NICMcast joins an L2 segment shared with every VM using the same multicast group:port,
 	// on the loopback interface, without root.
@@ -94,6 +95,10 @@ type NIC struct {
 	Addr string
 	// Net is the guest subnet for NICUser ("" = QEMU's 10.0.2.0/24).
 	Net string
+	// Restrict (NICUser) is QEMU's restrict=on: the guest can open no connection through the
+	// NIC (not to the internet, the host's networks or the host's loopback); DHCP and the
+	// published ports (Forwards) still work.
+	Restrict bool
 	// Netdev, when set, is used verbatim as the -netdev value instead of one built from the
 	// fields above (for options this package does not model, such as the guestfwd of the
 	// local metadata server). It must carry id=netN, N being the NIC's index.
@@ -272,6 +277,9 @@ func (c Config) Args() ([]string, error) {
 			if n.Net != "" {
 				nd += ",net=" + n.Net
 			}
+			if n.Restrict {
+				nd += ",restrict=on"
+			}
 			for _, f := range n.Forwards {
 				nd += "," + HostFwd(f)
 			}
@@ -287,6 +295,9 @@ func (c Config) Args() ([]string, error) {
 		}
 		if len(n.Forwards) > 0 && n.Kind != NICUser {
 			return nil, fmt.Errorf("qemu: NIC %d: published ports need a user-mode NIC", i)
+		}
+		if n.Restrict && n.Kind != NICUser {
+			return nil, fmt.Errorf("qemu: NIC %d: restrict is an option of a user-mode NIC", i)
 		}
 		if n.Netdev != "" {
 			if !strings.Contains(","+n.Netdev+",", ",id="+id+",") {

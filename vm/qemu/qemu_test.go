@@ -99,3 +99,19 @@ func TestMACStable(t *testing.T) {
 		t.Fatalf("MAC not stable and distinct: %s %s %s", a, b, MAC("vm-2/0"))
 	}
 }
+
+// TestUserNICRestrict: a restricted user-mode NIC gets restrict=on (no guest-opened connection,
+// so no way to the host's loopback through 10.0.2.2) and keeps its published ports.
+func TestUserNICRestrict(t *testing.T) {
+	nic := NIC{Kind: NICUser, Restrict: true, Forwards: []Forward{{HostPort: 8080, GuestPort: 80}}}
+	a, err := Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{nic}, Console: "stdio"}.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(a, " "); !strings.Contains(got, "-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80 ") {
+		t.Errorf("restricted user NIC: %s", got)
+	}
+	if _, err := (Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{{Kind: NICMcast, Addr: "230.0.0.1:1", Restrict: true}}}).Args(); err == nil {
+		t.Error("restrict on a multicast NIC accepted")
+	}
+}
