@@ -261,7 +261,7 @@ func (b *Builder) buildImage(ctx context.Context, r *Recipe, res *resolved) (v1.
 		if err != nil {
 			return nil, fmt.Errorf("image %s: debian package %s: %w", r.Name, d.Package, err)
 		}
-		if err := addDeb(t, files, d.Extract, d.Package); err != nil {
+		if err := addDeb(t, files, d); err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}
 	}

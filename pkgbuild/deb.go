@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -261,13 +262,16 @@ func readDataTar(r io.Reader, keep func(string) bool) ([]DebFile, error) {
 	}
 }
 
-// addDeb unpacks files of a package into t: all of them, or those selected by extract
-// (exact paths, or folder prefixes ending in "/" mapped to a folder).
-func addDeb(t *Tree, files []DebFile, extract map[string]string, pkg string) error {
+// addDeb unpacks files of a package into t: all of them, or those selected by d.Extract
+// (exact paths, or folder prefixes ending in "/" mapped to a folder), and writes the files
+// d.Concat assembles.
+func addDeb(t *Tree, files []DebFile, d DebianPackage) error {
+	extract, pkg := d.Extract, d.Package
 	used := map[string]bool{}
+	whole := len(extract) == 0 && len(d.Concat) == 0
 	for _, f := range files {
 		dst := ""
-		if len(extract) == 0 {
+		if whole {
 			dst = "/" + f.Path
 		} else {
 			for from, to := range extract {
@@ -302,6 +306,40 @@ func addDeb(t *Tree, files []DebFile, extract map[string]string, pkg string) err
 	for from := range extract {
 		if !used[strings.TrimPrefix(from, "/")] {
 			return fmt.Errorf("debian package %s: extract: %q is not in the package", pkg, from)
+		}
+	}
+	return addConcat(t, files, d)
+}
+
+// addConcat writes each file of d.Concat: the package's regular files matching its glob,
+// sorted by path, each ending in a newline.
+func addConcat(t *Tree, files []DebFile, d DebianPackage) error {
+	targets := make([]string, 0, len(d.Concat))
+	for to := range d.Concat {
+		targets = append(targets, to)
+	}
+	sort.Strings(targets)
+	for _, to := range targets {
+		glob := d.Concat[to]
+		var parts []DebFile
+		for _, f := range files {
+			if ok, _ := path.Match(glob, f.Path); ok && f.Type == tar.TypeReg {
+				parts = append(parts, f)
+			}
+		}
+		if len(parts) == 0 {
+			return fmt.Errorf("debian package %s: concat %s: no file matches %q", d.Package, to, glob)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i].Path < parts[j].Path })
+		var buf bytes.Buffer
+		for _, f := range parts {
+			buf.Write(f.Data)
+			if len(f.Data) > 0 && f.Data[len(f.Data)-1] != '\n' {
+				buf.WriteByte('\n')
+			}
+		}
+		if err := t.File(to, 0o644, buf.Bytes()); err != nil {
+			return fmt.Errorf("debian package %s: concat %s: %w", d.Package, to, err)
 		}
 	}
 	return nil

@@ -83,7 +83,7 @@ func TestReadDeb(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := NewTree()
-			err := addDeb(tr, files, tc.extract, "p")
+			err := addDeb(tr, files, DebianPackage{Package: "p", Extract: tc.extract})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)

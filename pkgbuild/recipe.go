@@ -78,8 +78,14 @@ type GoModule struct {
 type DebianPackage struct {
 	// Package is the package name (the candidate version apt knows is used and recorded).
 	Package string `yaml:"package"`
-	// Extract maps paths inside the package to paths in the image. Empty: the whole package.
+	// Extract maps paths inside the package to paths in the image. Empty (and no Concat): the
+	// whole package.
 	Extract map[string]string `yaml:"extract"`
+	// Concat maps a file in the image to a glob (path.Match) of files inside the package: the
+	// matching regular files, in name order, are concatenated into it (mode 0644). This is how
+	// a maintainer script's output is made without running it, e.g. the CA bundle that
+	// update-ca-certificates builds from ca-certificates' usr/share/ca-certificates/mozilla/*.crt.
+	Concat map[string]string `yaml:"concat"`
 }
 
 // KernelSource selects a Debian kernel package and the modules kept in kernel.tar.
@@ -196,6 +202,14 @@ func (r *Recipe) validate() error {
 			}
 			if err := imagePath(fmt.Sprintf("debian[%d].extract[%s]", i, from), to); err != nil {
 				return err
+			}
+		}
+		for to, glob := range d.Concat {
+			if err := imagePath(fmt.Sprintf("debian[%d].concat", i), to); err != nil {
+				return err
+			}
+			if _, err := path.Match(glob, ""); err != nil || glob == "" || strings.HasPrefix(glob, "/") || strings.Contains(glob, "..") {
+				return fmt.Errorf("debian[%d].concat[%s]: %q must be a glob of paths inside the package (no leading /, no ..)", i, to, glob)
 			}
 		}
 	}

@@ -188,39 +188,84 @@ func (p *Process) Wait(ctx context.Context) error {
 	return nil
 }
 
+// Stopped says how Shutdown ended a process.
+type Stopped int
+
+const (
+	// AlreadyGone: the process had exited before Shutdown looked.
+	AlreadyGone Stopped = iota
+	// Graceful: the process exited within the grace period after the graceful request.
+	Graceful
+	// Terminated: the process needed SIGTERM.
+	Terminated
+	// Killed: the process needed SIGKILL.
+	Killed
+)
+
+func (s Stopped) String() string {
+	switch s {
+	case AlreadyGone:
+		return "already gone"
+	case Graceful:
+		return "shut down gracefully"
+	case Terminated:
+		return "terminated with SIGTERM"
+	case Killed:
+		return "killed with SIGKILL"
+	}
+	return fmt.Sprintf("Stopped(%d)", int(s))
+}
+
 // Stop ends the process: it calls graceful (when not nil) to ask the guest to power off and
 // waits up to grace for the process to exit, then sends SIGTERM and waits up to 2 s, then
 // SIGKILL. A process already gone is not an error.
 func (p *Process) Stop(ctx context.Context, graceful func(context.Context) error, grace time.Duration) error {
+	_, err := p.Shutdown(ctx, graceful, grace)
+	return err
+}
+
+// Shutdown is Stop that also says how the process ended, so that a caller can tell a guest
+// that powered off when asked from one that had to be killed.
+func (p *Process) Shutdown(ctx context.Context, graceful func(context.Context) error, grace time.Duration) (Stopped, error) {
 	if !p.Alive() {
-		return nil
+		return AlreadyGone, nil
 	}
+	asked := false
 	if graceful != nil && grace > 0 {
 		gctx, cancel := context.WithTimeout(ctx, grace)
-		if err := graceful(gctx); err != nil {
+		err := graceful(gctx)
+		if err != nil {
 			slog.Debug("graceful shutdown request failed; will signal", "pid", p.PID, "err", err)
-		} else if p.Wait(gctx) == nil {
+		}
+		asked = err == nil
+		if asked && p.Wait(gctx) == nil {
 			cancel()
-			return nil
+			return Graceful, nil
 		}
 		cancel()
 	}
+	if !p.Alive() { // it exited on its own, or just after the grace period, unsignalled
+		if asked {
+			return Graceful, nil
+		}
+		return AlreadyGone, nil
+	}
 	if err := p.Signal(syscall.SIGTERM); err != nil {
-		return err
+		return Terminated, err
 	}
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	err := p.Wait(tctx)
 	cancel()
 	if err == nil {
-		return nil
+		return Terminated, nil
 	}
 	if err := p.Signal(syscall.SIGKILL); err != nil {
-		return err
+		return Killed, err
 	}
 	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := p.Wait(kctx); err != nil {
-		return fmt.Errorf("pid %d still running after SIGKILL: %w", p.PID, err)
+		return Killed, fmt.Errorf("pid %d still running after SIGKILL: %w", p.PID, err)
 	}
-	return nil
+	return Killed, nil
 }

@@ -188,3 +188,41 @@ func TestStartedProcessIsAliveAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownSaysHow: Shutdown tells a process that left when asked from one that had to be
+// signalled, which is what lets `mobykit run` call a requested power-off a success.
+func TestShutdownSaysHow(t *testing.T) {
+	start := func(script string) *Process {
+		marker := filepath.Join(t.TempDir(), "vm")
+		p, _, err := Start(StartOptions{Argv: []string{"/bin/sh", "-c", script, marker}, Marker: marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Stop(context.Background(), nil, 0) })
+		time.Sleep(100 * time.Millisecond) // let the shell set its traps
+		return p
+	}
+	usr1 := func(p *Process) func(context.Context) error {
+		return func(context.Context) error { return p.Signal(syscall.SIGUSR1) }
+	}
+	for _, c := range []struct {
+		name, script string
+		want         Stopped
+	}{
+		{"leaves when asked", "trap 'exit 0' USR1; while :; do sleep 0.05; done", Graceful},
+		{"needs SIGTERM", "trap '' USR1; while :; do sleep 0.05; done", Terminated},
+		{"needs SIGKILL", "trap '' USR1 TERM; while :; do sleep 0.05; done", Killed},
+	} {
+		p := start(c.script)
+		got, err := p.Shutdown(context.Background(), usr1(p), 300*time.Millisecond)
+		if err != nil || got != c.want {
+			t.Errorf("%s: Shutdown = %v, %v; want %v", c.name, got, err, c.want)
+		}
+		if p.Alive() {
+			t.Errorf("%s: still alive", c.name)
+		}
+		if got, err := p.Shutdown(context.Background(), usr1(p), time.Second); got != AlreadyGone || err != nil {
+			t.Errorf("%s: Shutdown of a stopped process = %v, %v; want %v", c.name, got, err, AlreadyGone)
+		}
+	}
+}

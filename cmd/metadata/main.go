@@ -6,8 +6,9 @@
 //
 //	metadata [-v] [-root DIR] [-timeout D] [-no-hostname] [-strict] [PROVIDER...]
 //
-// PROVIDER is aws, gcp, hetzner, openstack, scaleway, vultr, digitalocean, packet,
-// equinixmetal, cdrom, fwcfg or file=PATH; without any, LinuxKit's default order is used.
+// PROVIDER is aws, gcp, hetzner, openstack, scaleway, vultr, digitalocean, equinixmetal,
+// packet, cdrom, fwcfg or file=PATH; without any, LinuxKit's default order is used
+// (provider.DefaultNames).
 package main
 
 import (
@@ -31,7 +32,7 @@ func main() {
 	noHostname := flag.Bool("no-hostname", false, "do not set the hostname")
 	strict := flag.Bool("strict", false, "exit 1 when no provider is found or extraction had errors (default: log and exit 0, like LinuxKit)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] [PROVIDER...]\n\nproviders: aws gcp hetzner openstack scaleway vultr digitalocean packet equinixmetal cdrom fwcfg file=PATH\ndefault: %v\n\nflags:\n", os.Args[0], provider.DefaultNames)
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags] [PROVIDER...]\n\nproviders: aws gcp hetzner openstack scaleway vultr digitalocean equinixmetal packet cdrom fwcfg file=PATH\ndefault: %v\n\nflags:\n", os.Args[0], provider.DefaultNames)
 		flag.PrintDefaults()
 	}
 	flag.Parse()

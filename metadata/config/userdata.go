@@ -1,9 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -41,6 +43,17 @@ func (d *Dir) ProcessUserdata(data []byte) error {
 	if err := d.WriteFile(UserdataFile, data, 0o644); err != nil {
 		return err
 	}
+	if len(data) > MaxData {
+		return fmt.Errorf("config: userdata not expanded: %w", &TooLargeError{Source: "userdata", Size: int64(len(data)), Limit: MaxData})
+	}
+	// Bound the document's shape before decoding it, so that a small document of many tiny or
+	// deeply nested entries cannot cost more memory than its entries are allowed to.
+	if isJSON, err := checkShape(data); !isJSON {
+		slog.Debug("userdata is not a JSON config document; kept raw only", "err", err)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("config: userdata not expanded (kept raw in %s): %w", UserdataFile, err)
+	}
 	var f File
 	if err := json.Unmarshal(data, &f); err != nil {
 		slog.Debug("userdata is not a JSON config document; kept raw only", "err", err)
@@ -49,31 +62,90 @@ func (d *Dir) ProcessUserdata(data []byte) error {
 	return d.Expand(f)
 }
 
+// checkShape reads the JSON document's tokens without decoding it and reports whether it is
+// JSON at all and, if it is, an error when it holds more than MaxEntries entries (objects at
+// an entry's depth) or nests entries deeper than MaxDepth.
+func checkShape(data []byte) (isJSON bool, err error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	depth, entries := 0, 0
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+			// The document is an object of entries; an entry's children are in the object
+			// under its "entries": entries sit at even depths, level depth/2.
+			if depth/2 > MaxDepth {
+				return true, fmt.Errorf("entries nest deeper than %d levels", MaxDepth)
+			}
+			if depth%2 == 0 {
+				if entries++; entries > MaxEntries {
+					return true, fmt.Errorf("more than %d entries", MaxEntries)
+				}
+			}
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+}
+
+// budget counts what an expansion has written, against MaxEntries and MaxData.
+type budget struct {
+	entries int
+	bytes   int64
+	full    bool
+}
+
 // Expand writes the entries of f under the root, in sorted name order, and returns every
-// skipped entry's reason joined.
+// skipped entry's reason joined. At most MaxEntries entries, MaxDepth levels and MaxData bytes
+// of content are written; the entries beyond are skipped and reported.
 func (d *Dir) Expand(f File) error {
 	var errs []error
+	b := &budget{}
 	for _, name := range sortedKeys(f) {
 		if slices.Contains(reserved, name) {
 			errs = append(errs, fmt.Errorf("config: entry %q: name is reserved for the agent", name))
 			continue
 		}
-		d.expand("", name, f[name], &errs)
+		d.expand("", name, f[name], 1, b, &errs)
 	}
 	return errors.Join(errs...)
 }
 
-func (d *Dir) expand(parent, name string, e Entry, errs *[]error) {
+func (d *Dir) expand(parent, name string, e Entry, level int, b *budget, errs *[]error) {
+	if b.full {
+		return
+	}
 	if err := CheckName(name); err != nil {
 		*errs = append(*errs, fmt.Errorf("config: entry under %q: %w", "/"+parent, err))
 		return
 	}
 	rel := path.Join(parent, name)
+	if level > MaxDepth {
+		*errs = append(*errs, fmt.Errorf("config: entry %s: deeper than %d levels; skipped", rel, MaxDepth))
+		return
+	}
+	if b.entries++; b.entries > MaxEntries {
+		b.full = true
+		*errs = append(*errs, fmt.Errorf("config: entry %s: more than %d entries; it and the rest are skipped", rel, MaxEntries))
+		return
+	}
 	switch {
 	case e.Content != nil && e.Entries == nil:
 		mode, err := ParsePerm(e.Perm, 0o644)
 		if err != nil {
 			*errs = append(*errs, fmt.Errorf("config: entry %s: %w", rel, err))
+			return
+		}
+		if b.bytes += int64(len(*e.Content)); b.bytes > MaxData {
+			b.full = true
+			*errs = append(*errs, fmt.Errorf("config: entry %s: content past %d bytes in all; it and the rest are skipped", rel, MaxData))
 			return
 		}
 		if err := d.writeAtomic(rel, []byte(*e.Content), mode); err != nil {
@@ -90,7 +162,7 @@ func (d *Dir) expand(parent, name string, e Entry, errs *[]error) {
 			return
 		}
 		for _, child := range sortedKeys(e.Entries) {
-			d.expand(rel, child, e.Entries[child], errs)
+			d.expand(rel, child, e.Entries[child], level+1, b, errs)
 		}
 	default:
 		*errs = append(*errs, fmt.Errorf("config: entry %s: exactly one of content and entries must be set", rel))

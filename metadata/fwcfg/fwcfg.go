@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mobykit/mobykit/metadata/config"
 )
 
 // UserdataName is the fw_cfg entry mobykit puts userdata in. QEMU reserves names outside
@@ -70,8 +72,9 @@ func WritePayload(dir string, userdata []byte) (string, []string, error) {
 }
 
 // ReadSysfs reads entry name through the qemu_fw_cfg module's sysfs tree under root
-// (normally SysfsRoot): root/by_name/<name>/raw.
-func ReadSysfs(root, name string) ([]byte, error) {
+// (normally SysfsRoot): root/by_name/<name>/raw. An entry over limit bytes is refused with a
+// *config.TooLargeError, before it is read when sysfs reports its size.
+func ReadSysfs(root, name string, limit int64) ([]byte, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
@@ -79,9 +82,14 @@ func ReadSysfs(root, name string) ([]byte, error) {
 		return nil, fmt.Errorf("fwcfg: %s: no sysfs interface (is the qemu_fw_cfg module loaded?): %w", root, ErrNotFound)
 	}
 	p := filepath.Join(root, "by_name", filepath.FromSlash(name), "raw")
-	b, err := os.ReadFile(p)
+	b, err := config.ReadFileMax(p, limit)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("fwcfg: %s: %w", p, ErrNotFound)
+	}
+	var tl *config.TooLargeError
+	if errors.As(err, &tl) {
+		tl.Source = "fw_cfg entry " + name + " (" + p + ")"
+		return nil, fmt.Errorf("fwcfg: %w", tl)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fwcfg: read %s: %w", p, err)
@@ -101,8 +109,10 @@ const (
 	keyFileDir   = 0x0019
 )
 
-// ReadDevice finds name in the device's file directory and reads its contents.
-func ReadDevice(d Device, name string) ([]byte, error) {
+// ReadDevice finds name in the device's file directory and reads its contents. The size the
+// directory gives is the device's word: an entry over limit bytes is refused with a
+// *config.TooLargeError before anything is allocated for it.
+func ReadDevice(d Device, name string, limit int64) ([]byte, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
@@ -130,8 +140,8 @@ func ReadDevice(d Device, name string) ([]byte, error) {
 			return nil, fmt.Errorf("fwcfg: read file directory entry %d: %w", i, err)
 		}
 		if n, _, _ := bytes.Cut(e.Name[:], []byte{0}); string(n) == name {
-			if e.Size > 64<<20 {
-				return nil, fmt.Errorf("fwcfg: %s is %d bytes, too large for userdata", name, e.Size)
+			if int64(e.Size) > limit {
+				return nil, fmt.Errorf("fwcfg: %w", &config.TooLargeError{Source: "fw_cfg entry " + name + " (I/O ports)", Size: int64(e.Size), Limit: limit})
 			}
 			d.Select(e.Select)
 			b := make([]byte, e.Size)

@@ -6,8 +6,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/mobykit/mobykit/metadata/config"
 )
 
 // fakeDevice implements the fw_cfg selector/data protocol over a set of named files, laid out
@@ -56,36 +60,36 @@ func TestReadDevice(t *testing.T) {
 		UserdataName:         []byte(`{"hostname":{"content":"vm"}}`),
 		"opt/other":          []byte("x"),
 	}
-	got, err := ReadDevice(newFake("QEMU", files), UserdataName)
+	got, err := ReadDevice(newFake("QEMU", files), UserdataName, config.MaxData)
 	if err != nil || string(got) != string(files[UserdataName]) {
 		t.Fatalf("ReadDevice = %q, %v", got, err)
 	}
-	if _, err := ReadDevice(newFake("QEMU", files), "opt/missing"); !errors.Is(err, ErrNotFound) {
+	if _, err := ReadDevice(newFake("QEMU", files), "opt/missing", config.MaxData); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing entry: error %v, want ErrNotFound", err)
 	}
-	if _, err := ReadDevice(newFake("\xff\xff\xff\xff", files), UserdataName); !errors.Is(err, ErrNotFound) {
+	if _, err := ReadDevice(newFake("\xff\xff\xff\xff", files), UserdataName, config.MaxData); !errors.Is(err, ErrNotFound) {
 		t.Errorf("no signature: error %v, want ErrNotFound", err)
 	}
 }
 
 func TestReadSysfs(t *testing.T) {
 	root := t.TempDir()
-	if _, err := ReadSysfs(root, UserdataName); !errors.Is(err, ErrNotFound) {
+	if _, err := ReadSysfs(root, UserdataName, config.MaxData); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no by_name: error %v, want ErrNotFound", err)
 	}
 	dir := filepath.Join(root, "by_name", "opt", "com.mobykit", "userdata")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadSysfs(root, UserdataName); !errors.Is(err, ErrNotFound) {
+	if _, err := ReadSysfs(root, UserdataName, config.MaxData); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("no raw: error %v, want ErrNotFound", err)
 	}
 	os.WriteFile(filepath.Join(dir, "raw"), []byte("data"), 0o444)
-	got, err := ReadSysfs(root, UserdataName)
+	got, err := ReadSysfs(root, UserdataName, config.MaxData)
 	if err != nil || string(got) != "data" {
 		t.Fatalf("ReadSysfs = %q, %v", got, err)
 	}
-	if _, err := ReadSysfs(root, "../../etc/passwd"); err == nil {
+	if _, err := ReadSysfs(root, "../../etc/passwd", config.MaxData); err == nil {
 		t.Fatal("a name outside opt/ was accepted")
 	}
 }
@@ -117,7 +121,7 @@ func TestQEMUArgs(t *testing.T) {
 func TestReadPortsRefusesNonQEMU(t *testing.T) {
 	dmi := t.TempDir()
 	os.WriteFile(filepath.Join(dmi, "sys_vendor"), []byte("Amazon EC2\n"), 0o644)
-	if _, err := ReadPorts(dmi, UserdataName); !errors.Is(err, ErrNotFound) {
+	if _, err := ReadPorts(dmi, UserdataName, config.MaxData); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ReadPorts on non-QEMU DMI: %v, want ErrNotFound without touching ports", err)
 	}
 }
@@ -130,6 +134,43 @@ func FuzzReadDevice(f *testing.F) {
 	f.Fuzz(func(t *testing.T, dir []byte) {
 		d := newFake("QEMU", map[string][]byte{UserdataName: []byte("x")})
 		d.items[keyFileDir] = dir
-		ReadDevice(d, UserdataName)
+		ReadDevice(d, UserdataName, config.MaxData)
 	})
+}
+
+// TestFwCfgOversizeRefused: the size of an entry is the device's word. One over the limit is
+// refused, naming the entry and the limit: through sysfs before it is read, and through the I/O
+// ports before a buffer of the claimed size is allocated.
+func TestFwCfgOversizeRefused(t *testing.T) {
+	const limit = 1 << 20
+	want := "over the 1048576-byte limit"
+
+	root := t.TempDir()
+	dir := filepath.Join(root, "by_name", "opt", "com.mobykit", "userdata")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "raw"), make([]byte, limit+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadSysfs(root, UserdataName, limit)
+	if !config.IsTooLarge(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), UserdataName) {
+		t.Errorf("sysfs: %v", err)
+	}
+
+	// The directory claims 60 MiB; the device holds 4 bytes. Nothing near the claim may be
+	// allocated.
+	d := newFake("QEMU", map[string][]byte{UserdataName: []byte("tiny")})
+	dirBytes := d.items[keyFileDir]
+	binary.BigEndian.PutUint32(dirBytes[4:], 60<<20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = ReadDevice(d, UserdataName, limit)
+	runtime.ReadMemStats(&after)
+	if !config.IsTooLarge(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "62914560 bytes") {
+		t.Errorf("device: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("ReadDevice allocated %d bytes for an entry it refused", got)
+	}
 }

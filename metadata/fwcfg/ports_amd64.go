@@ -31,8 +31,9 @@ func (portDevice) Read(p []byte) (int, error) {
 // ReadPorts reads entry name through the x86 fw_cfg I/O ports (0x510 selector, 0x511 data),
 // for guests whose kernel lacks the qemu_fw_cfg module. It needs CAP_SYS_RAWIO, and it only
 // touches the ports when DMI says the machine is QEMU (dmiDir is normally
-// /sys/class/dmi/id), so it never pokes unknown hardware.
-func ReadPorts(dmiDir, name string) ([]byte, error) {
+// /sys/class/dmi/id), so it never pokes unknown hardware. An entry over limit bytes is refused
+// (see ReadDevice).
+func ReadPorts(dmiDir, name string, limit int64) ([]byte, error) {
 	vendor, _ := os.ReadFile(dmiDir + "/sys_vendor")
 	if !strings.Contains(string(vendor), "QEMU") {
 		return nil, fmt.Errorf("fwcfg: DMI vendor %q is not QEMU, not probing I/O ports: %w", strings.TrimSpace(string(vendor)), ErrNotFound)
@@ -41,5 +42,5 @@ func ReadPorts(dmiDir, name string) ([]byte, error) {
 		return nil, fmt.Errorf("fwcfg: ioperm(0x510, 2) (needs CAP_SYS_RAWIO): %w", errno)
 	}
 	defer syscall.Syscall(syscall.SYS_IOPERM, portSelector, 2, 0)
-	return ReadDevice(portDevice{}, name)
+	return ReadDevice(portDevice{}, name, limit)
 }

@@ -11,8 +11,9 @@ import (
 	"github.com/mobykit/mobykit/metadata/config"
 )
 
-// maxBody caps a metadata response (userdata on the big clouds is at most a few tens of KiB).
-const maxBody = 16 << 20
+// maxBody caps a metadata response (userdata on the big clouds is at most a few tens of KiB),
+// as every other source is capped: config.MaxData.
+const maxBody = config.MaxData
 
 // StatusError is returned for a non-200 answer.
 type StatusError struct {
@@ -58,14 +59,10 @@ func (g getter) do(ctx context.Context, method, url string, extra http.Header) (
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return nil, &StatusError{URL: url, Code: resp.StatusCode}
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read body: %w", method, url, err)
+	if resp.ContentLength > maxBody {
+		return nil, &config.TooLargeError{Source: method + " " + url, Size: resp.ContentLength, Limit: maxBody}
 	}
-	if len(b) > maxBody {
-		return nil, fmt.Errorf("%s %s: response larger than %d bytes", method, url, maxBody)
-	}
-	return b, nil
+	return config.ReadAllMax(resp.Body, method+" "+url, maxBody)
 }
 
 // metaFile maps a metadata path to the file it is saved as.

@@ -16,7 +16,7 @@ import (
 // Provider is one source of metadata and userdata.
 type Provider interface {
 	// String names the provider; it is written to /run/config/provider (LinuxKit's names:
-	// "AWS", "GCP", "openstack", "Hetzner", "DigitalOcean", "Vultr", "Scaleway", "Packet",
+	// "AWS", "GCP", "openstack", "Hetzner", "DigitalOcean", "Vultr", "Scaleway", "EquinixMetal",
 	// "CDROM /dev/sr0", the file's path...).
 	String() string
 	// Probe returns nil if the provider is present, or why it is not.
@@ -110,9 +110,11 @@ func (c Config) client() *http.Client {
 	return &http.Client{Timeout: c.timeout()}
 }
 
-// DefaultNames is the probe list used when none is given: LinuxKit's network providers, then
-// the CD-ROM, then QEMU fw_cfg. Files are only probed when named ("file=PATH").
-var DefaultNames = []string{"aws", "gcp", "hetzner", "openstack", "scaleway", "vultr", "digitalocean", "packet", "cdrom", "fwcfg"}
+// DefaultNames is the probe list used when none is given: LinuxKit's default order (its
+// pkg/metadata/main.go: aws gcp hetzner openstack scaleway vultr digitalocean equinixmetal
+// metaldata vmware cdrom) without the two providers mobykit does not have (metaldata,
+// vmware), then QEMU fw_cfg. Files are only probed when named ("file=PATH").
+var DefaultNames = []string{"aws", "gcp", "hetzner", "openstack", "scaleway", "vultr", "digitalocean", "equinixmetal", "cdrom", "fwcfg"}
 
 // Set is a probe plan: network providers first, then devices, then files (LinuxKit's three
 // lists).
@@ -121,8 +123,8 @@ type Set struct {
 }
 
 // Parse turns provider names (DefaultNames if names is empty) into a Set. Names: aws, gcp,
-// hetzner, openstack, scaleway, vultr, digitalocean, packet, equinixmetal, cdrom, fwcfg
-// (or fw_cfg), file=PATH.
+// hetzner, openstack, scaleway, vultr, digitalocean, equinixmetal, packet (the name older
+// LinuxKit used for Equinix Metal, at its old host), cdrom, fwcfg (or fw_cfg), file=PATH.
 func Parse(names []string, cfg Config) (Set, error) {
 	if len(names) == 0 {
 		names = DefaultNames
@@ -158,7 +160,7 @@ func Parse(names []string, cfg Config) (Set, error) {
 			}
 			s.File = append(s.File, NewFile(n[len("file="):]))
 		default:
-			return Set{}, fmt.Errorf("unrecognised metadata provider %q (known: %s, cdrom, fwcfg, equinixmetal, file=PATH)", n, strings.Join(DefaultNames[:8], ", "))
+			return Set{}, fmt.Errorf("unrecognised metadata provider %q (known: %s, packet, file=PATH)", n, strings.Join(DefaultNames, ", "))
 		}
 	}
 	return s, nil

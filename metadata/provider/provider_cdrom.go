@@ -114,14 +114,29 @@ func (p *CDROM) Probe(ctx context.Context) error {
 			slog.Warn("cdrom: unmount", "mountpoint", mnt, "err", err)
 		}
 	}()
+	// A file over the cap is refused, naming the device and file; a missing one is skipped.
+	read := func(name string) ([]byte, error) {
+		b, err := config.ReadFileMax(filepath.Join(mnt, name), config.MaxData)
+		var tl *config.TooLargeError
+		if errors.As(err, &tl) {
+			tl.Source = p.device + ": " + name
+			return nil, fmt.Errorf("metadata CD %w", tl)
+		}
+		return b, err
+	}
 	for _, name := range cdromUserdataFiles {
-		b, err := os.ReadFile(filepath.Join(mnt, name))
+		b, err := read(name)
+		if config.IsTooLarge(err) {
+			return err
+		}
 		if err == nil {
 			p.userdata = b
 			break
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(mnt, iso.NoCloudMetadata)); err == nil {
+	if b, err := read(iso.NoCloudMetadata); config.IsTooLarge(err) {
+		return err
+	} else if err == nil {
 		p.metadata = b
 	}
 	if p.userdata == nil {

@@ -15,13 +15,19 @@ func NewFile(path string) *File { return &File{path: path} }
 
 func (p *File) String() string { return p.path }
 
-// Probe checks that the file exists.
+// Probe checks that the file exists and is not over config.MaxData.
 func (p *File) Probe(context.Context) error {
-	_, err := os.Stat(p.path)
-	return err
+	st, err := os.Stat(p.path)
+	if err != nil {
+		return err
+	}
+	if st.Mode().IsRegular() && st.Size() > config.MaxData {
+		return &config.TooLargeError{Source: p.path, Size: st.Size(), Limit: config.MaxData}
+	}
+	return nil
 }
 
-// Extract returns the file's contents.
+// Extract returns the file's contents, refusing a file over config.MaxData.
 func (p *File) Extract(context.Context, *config.Dir) ([]byte, error) {
-	return os.ReadFile(p.path)
+	return config.ReadFileMax(p.path, config.MaxData)
 }

@@ -31,10 +31,10 @@ func (p *FwCfg) String() string { return "fw_cfg" }
 
 // Probe reads the entry.
 func (p *FwCfg) Probe(context.Context) error {
-	b, err := fwcfg.ReadSysfs(p.sysfs, p.name)
+	b, err := fwcfg.ReadSysfs(p.sysfs, p.name, config.MaxData)
 	if err != nil && errors.Is(err, fwcfg.ErrNotFound) && p.dmi != "" {
 		var perr error
-		b, perr = fwcfg.ReadPorts(p.dmi, p.name)
+		b, perr = fwcfg.ReadPorts(p.dmi, p.name, config.MaxData)
 		if perr != nil {
 			return fmt.Errorf("%w; I/O ports: %w", err, perr)
 		}

@@ -526,7 +526,7 @@ func TestParse(t *testing.T) {
 	for _, p := range set.Network {
 		names = append(names, p.String())
 	}
-	want := []string{"AWS", "GCP", "Hetzner", "openstack", "Scaleway", "Vultr", "DigitalOcean", "Packet"}
+	want := []string{"AWS", "GCP", "Hetzner", "openstack", "Scaleway", "Vultr", "DigitalOcean", "EquinixMetal"}
 	if !slices.Equal(names, want) {
 		t.Errorf("default network order %v, want %v", names, want)
 	}
@@ -558,4 +558,32 @@ func TestUserdataOverridesHostname(t *testing.T) {
 		t.Errorf("hostname set to %q (result %q)", got, res.Hostname)
 	}
 	checkFiles(t, root, map[string]string{"userdata": c.values["/computeMetadata/v1/instance/attributes/user-data"]})
+}
+
+// TestDefaultProbeOrderIsLinuxKits pins the default probe order to LinuxKit's (master's
+// pkg/metadata/main.go), less the providers mobykit lacks, plus fw_cfg last: an image moved
+// from LinuxKit finds the same provider first on a machine where several would answer.
+func TestDefaultProbeOrderIsLinuxKits(t *testing.T) {
+	linuxkit := []string{"aws", "gcp", "hetzner", "openstack", "scaleway", "vultr", "digitalocean", "equinixmetal", "metaldata", "vmware", "cdrom"}
+	notInMobykit := map[string]bool{"metaldata": true, "vmware": true}
+	var want []string
+	for _, n := range linuxkit {
+		if !notInMobykit[n] {
+			want = append(want, n)
+		}
+	}
+	want = append(want, "fwcfg")
+	if !slices.Equal(DefaultNames, want) {
+		t.Errorf("DefaultNames = %v, want %v", DefaultNames, want)
+	}
+	for n := range notInMobykit {
+		if _, err := Parse([]string{n}, Config{}); err == nil {
+			t.Errorf("Parse(%q) accepted: then it belongs in DefaultNames and the docs", n)
+		}
+	}
+	// "packet" (older LinuxKit's name) still parses, for old specs that name it.
+	set, err := Parse([]string{"packet"}, Config{})
+	if err != nil || len(set.Network) != 1 || set.Network[0].String() != "Packet" {
+		t.Errorf("Parse(packet) = %v, %v", set.Network, err)
+	}
 }

@@ -53,7 +53,8 @@ type RunOptions struct {
 
 // Run boots a VM in the foreground with its serial console on Stdin/Stdout and returns when
 // QEMU exits. Cancelling ctx asks the guest to power off (ACPI through QMP) and kills QEMU after
-// Grace.
+// Grace. A requested shutdown is a success: Run returns nil when the guest powered off within
+// Grace (QEMU exited with status 0), and an error when QEMU had to be killed or failed.
 func Run(ctx context.Context, o RunOptions) error {
 	boot, err := vm.FindBoot(o.Path)
 	if err != nil {
@@ -158,9 +159,23 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), grace+10*time.Second)
 	defer cancel()
-	p.Stop(stopCtx, func(ctx context.Context) error { return qmp.Powerdown(ctx, cfg.QMP) }, grace)
-	<-done
-	return ctx.Err()
+	how, serr := p.Shutdown(stopCtx, func(ctx context.Context) error { return qmp.Powerdown(ctx, cfg.QMP) }, grace)
+	return stoppedErr(o.Path, grace, how, serr, <-done)
+}
+
+// stoppedErr is Run's result once a shutdown was requested: nil when the guest powered off
+// (QEMU exited with status 0 without being signalled), an error naming what happened when QEMU
+// had to be terminated or killed, or failed.
+func stoppedErr(path string, grace time.Duration, how vm.Stopped, stopErr, waitErr error) error {
+	switch how {
+	case vm.Graceful, vm.AlreadyGone:
+		return exitErr(path, waitErr)
+	}
+	msg := fmt.Sprintf("run %s: shutdown requested, but the guest did not power off within %v; qemu %v", path, grace, how)
+	if stopErr != nil {
+		return fmt.Errorf("%s: %w", msg, stopErr)
+	}
+	return errors.New(msg)
 }
 
 func exitErr(path string, err error) error {
