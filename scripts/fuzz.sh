@@ -20,7 +20,7 @@ while read -r dir target; do
     exit 1
   }
 done < <(go list -f '{{.Dir}}' "$pattern" | while read -r d; do
-  grep -ho '^func Fuzz[A-Za-z0-9_]*(' "$d"/*_test.go 2>/dev/null | sed 's/^func \(.*\)(/\1/' |
+  { grep -ho '^func Fuzz[A-Za-z0-9_]*(' "$d"/*_test.go 2>/dev/null || true; } | sed 's/^func \(.*\)(/\1/' |
     while read -r f; do echo "${d#$PWD/} $f"; done
 done)
 rm -f /tmp/fuzz.$$.log
