@@ -215,14 +215,14 @@ func (p Printer) Describe(id spi.GroupID, d spi.GroupDescription, status *spi.Ro
 
 // StatusLine renders a rollout status on one line, for people.
 func StatusLine(s spi.RolloutStatus) string {
-	if s.Phase == "destroying" {
+	if s.Phase == spi.PhaseDestroying {
 		// An unfinished DestroyGroup: no rollout counts, only what is left.
 		return "destroying: " + s.Message
 	}
 	// Flavor.Healthy is asked during rollouts only (as InfraKit's scaler, which never checks
 	// health); an idle group's count would be stale, so it is not shown.
 	health := fmt.Sprintf(", %d healthy", s.Healthy)
-	if s.Phase == "idle" {
+	if s.Phase == spi.PhaseIdle {
 		health = ""
 	}
 	line := fmt.Sprintf("rollout %s: %d/%d updated%s, %d outdated (target %s",
@@ -273,7 +273,7 @@ func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration
 			}
 		}
 		switch s.Phase {
-		case "idle", "done":
+		case spi.PhaseIdle:
 			// No rollout runs in idle: done once the group has its size. Members at another
 			// config stay as they are (a first commit adopts them, as InfraKit does).
 			if s.Updated+s.Outdated >= s.Desired {
@@ -282,7 +282,7 @@ func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration
 				}
 				return nil
 			}
-		case "paused":
+		case spi.PhasePaused:
 			return fmt.Errorf("%w: %s", ErrPaused, s.Message)
 		}
 		select {
