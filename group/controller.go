@@ -46,7 +46,8 @@ type Options struct {
 	// Manual: no background loops; the caller drives each group with Reconcile (simulations,
 	// benchmarks).
 	Manual bool
-	// Now is the clock (default time.Now).
+	// Now is the clock (default time.Now). The loops sleep on real timers, so without Manual it
+	// must follow real time.
 	Now func() time.Time
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -115,11 +116,19 @@ type groupState struct {
 	destroyLeft string
 }
 
+// observation is what the controller knows of one member between passes.
 type observation struct {
 	firstSeen    time.Time
 	streak       int
 	healthySince time.Time
 	health       spi.Health
+	// available: the last pass (or readiness check) found it available for its rollout.
+	available bool
+	// desc is the member as last listed; zero for a member created since the last pass.
+	desc spi.Description
+	// next is when its next readiness check is due; wait the delay that led to it.
+	next time.Time
+	wait time.Duration
 }
 
 type lastPass struct {
@@ -223,20 +232,51 @@ func (c *Controller) supervise(gs *groupState) {
 	go func() {
 		defer c.wg.Done()
 		defer close(gs.done)
-		t := time.NewTicker(c.opts.PollInterval)
-		defer t.Stop()
 		for {
-			if _, err := c.reconcile(ctx, gs); err != nil && ctx.Err() == nil {
+			d, err := c.reconcile(ctx, gs)
+			if err != nil && ctx.Err() == nil {
 				c.log.Warn("supervision pass", "group", id, "err", err)
 			}
-			select {
-			case <-ctx.Done():
+			next := c.opts.PollInterval
+			if d.Phase.Rolling() && len(d.Destroy) > 0 {
+				// The rollout may be finished, or free to take its next step, once these
+				// members are gone: look again soon.
+				next = min(ReadinessMin, next)
+			}
+			if !c.between(ctx, gs, next) {
 				return
-			case <-t.C:
-			case <-gs.kick:
 			}
 		}
 	}()
+}
+
+// between waits for the next supervision pass of gs: after interval (the poll interval, or
+// less after a rollout's destroys), at once when kicked (a commit, a resume) or, sooner, when a
+// readiness check finds a waited-on member available (readiness.go). It returns false when ctx
+// ends.
+func (c *Controller) between(ctx context.Context, gs *groupState, interval time.Duration) bool {
+	due := c.opts.Now().Add(interval)
+	for {
+		wake := due
+		gs.mu.Lock()
+		if next := gs.nextReadiness(); !next.IsZero() && next.Before(wake) {
+			wake = next
+		}
+		gs.mu.Unlock()
+		t := time.NewTimer(max(wake.Sub(c.opts.Now()), 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-gs.kick:
+			t.Stop()
+			return true
+		case <-t.C:
+		}
+		if !c.opts.Now().Before(due) || c.checkReadiness(ctx, gs) {
+			return true
+		}
+	}
 }
 
 func (gs *groupState) poke() {

@@ -97,19 +97,12 @@ func (c *Controller) observe(ctx context.Context, gs *groupState) (plan.Input, [
 		seen[d.ID] = true
 		o := gs.obs[d.ID]
 		if o == nil {
-			o = &observation{firstSeen: now}
+			o = &observation{firstSeen: now, next: now.Add(ReadinessMin)}
 			gs.obs[d.ID] = o
 		}
+		o.desc = d
 		if check {
-			o.health = health[i]
-			if health[i] == spi.Healthy {
-				if o.streak == 0 {
-					o.healthySince = now
-				}
-				o.streak++
-			} else {
-				o.streak, o.healthySince = 0, now
-			}
+			o.record(health[i], now)
 		}
 		lid := logicalID(d)
 		hash := d.Tags[spi.ConfigHashTag]
@@ -124,6 +117,7 @@ func (c *Controller) observe(ctx context.Context, gs *groupState) (plan.Input, [
 			// available while it reports Healthy.
 			m.Available = check && o.health == spi.Healthy
 		}
+		o.available = m.Available
 		in.Members = append(in.Members, m)
 		if m.Hash == gs.hash {
 			last.updated++
@@ -139,11 +133,12 @@ func (c *Controller) observe(ctx context.Context, gs *groupState) (plan.Input, [
 			delete(gs.obs, x)
 		}
 	}
-	if !check {
-		// Health is only checked during rollouts; report the last verdict seen.
-		last.healthy = min(gs.last.healthy, last.updated)
-	}
 	gs.last = last
+	if !check {
+		// Outside a rollout health is only asked of members never seen Healthy (readiness
+		// checks): report the members at the target config last seen Healthy.
+		gs.countHealthy()
+	}
 	return in, descs, nil
 }
 
@@ -341,7 +336,8 @@ func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.De
 	// Health deadlines of new members count from their creation.
 	now := c.opts.Now()
 	for _, x := range created {
-		gs.obs[x] = &observation{firstSeen: now}
+		// Not listed yet: its first readiness check lists the members again (a full pass).
+		gs.obs[x] = &observation{firstSeen: now, next: now.Add(ReadinessMin)}
 	}
 	for _, x := range d.DrainOnly {
 		if err := gs.flavor.Drain(ctx, gs.props.Flavor.Properties, byID[x]); err != nil {
