@@ -85,7 +85,7 @@ func (c *Controller) checkReadiness(ctx context.Context, gs *groupState) (pass b
 	strategy := gs.props.Strategy()
 	rolling := gs.rec.Rollout.Phase.Rolling()
 	for i, o := range due {
-		o.record(health[i], now)
+		o.record(health[i], now, false)
 		if rolling {
 			o.available = o.streak >= strategy.HealthyPolls && now.Sub(o.healthySince) >= strategy.HealthyFor
 			if o.available {
@@ -98,14 +98,19 @@ func (c *Controller) checkReadiness(ctx context.Context, gs *groupState) (pass b
 	return pass
 }
 
-// record notes one Flavor.Healthy verdict.
-func (o *observation) record(h spi.Health, now time.Time) {
+// record notes one Flavor.Healthy verdict, of a pass or (pass false) of a readiness check. The
+// streak Updating.Count asks for counts passes, as InfraKit's polls: a readiness check starts it
+// (or breaks it) but does not lengthen it, so Count N still means N consecutive polls, while a
+// member's first Healthy (all the default Count 1 needs) and Duration are seen at once.
+func (o *observation) record(h spi.Health, now time.Time, pass bool) {
 	o.health = h
 	if h == spi.Healthy {
 		if o.streak == 0 {
 			o.healthySince = now
+			o.streak = 1
+		} else if pass {
+			o.streak++
 		}
-		o.streak++
 	} else {
 		o.streak, o.healthySince = 0, now
 	}

@@ -104,3 +104,39 @@ func TestReadinessBacksOff(t *testing.T) {
 		}
 	})
 }
+
+// Readiness checks do not shorten Updating.Count: it counts consecutive passes (InfraKit's
+// polls), so a new member with Count 3 is available only at the third pass that finds it
+// Healthy, however often it is checked in between.
+func TestReadinessKeepsCountInPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const poll = time.Minute
+		cloud := fake.New(nil)
+		c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{PollInterval: poll, Logger: quiet()})
+		if err := c.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Stop()
+		ctx := context.Background()
+		if _, err := c.CommitGroup(ctx, spec("web", 1, nil, "v1", false, `{"Count":3}`), false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(poll / 2)
+		v2 := spec("web", 1, nil, "v2", false, `{"Count":3}`)
+		h2 := hashOf(t, v2)
+		if _, err := c.CommitGroup(ctx, v2, false); err != nil {
+			t.Fatal(err)
+		}
+		// The new member is Healthy from the start; passes see it at +250ms, +1 poll, +2 polls.
+		time.Sleep(poll + poll/2)
+		synctest.Wait()
+		if n, cur := versions(cloud, "web", h2); n != 2 || cur != 1 {
+			t.Fatalf("1.5 poll intervals into a Count 3 roll: %d members, %d at v2; want the old one kept", n, cur)
+		}
+		time.Sleep(poll)
+		synctest.Wait()
+		if n, cur := versions(cloud, "web", h2); n != 1 || cur != 1 {
+			t.Fatalf("2.5 poll intervals into a Count 3 roll: %d members, %d at v2; want the roll done", n, cur)
+		}
+	})
+}

@@ -102,7 +102,7 @@ func (c *Controller) observe(ctx context.Context, gs *groupState) (plan.Input, [
 		}
 		o.desc = d
 		if check {
-			o.record(health[i], now)
+			o.record(health[i], now, true)
 		}
 		lid := logicalID(d)
 		hash := d.Tags[spi.ConfigHashTag]
