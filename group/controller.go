@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mobykit/mobykit/group/plan"
 	"github.com/mobykit/mobykit/group/store"
 	"github.com/mobykit/mobykit/group/types"
 	"github.com/mobykit/mobykit/spi"
@@ -47,7 +46,8 @@ type Options struct {
 	// Manual: no background loops; the caller drives each group with Reconcile (simulations,
 	// benchmarks).
 	Manual bool
-	// Now is the clock (default time.Now).
+	// Now is the clock (default time.Now). The loops sleep on real timers, so without Manual it
+	// must follow real time.
 	Now func() time.Time
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
@@ -116,11 +116,19 @@ type groupState struct {
 	destroyLeft string
 }
 
+// observation is what the controller knows of one member between passes.
 type observation struct {
 	firstSeen    time.Time
 	streak       int
 	healthySince time.Time
 	health       spi.Health
+	// available: the last pass (or readiness check) found it available for its rollout.
+	available bool
+	// desc is the member as last listed; zero for a member created since the last pass.
+	desc spi.Description
+	// next is when its next readiness check is due; wait the delay that led to it.
+	next time.Time
+	wait time.Duration
 }
 
 type lastPass struct {
@@ -162,6 +170,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		where := string(r.ID)
 		if r.Source != "" {
 			where = fmt.Sprintf("%s (%s)", r.ID, r.Source)
+		}
+		if err := r.Rollout.Check(); err != nil {
+			return fmt.Errorf("stored group %s: %w", where, err)
 		}
 		props, err := types.Parse(r.Spec.Properties)
 		if err != nil {
@@ -221,20 +232,51 @@ func (c *Controller) supervise(gs *groupState) {
 	go func() {
 		defer c.wg.Done()
 		defer close(gs.done)
-		t := time.NewTicker(c.opts.PollInterval)
-		defer t.Stop()
 		for {
-			if _, err := c.reconcile(ctx, gs); err != nil && ctx.Err() == nil {
+			d, err := c.reconcile(ctx, gs)
+			if err != nil && ctx.Err() == nil {
 				c.log.Warn("supervision pass", "group", id, "err", err)
 			}
-			select {
-			case <-ctx.Done():
+			next := c.opts.PollInterval
+			if d.Phase.Rolling() && len(d.Destroy) > 0 {
+				// The rollout may be finished, or free to take its next step, once these
+				// members are gone: look again soon.
+				next = min(ReadinessMin, next)
+			}
+			if !c.between(ctx, gs, next) {
 				return
-			case <-t.C:
-			case <-gs.kick:
 			}
 		}
 	}()
+}
+
+// between waits for the next supervision pass of gs: after interval (the poll interval, or
+// less after a rollout's destroys), at once when kicked (a commit, a resume) or, sooner, when a
+// readiness check finds a waited-on member available (readiness.go). It returns false when ctx
+// ends.
+func (c *Controller) between(ctx context.Context, gs *groupState, interval time.Duration) bool {
+	due := c.opts.Now().Add(interval)
+	for {
+		wake := due
+		gs.mu.Lock()
+		if next := gs.nextReadiness(); !next.IsZero() && next.Before(wake) {
+			wake = next
+		}
+		gs.mu.Unlock()
+		t := time.NewTimer(max(wake.Sub(c.opts.Now()), 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-gs.kick:
+			t.Stop()
+			return true
+		case <-t.C:
+		}
+		if !c.opts.Now().Before(due) || c.checkReadiness(ctx, gs) {
+			return true
+		}
+	}
 }
 
 func (gs *groupState) poke() {
@@ -356,72 +398,121 @@ func logicalID(d spi.Description) spi.LogicalID {
 // CommitGroup validates spec and, unless pretend, makes it the group's target. The returned
 // text is InfraKit's description of the plan (docs/infrakit/PROTOCOL.md §10).
 func (c *Controller) CommitGroup(ctx context.Context, spec spi.GroupSpec, pretend bool) (string, error) {
+	t, err := c.target(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	for {
+		gs, fresh := c.claim(t, pretend)
+		if fresh {
+			if pretend {
+				return managing(t), nil
+			}
+			return c.commitNew(ctx, gs, t)
+		}
+		details, err := c.commitExisting(ctx, gs, t, pretend)
+		if !errors.Is(err, errGone) {
+			return details, err
+		}
+		// Freed or destroyed while we waited for it: commit it as a new group.
+		c.drop(gs)
+	}
+}
+
+// target is a validated spec with its plugins resolved.
+type target struct {
+	spec     spi.GroupSpec
+	props    types.Properties
+	hash     string
+	instance spi.Instance
+	flavor   spi.Flavor
+}
+
+// target parses and validates spec, and has its plugins validate their parts.
+func (c *Controller) target(ctx context.Context, spec spi.GroupSpec) (target, error) {
 	if spec.ID == "" {
-		return "", types.ErrBlankID
+		return target{}, types.ErrBlankID
 	}
 	props, err := types.Parse(spec.Properties)
 	if err != nil {
-		return "", fmt.Errorf("group %s: %w", spec.ID, err)
+		return target{}, fmt.Errorf("group %s: %w", spec.ID, err)
 	}
 	if err := types.Validate(spec.ID, props); err != nil {
-		return "", err
+		return target{}, err
 	}
 	instance, flavor, err := c.resolve(props)
 	if err != nil {
-		return "", err
+		return target{}, err
 	}
 	if err := flavor.Validate(ctx, props.Flavor.Properties, props.Allocation); err != nil {
-		return "", err
+		return target{}, err
 	}
 	if err := instance.Validate(ctx, props.Instance.Properties); err != nil {
-		return "", err
+		return target{}, err
 	}
 	hash, err := props.InstanceHash()
 	if err != nil {
-		return "", fmt.Errorf("group %s: %w", spec.ID, err)
+		return target{}, fmt.Errorf("group %s: %w", spec.ID, err)
 	}
-again:
-	c.mu.Lock()
-	gs, known := c.groups[spec.ID]
-	if !known {
-		details := fmt.Sprintf("Managing %d instances", props.TargetSize())
-		if pretend {
-			c.mu.Unlock()
-			return details, nil
-		}
-		c.seq++
-		gs = c.newGroupState(store.Record{ID: spec.ID, Seq: c.seq, Spec: spec, Rollout: store.Rollout{Phase: plan.PhaseIdle}}, props, hash)
-		gs.instance, gs.flavor = instance, flavor
-		gs.mu.Lock() // held until the record is stored: a concurrent commit waits for it
-		c.groups[spec.ID] = gs
-		c.mu.Unlock()
-		err := c.persist(ctx, gs)
-		gs.mu.Unlock()
-		if err != nil {
-			c.mu.Lock()
-			delete(c.groups, spec.ID)
-			c.mu.Unlock()
-			if gs.stop != nil {
-				gs.stop()
-			}
-			return "", err
-		}
-		c.log.Info("managing group", "group", spec.ID, "size", props.TargetSize(), "hash", hash)
-		c.supervise(gs)
-		return details, nil
-	}
-	c.mu.Unlock()
+	return target{spec: spec, props: props, hash: hash, instance: instance, flavor: flavor}, nil
+}
 
-	gs.mu.Lock()
-	if gs.gone {
-		// Freed or destroyed while we waited: commit it as a new group.
-		gs.mu.Unlock()
-		c.drop(gs)
-		goto again
+func managing(t target) string { return fmt.Sprintf("Managing %d instances", t.props.TargetSize()) }
+
+// claim returns the group known by t's ID (fresh false), or registers a new group for t and
+// returns it locked (fresh true): its lock is held until its first record is stored, so a
+// concurrent commit of the same ID waits for it. With pretend nothing is registered and gs is
+// nil when the group is not known.
+func (c *Controller) claim(t target, pretend bool) (gs *groupState, fresh bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gs, known := c.groups[t.spec.ID]; known {
+		return gs, false
 	}
+	if pretend {
+		return nil, true
+	}
+	c.seq++
+	gs = c.newGroupState(store.Record{ID: t.spec.ID, Seq: c.seq, Spec: t.spec, Rollout: store.Rollout{Phase: spi.PhaseIdle}}, t.props, t.hash)
+	gs.instance, gs.flavor = t.instance, t.flavor
+	gs.mu.Lock()
+	c.groups[t.spec.ID] = gs
+	return gs, true
+}
+
+// commitNew stores the first record of gs, registered and locked by claim, and starts
+// supervising it. When the record cannot be stored the group is forgotten again.
+func (c *Controller) commitNew(ctx context.Context, gs *groupState, t target) (string, error) {
 	defer gs.mu.Unlock()
+	if err := c.persist(ctx, gs); err != nil {
+		// A commit waiting for the lock sees the group gone and registers it anew.
+		gs.gone = true
+		c.drop(gs)
+		if gs.stop != nil {
+			gs.stop()
+		}
+		return "", err
+	}
+	c.log.Info("managing group", "group", t.spec.ID, "size", t.props.TargetSize(), "hash", t.hash)
+	c.supervise(gs)
+	return managing(t), nil
+}
+
+// errGone: the group was forgotten while the caller waited for its lock.
+var errGone = errors.New("group forgotten meanwhile")
+
+// commitExisting makes t the target of the known group gs: a config change starts a rollout,
+// a size change is left to the next pass. It returns errGone when gs was forgotten while it
+// waited for gs's lock.
+func (c *Controller) commitExisting(ctx context.Context, gs *groupState, t target, pretend bool) (string, error) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	id, props, hash := t.spec.ID, t.props, t.hash
+	if gs.gone {
+		return "", errGone
+	}
 	if gs.rec.Destroying {
-		return "", errDestroying(spec.ID)
+		return "", errDestroying(id)
 	}
 	old := gs.props
 	if old.IsQuorum() || props.IsQuorum() {
@@ -430,22 +521,9 @@ again:
 			return "", errors.New("Logical ID changes to a quorum is not currently supported")
 		}
 	}
-	descs, err := c.members(ctx, spec.ID, instance, false)
+	outdated, err := c.countOutdated(ctx, id, t)
 	if err != nil {
 		return "", err
-	}
-	outdated := 0
-	want := map[spi.LogicalID]bool{}
-	for _, l := range props.Allocation.LogicalIDs {
-		want[l] = true
-	}
-	for _, d := range descs {
-		if props.IsQuorum() && !want[logicalID(d)] {
-			continue
-		}
-		if d.Tags[spi.ConfigHashTag] != hash {
-			outdated++
-		}
 	}
 	details := Details(props.IsQuorum(), old.TargetSize(), props.TargetSize(), outdated)
 	if pretend {
@@ -456,27 +534,50 @@ again:
 		gs.rec.Previous = &prev
 	}
 	now := c.opts.Now().UTC()
-	phase := gs.rec.Rollout.Phase
-	if hash == gs.hash && phase != plan.PhaseIdle && phase != "" {
+	switch {
+	case hash == gs.hash && gs.rec.Rollout.Phase != spi.PhaseIdle:
 		// Same config (a SetSize, or an Updating change): a running, paused or rolling-back
 		// rollout carries on as it was.
-	} else if outdated > 0 {
-		gs.rec.Rollout = store.Rollout{Phase: plan.PhaseRolling, TargetHash: hash, PreviousHash: gs.hash, Started: now,
+	case outdated > 0:
+		gs.rec.Rollout = store.Rollout{Phase: spi.PhaseRolling, TargetHash: hash, PreviousHash: gs.hash, Started: now,
 			Message: fmt.Sprintf("rolling %d members to %s", outdated, hash)}
-	} else {
-		gs.rec.Rollout.Phase, gs.rec.Rollout.Resume = plan.PhaseIdle, ""
+	default:
+		gs.rec.Rollout.Phase, gs.rec.Rollout.Resume = spi.PhaseIdle, ""
 	}
-	gs.rec.Spec = spec
-	gs.props, gs.hash, gs.instance, gs.flavor = props, hash, instance, flavor
+	gs.rec.Spec = t.spec
+	gs.props, gs.hash, gs.instance, gs.flavor = props, hash, t.instance, t.flavor
 	for _, o := range gs.obs {
 		o.firstSeen = now
 	}
 	if err := c.persist(ctx, gs); err != nil {
 		return "", err
 	}
-	c.log.Info("committed group", "group", spec.ID, "details", details, "hash", hash)
+	c.log.Info("committed group", "group", id, "details", details, "hash", hash)
 	gs.poke()
 	return details, nil
+}
+
+// countOutdated counts the members t would replace: those at another config hash (of a quorum
+// group, only those whose logical ID t keeps).
+func (c *Controller) countOutdated(ctx context.Context, id spi.GroupID, t target) (int, error) {
+	descs, err := c.members(ctx, id, t.instance, false)
+	if err != nil {
+		return 0, err
+	}
+	want := map[spi.LogicalID]bool{}
+	for _, l := range t.props.Allocation.LogicalIDs {
+		want[l] = true
+	}
+	outdated := 0
+	for _, d := range descs {
+		if t.props.IsQuorum() && !want[logicalID(d)] {
+			continue
+		}
+		if d.Tags[spi.ConfigHashTag] != t.hash {
+			outdated++
+		}
+	}
+	return outdated, nil
 }
 
 func sameIDs(a, b []spi.LogicalID) bool {
@@ -545,7 +646,7 @@ func (c *Controller) DescribeGroup(ctx context.Context, id spi.GroupID) (spi.Gro
 		return spi.GroupDescription{}, err
 	}
 	sort.Slice(descs, func(i, j int) bool { return descs[i].ID < descs[j].ID })
-	converged := !destroying && (phase == plan.PhaseIdle || phase == "")
+	converged := !destroying && phase == spi.PhaseIdle
 	return spi.GroupDescription{Instances: descs, Converged: converged}, nil
 }
 
@@ -586,8 +687,8 @@ func (c *Controller) forget(ctx context.Context, gs *groupState) error {
 	return nil
 }
 
-// release drops a forgotten group from the map and ends its loop, waiting for it unless called
-// from the loop itself; gs.mu must not be held.
+// release drops a forgotten group from the map and ends its loop. With wait (never from the
+// loop itself, and never with gs.mu held) it waits for the loop to end.
 func (c *Controller) release(gs *groupState, wait bool) {
 	c.drop(gs)
 	if gs.stop != nil {

@@ -365,3 +365,39 @@ func TestConcurrentCalls(t *testing.T) {
 		<-done
 	}
 }
+
+// A stored record whose rollout phase no controller writes ("failed", "done" of older
+// documentation, or garbage) stops the start, naming the group; one without a phase is idle.
+func TestStoredUnknownPhaseRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		phase, resume spi.RolloutPhase
+		want          string // "" means Start succeeds and the group is idle
+	}{
+		{"", "", ""},
+		{"failed", "", `rollout phase "failed"`},
+		{"done", "", `rollout phase "done"`},
+		{spi.PhaseDestroying, "", `rollout phase "destroying"`},
+		{spi.PhasePaused, spi.PhasePaused, `rollout resume phase "paused"`},
+	} {
+		st := store.NewMemory()
+		s := spec("web", 1, nil, "v1", false, "")
+		if err := st.Put(ctx, store.Record{ID: "web", Seq: 1, Spec: s, Rollout: store.Rollout{Phase: tc.phase, Resume: tc.resume}}); err != nil {
+			t.Fatal(err)
+		}
+		c := New(fake.Plugins{Cloud: fake.New(nil)}, st, Options{Manual: true, Logger: quiet()})
+		err := c.Start(ctx)
+		if tc.want == "" {
+			if err != nil {
+				t.Fatalf("phase %q: %v", tc.phase, err)
+			}
+			if s, err := c.UpdateStatus(ctx, "web"); err != nil || s.Phase != spi.PhaseIdle {
+				t.Fatalf("phase %q loaded as %+v %v, want idle", tc.phase, s, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "stored group web") {
+			t.Fatalf("phase %q resume %q: Start = %v, want an error naming group web and %s", tc.phase, tc.resume, err, tc.want)
+		}
+	}
+}

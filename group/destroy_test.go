@@ -51,8 +51,8 @@ func checkBeingDestroyed(t *testing.T, c *Controller, id spi.GroupID, members in
 	t.Helper()
 	ctx := context.Background()
 	st, err := c.UpdateStatus(ctx, id)
-	if err != nil || st.Phase != PhaseDestroying || !strings.Contains(st.Message, message) {
-		t.Errorf("UpdateStatus: %+v %v; want phase %s, message naming %q", st, err, PhaseDestroying, message)
+	if err != nil || st.Phase != spi.PhaseDestroying || !strings.Contains(st.Message, message) {
+		t.Errorf("UpdateStatus: %+v %v; want phase %s, message naming %q", st, err, spi.PhaseDestroying, message)
 	}
 	d, err := c.DescribeGroup(ctx, id)
 	if err != nil || d.Converged || len(d.Instances) != members {

@@ -23,31 +23,44 @@ func (c *Controller) Reconcile(ctx context.Context, id spi.GroupID) (plan.Decisi
 	return c.reconcile(ctx, gs)
 }
 
+// reconcile is one supervision pass, in three steps: observe the members (and, during a
+// rollout, their health), plan what to do (package plan, a pure function), apply it.
 func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decision, error) {
 	gs.mu.Lock()
-	id := gs.rec.ID
+	defer gs.mu.Unlock()
 	if gs.gone {
-		gs.mu.Unlock()
-		return plan.Decision{}, notWatched(id)
+		return plan.Decision{}, notWatched(gs.rec.ID)
 	}
 	if gs.rec.Destroying {
-		// An unfinished DestroyGroup (a member could not be destroyed, or the controller
-		// restarted): try again; forget the group once every member is gone.
-		err := c.destroyPass(ctx, gs)
-		gone := gs.gone
-		msg := gs.destroyLeft
-		gs.mu.Unlock()
-		if gone {
-			c.release(gs, false)
-			msg = "destroyed"
-		}
-		return plan.Decision{Phase: PhaseDestroying, Message: msg}, err
+		return c.continueDestroy(ctx, gs)
 	}
-	defer gs.mu.Unlock()
+	in, descs, err := c.observe(ctx, gs)
+	if err != nil {
+		return plan.Decision{}, err
+	}
+	return c.apply(ctx, gs, descs, plan.Plan(in))
+}
+
+// continueDestroy retries an unfinished DestroyGroup (a member could not be destroyed, or the
+// controller restarted) and forgets the group once every member is gone; gs.mu is held.
+func (c *Controller) continueDestroy(ctx context.Context, gs *groupState) (plan.Decision, error) {
+	err := c.destroyPass(ctx, gs)
+	msg := gs.destroyLeft
+	if gs.gone {
+		c.release(gs, false)
+		msg = "destroyed"
+	}
+	return plan.Decision{Phase: spi.PhaseDestroying, Message: msg}, err
+}
+
+// observe lists the members, adopts bootstrap ones, checks health during a rollout and
+// returns the planner's input; it updates gs.obs and gs.last. gs.mu is held.
+func (c *Controller) observe(ctx context.Context, gs *groupState) (plan.Input, []spi.Description, error) {
+	id := gs.rec.ID
 	if gs.instance == nil || gs.flavor == nil {
 		inst, flav, err := c.resolve(gs.props)
 		if err != nil {
-			return plan.Decision{}, fmt.Errorf("group %s: %w", id, err)
+			return plan.Input{}, nil, fmt.Errorf("group %s: %w", id, err)
 		}
 		gs.instance, gs.flavor = inst, flav
 	}
@@ -55,14 +68,14 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 	descs, err := c.members(ctx, id, gs.instance, true)
 	if err != nil {
 		gs.instance, gs.flavor = nil, nil // resolve again next pass
-		return plan.Decision{}, err
+		return plan.Input{}, nil, err
 	}
 	if err := c.adoptBootstrap(ctx, gs, descs); err != nil {
-		return plan.Decision{}, err
+		return plan.Input{}, nil, err
 	}
 
 	phase := gs.rec.Rollout.Phase
-	check := phase == plan.PhaseRolling || phase == plan.PhaseRollingBack
+	check := phase.Rolling()
 	health := make([]spi.Health, len(descs))
 	if check {
 		c.parallelN(healthParallel(c.opts.MaxParallel), len(descs), func(i int) {
@@ -84,19 +97,12 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 		seen[d.ID] = true
 		o := gs.obs[d.ID]
 		if o == nil {
-			o = &observation{firstSeen: now}
+			o = &observation{firstSeen: now, next: now.Add(ReadinessMin)}
 			gs.obs[d.ID] = o
 		}
+		o.desc = d
 		if check {
-			o.health = health[i]
-			if health[i] == spi.Healthy {
-				if o.streak == 0 {
-					o.healthySince = now
-				}
-				o.streak++
-			} else {
-				o.streak, o.healthySince = 0, now
-			}
+			o.record(health[i], now, true)
 		}
 		lid := logicalID(d)
 		hash := d.Tags[spi.ConfigHashTag]
@@ -111,6 +117,7 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 			// available while it reports Healthy.
 			m.Available = check && o.health == spi.Healthy
 		}
+		o.available = m.Available
 		in.Members = append(in.Members, m)
 		if m.Hash == gs.hash {
 			last.updated++
@@ -126,13 +133,18 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 			delete(gs.obs, x)
 		}
 	}
-	if !check {
-		// Health is only checked during rollouts; report the last verdict seen.
-		last.healthy = min(gs.last.healthy, last.updated)
-	}
 	gs.last = last
+	if !check {
+		// Outside a rollout health is only asked of members never seen Healthy (readiness
+		// checks): report the members at the target config last seen Healthy.
+		gs.countHealthy()
+	}
+	return in, descs, nil
+}
 
-	d := plan.Plan(in)
+// apply records the planner's phase change and carries out d; a failed Drain before a
+// rolling-update destroy pauses the rollout. gs.mu is held.
+func (c *Controller) apply(ctx context.Context, gs *groupState, descs []spi.Description, d plan.Decision) (plan.Decision, error) {
 	if err := c.applyPhase(ctx, gs, d); err != nil {
 		return d, err
 	}
@@ -143,11 +155,11 @@ func (c *Controller) reconcile(ctx context.Context, gs *groupState) (plan.Decisi
 			break
 		}
 	}
-	if drainErr != nil && (gs.rec.Rollout.Phase == plan.PhaseRolling || gs.rec.Rollout.Phase == plan.PhaseRollingBack) {
+	if drainErr != nil && gs.rec.Rollout.Phase.Rolling() {
 		// InfraKit aborts the update when a Drain fails; mobykit pauses it, so that it can be
 		// resumed once the member can be drained (or rolled back).
 		r := &gs.rec.Rollout
-		r.Resume, r.Phase = r.Phase, plan.PhasePaused
+		r.Resume, r.Phase = r.Phase, spi.PhasePaused
 		r.Message = drainErr.Error() + ": paused"
 		c.log.Warn("rollout paused", "group", gs.rec.ID, "reason", r.Message)
 		if err := c.persist(ctx, gs); err != nil {
@@ -224,7 +236,7 @@ func (c *Controller) applyPhase(ctx context.Context, gs *groupState, d plan.Deci
 		return c.rollback(ctx, gs, d.Message)
 	case d.Phase == from:
 		return nil
-	case d.Phase == plan.PhasePaused:
+	case d.Phase == spi.PhasePaused:
 		r.Resume = from
 		c.log.Warn("rollout paused", "group", gs.rec.ID, "reason", d.Message)
 	case d.Done:
@@ -258,7 +270,7 @@ func (c *Controller) rollback(ctx context.Context, gs *groupState, why string) e
 	failed := gs.rec.Spec
 	gs.rec.Spec, gs.rec.Previous = spi.GroupSpec{ID: gs.rec.ID, Properties: raw}, &failed
 	now := c.opts.Now()
-	gs.rec.Rollout.Phase, gs.rec.Rollout.Resume = plan.PhaseRollingBack, ""
+	gs.rec.Rollout.Phase, gs.rec.Rollout.Resume = spi.PhaseRollingBack, ""
 	gs.rec.Rollout.TargetHash, gs.rec.Rollout.PreviousHash = hash, gs.hash
 	gs.rec.Rollout.Message, gs.rec.Rollout.Started = why, now.UTC()
 	gs.props, gs.hash = props, hash
@@ -324,7 +336,8 @@ func (c *Controller) execute(ctx context.Context, gs *groupState, descs []spi.De
 	// Health deadlines of new members count from their creation.
 	now := c.opts.Now()
 	for _, x := range created {
-		gs.obs[x] = &observation{firstSeen: now}
+		// Not listed yet: its first readiness check lists the members again (a full pass).
+		gs.obs[x] = &observation{firstSeen: now, next: now.Add(ReadinessMin)}
 	}
 	for _, x := range d.DrainOnly {
 		if err := gs.flavor.Drain(ctx, gs.props.Flavor.Properties, byID[x]); err != nil {

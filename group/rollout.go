@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/mobykit/mobykit/group/plan"
 	"github.com/mobykit/mobykit/spi"
 )
 
@@ -17,13 +16,13 @@ func (c *Controller) PauseUpdate(ctx context.Context, id spi.GroupID) error {
 	defer gs.mu.Unlock()
 	r := &gs.rec.Rollout
 	switch r.Phase {
-	case plan.PhasePaused:
+	case spi.PhasePaused:
 		return nil
-	case plan.PhaseRolling, plan.PhaseRollingBack:
+	case spi.PhaseRolling, spi.PhaseRollingBack:
 	default:
 		return fmt.Errorf("group %s has no rollout in progress", id)
 	}
-	r.Resume, r.Phase, r.Message = r.Phase, plan.PhasePaused, "paused by user"
+	r.Resume, r.Phase, r.Message = r.Phase, spi.PhasePaused, "paused by user"
 	c.log.Info("rollout paused by user", "group", id)
 	return c.persist(ctx, gs)
 }
@@ -36,12 +35,12 @@ func (c *Controller) ResumeUpdate(ctx context.Context, id spi.GroupID) error {
 	}
 	defer gs.mu.Unlock()
 	r := &gs.rec.Rollout
-	if r.Phase != plan.PhasePaused {
-		return fmt.Errorf("group %s is not paused (phase %s)", id, phaseName(r.Phase))
+	if r.Phase != spi.PhasePaused {
+		return fmt.Errorf("group %s is not paused (phase %s)", id, r.Phase)
 	}
 	r.Phase = r.Resume
-	if r.Phase == "" {
-		r.Phase = plan.PhaseRolling
+	if !r.Phase.Rolling() {
+		r.Phase = spi.PhaseRolling
 	}
 	r.Resume, r.Message = "", "resumed by user"
 	now := c.opts.Now()
@@ -79,9 +78,9 @@ func (c *Controller) UpdateStatus(ctx context.Context, id spi.GroupID) (spi.Roll
 	}
 	defer gs.mu.Unlock()
 	r := gs.rec.Rollout
-	phase := phaseName(r.Phase)
+	phase := r.Phase
 	if gs.rec.Destroying {
-		phase, r.Message = PhaseDestroying, "DestroyGroup unfinished"
+		phase, r.Message = spi.PhaseDestroying, "DestroyGroup unfinished"
 		if gs.destroyLeft != "" {
 			r.Message += ": " + gs.destroyLeft
 		}
@@ -96,15 +95,4 @@ func (c *Controller) UpdateStatus(ctx context.Context, id spi.GroupID) (spi.Roll
 		Outdated:     gs.last.outdated,
 		Message:      r.Message,
 	}, nil
-}
-
-// PhaseDestroying is the phase UpdateStatus reports for a group whose DestroyGroup has not
-// finished (a member could not be destroyed yet, or the controller restarted meanwhile).
-const PhaseDestroying = "destroying"
-
-func phaseName(p string) string {
-	if p == "" {
-		return plan.PhaseIdle
-	}
-	return p
 }

@@ -44,14 +44,20 @@ func init() {
 		ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt)
 		return rpc.NewGroupClient(addr, name), p, ctx, cancel, nil
 	}
-	watch := func(ctx context.Context, c cli.Client, id spi.GroupID, cmd *cobra.Command) error {
-		return cli.Watch(ctx, c, id, interval, cmd.OutOrStdout(), output == "json", nil)
+	watch := func(ctx context.Context, c cli.Client, id spi.GroupID, cmd *cobra.Command, until cli.Until) error {
+		return cli.Watch(ctx, c, id, interval, cmd.OutOrStdout(), output == "json", until, nil)
 	}
 
 	var pretend, wait bool
+	var waitFor string
 	commit := &cobra.Command{
 		Use: "commit FILE", Short: "Commit a group spec (InfraKit format, JSON or YAML; - for stdin)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			until, err := cli.ParseUntil(waitFor)
+			if err != nil {
+				return err
+			}
+			wait = wait || cmd.Flags().Changed("wait-for")
 			spec, err := cli.ReadSpec(args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
@@ -69,13 +75,14 @@ func init() {
 				return err
 			}
 			if wait && !pretend {
-				return watch(ctx, c, spec.ID, cmd)
+				return watch(ctx, c, spec.ID, cmd, until)
 			}
 			return nil
 		},
 	}
 	commit.Flags().BoolVar(&pretend, "pretend", false, "only say what the commit would do")
-	commit.Flags().BoolVar(&wait, "wait", false, "show the rollout's progress until it is done (non-zero exit if it pauses)")
+	commit.Flags().BoolVar(&wait, "wait", false, "show the rollout's progress until it is done and every member at the new config is healthy (non-zero exit if it pauses); see --wait-for")
+	commit.Flags().StringVar(&waitFor, "wait-for", string(cli.UntilHealthy), "what --wait waits for once no rollout runs: healthy (every member at the new config seen healthy by the flavor) or exist (the group has its size); implies --wait")
 
 	var watchFlag bool
 	describe := &cobra.Command{
@@ -99,7 +106,7 @@ func init() {
 				return err
 			}
 			if watchFlag {
-				return watch(ctx, c, id, cmd)
+				return watch(ctx, c, id, cmd, cli.UntilExist)
 			}
 			return nil
 		},

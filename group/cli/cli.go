@@ -215,14 +215,14 @@ func (p Printer) Describe(id spi.GroupID, d spi.GroupDescription, status *spi.Ro
 
 // StatusLine renders a rollout status on one line, for people.
 func StatusLine(s spi.RolloutStatus) string {
-	if s.Phase == "destroying" {
+	if s.Phase == spi.PhaseDestroying {
 		// An unfinished DestroyGroup: no rollout counts, only what is left.
 		return "destroying: " + s.Message
 	}
 	// Flavor.Healthy is asked during rollouts only (as InfraKit's scaler, which never checks
 	// health); an idle group's count would be stale, so it is not shown.
 	health := fmt.Sprintf(", %d healthy", s.Healthy)
-	if s.Phase == "idle" {
+	if s.Phase == spi.PhaseIdle {
 		health = ""
 	}
 	line := fmt.Sprintf("rollout %s: %d/%d updated%s, %d outdated (target %s",
@@ -247,10 +247,31 @@ func short(h string) string {
 // ErrPaused is returned by Watch when the rollout pauses.
 var ErrPaused = errors.New("rollout paused")
 
-// Watch prints the rollout's progress every interval until it is idle (nil) or paused
+// Until is what Watch waits for once no rollout runs.
+type Until string
+
+const (
+	// UntilExist: the group has its size (members created), whatever their health.
+	UntilExist Until = "exist"
+	// UntilHealthy: also every member at the target config seen Healthy by the flavor (what
+	// `group commit --wait` means).
+	UntilHealthy Until = "healthy"
+)
+
+// ParseUntil reads --wait-for.
+func ParseUntil(s string) (Until, error) {
+	switch u := Until(s); u {
+	case UntilExist, UntilHealthy:
+		return u, nil
+	}
+	return "", fmt.Errorf("--wait-for %q: want %s or %s", s, UntilExist, UntilHealthy)
+}
+
+// Watch prints the rollout's progress every interval until no rollout runs and the group has
+// what until asks for (nil, after a line saying what was waited for), or the rollout pauses
 // (ErrPaused, with the reason), or ctx ends. A line is printed only when something changed;
 // with JSON output every change is one JSON object per line.
-func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration, w io.Writer, asJSON bool, now func() time.Time) error {
+func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration, w io.Writer, asJSON bool, until Until, now func() time.Time) error {
 	if now == nil {
 		now = time.Now
 	}
@@ -262,7 +283,20 @@ func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration
 		if err != nil {
 			return err
 		}
+		done, paused := false, s.Phase == spi.PhasePaused
 		line := StatusLine(s)
+		switch s.Phase {
+		case spi.PhaseIdle:
+			// No rollout runs in idle: the members exist once the group has its size. Members
+			// at another config stay as they are (a first commit adopts them, as InfraKit does)
+			// and are not waited on.
+			exist := s.Updated+s.Outdated >= s.Desired
+			healthy := s.Healthy >= min(s.Updated, s.Desired)
+			done = exist && (until != UntilHealthy || healthy)
+			if until == UntilHealthy && !healthy {
+				line += fmt.Sprintf(" - waiting for health: %d/%d healthy", s.Healthy, min(s.Updated, s.Desired))
+			}
+		}
 		if line != last {
 			last = line
 			if asJSON {
@@ -272,18 +306,21 @@ func Watch(ctx context.Context, c Client, id spi.GroupID, interval time.Duration
 				fmt.Fprintf(w, "%s  %s\n", now().Format("15:04:05"), line)
 			}
 		}
-		switch s.Phase {
-		case "idle", "done":
-			// No rollout runs in idle: done once the group has its size. Members at another
-			// config stay as they are (a first commit adopts them, as InfraKit does).
-			if s.Updated+s.Outdated >= s.Desired {
-				if s.Outdated > 0 && !asJSON {
+		if paused {
+			return fmt.Errorf("%w: %s", ErrPaused, s.Message)
+		}
+		if done {
+			if !asJSON {
+				if until == UntilHealthy {
+					fmt.Fprintf(w, "done: %d members at %s, all seen healthy\n", s.Updated, short(s.TargetHash))
+				} else {
+					fmt.Fprintf(w, "done: %d members exist (health not waited for)\n", s.Updated+s.Outdated)
+				}
+				if s.Outdated > 0 {
 					fmt.Fprintf(w, "%d members are at another config; commit the spec again to roll them\n", s.Outdated)
 				}
-				return nil
 			}
-		case "paused":
-			return fmt.Errorf("%w: %s", ErrPaused, s.Message)
+			return nil
 		}
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/mobykit/mobykit/group"
@@ -57,9 +58,13 @@ func TestParseSpec(t *testing.T) {
 }
 
 func newController(t *testing.T, health fake.HealthFunc) (*group.Controller, *fake.Cloud) {
+	return newControllerPoll(t, health, 10*time.Millisecond)
+}
+
+func newControllerPoll(t *testing.T, health fake.HealthFunc, poll time.Duration) (*group.Controller, *fake.Cloud) {
 	cloud := fake.New(nil)
 	cloud.Health = health
-	c := group.New(fake.Plugins{Cloud: cloud}, store.NewMemory(), group.Options{PollInterval: 10 * time.Millisecond,
+	c := group.New(fake.Plugins{Cloud: cloud}, store.NewMemory(), group.Options{PollInterval: poll,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -81,7 +86,7 @@ func TestCommitWatchDescribe(t *testing.T) {
 	p.Commit(s.ID, d, false)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := Watch(wctx, c, s.ID, 5*time.Millisecond, &out, false, nil); err != nil {
+	if err := Watch(wctx, c, s.ID, 5*time.Millisecond, &out, false, UntilExist, nil); err != nil {
 		t.Fatalf("watch: %v\n%s", err, out.String())
 	}
 	s2, _ := ParseSpec("web.json", []byte(strings.Replace(specJSON, `"v":1`, `"v":2`, 1)))
@@ -89,7 +94,7 @@ func TestCommitWatchDescribe(t *testing.T) {
 	if err != nil || d != "Performing a rolling update on 2 instances" {
 		t.Fatalf("%q %v", d, err)
 	}
-	if err := Watch(wctx, c, s.ID, 5*time.Millisecond, &out, false, nil); err != nil {
+	if err := Watch(wctx, c, s.ID, 5*time.Millisecond, &out, false, UntilExist, nil); err != nil {
 		t.Fatalf("watch: %v\n%s", err, out.String())
 	}
 	text := out.String()
@@ -138,7 +143,7 @@ func TestWatchPaused(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := Watch(wctx, c, s.ID, 5*time.Millisecond, io.Discard, false, nil); err != nil {
+	if err := Watch(wctx, c, s.ID, 5*time.Millisecond, io.Discard, false, UntilExist, nil); err != nil {
 		t.Fatal(err)
 	}
 	s3, _ := ParseSpec("web.json", []byte(strings.Replace(specJSON, `"v":1`, `"v":3`, 1)))
@@ -150,13 +155,69 @@ func TestWatchPaused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err := Watch(wctx, c, s.ID, 5*time.Millisecond, &out, true, nil)
+	err := Watch(wctx, c, s.ID, 5*time.Millisecond, &out, true, UntilExist, nil)
 	if !errors.Is(err, ErrPaused) || !strings.Contains(err.Error(), "paused by user") {
 		t.Fatalf("watch: %v", err)
 	}
 	var st spi.RolloutStatus
 	if e := json.Unmarshal(bytes.TrimSpace(out.Bytes()), &st); e != nil || st.Phase != "paused" {
 		t.Fatalf("json watch line: %v %q", e, out.String())
+	}
+}
+
+// `group commit --wait` on a new group waits for what a user means, healthy members: it used
+// to return as soon as the members existed (2 s), minutes before the first one served. Members
+// here boot in 5 s; the controller polls once a minute (synctest's clock: no real time passes).
+func TestWaitForHealthyNotJustExisting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const boot = 5 * time.Second
+		c, cloud := newControllerPoll(t, func(_ fake.Instance, age time.Duration) spi.Health {
+			if age < boot {
+				return spi.Unknown
+			}
+			return spi.Healthy
+		}, time.Minute)
+		ctx := context.Background()
+		s, _ := ParseSpec("web.json", []byte(specJSON))
+		if _, err := c.CommitGroup(ctx, s, false); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := Watch(ctx, c, s.ID, time.Second, &out, false, UntilExist, nil); err != nil {
+			t.Fatal(err)
+		}
+		ms := cloud.Snapshot(s.ID)
+		if len(ms) != 2 || ms[0].Health == spi.Healthy || ms[1].Health == spi.Healthy {
+			t.Fatalf("--wait-for=exist returned with %+v: want 2 members, still booting", ms)
+		}
+		if !strings.Contains(out.String(), "done: 2 members exist (health not waited for)") {
+			t.Errorf("--wait-for=exist does not say what it waited for:\n%s", out.String())
+		}
+		out.Reset()
+		if err := Watch(ctx, c, s.ID, time.Second, &out, false, UntilHealthy, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range cloud.Snapshot(s.ID) {
+			if m.Health != spi.Healthy {
+				t.Fatalf("--wait-for=healthy returned while %s is %s", m.ID, m.Health)
+			}
+		}
+		for _, want := range []string{"waiting for health: 0/2 healthy", "done: 2 members at", "all seen healthy"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("--wait-for=healthy output lacks %q:\n%s", want, out.String())
+			}
+		}
+	})
+}
+
+func TestParseUntil(t *testing.T) {
+	for in, want := range map[string]Until{"exist": UntilExist, "healthy": UntilHealthy} {
+		if got, err := ParseUntil(in); err != nil || got != want {
+			t.Errorf("ParseUntil(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseUntil("ready"); err == nil || !strings.Contains(err.Error(), `--wait-for "ready"`) {
+		t.Errorf("ParseUntil(ready): %v", err)
 	}
 }
 

@@ -10,18 +10,6 @@ import (
 	"github.com/mobykit/mobykit/spi"
 )
 
-// Rollout phases.
-const (
-	// PhaseIdle: no rollout running; the group is only kept at its size (self-healing).
-	PhaseIdle = "idle"
-	// PhaseRolling: members not at the target hash are being replaced.
-	PhaseRolling = "rolling"
-	// PhaseRollingBack: like rolling, towards the previous spec after a failure or a rollback.
-	PhaseRollingBack = "rolling-back"
-	// PhasePaused: nothing is changed until resume or rollback.
-	PhasePaused = "paused"
-)
-
 // Member is one member of the group as observed this tick.
 type Member struct {
 	ID spi.ID
@@ -51,7 +39,7 @@ type Input struct {
 	LogicalIDs []spi.LogicalID // quorum groups (Size ignored)
 	Hash       string          // target config hash
 	Strategy   types.Strategy
-	Phase      string
+	Phase      spi.RolloutPhase // idle, rolling, rolling-back or paused
 	// CanRollback says whether a previous spec exists to roll back to.
 	CanRollback bool
 	Members     []Member
@@ -79,10 +67,10 @@ type Decision struct {
 	// DrainOnly lists members to drain but keep (the self member at the end of a rollout).
 	DrainOnly []spi.ID
 	// Phase is the phase after this tick; Message says why it changed or what is awaited.
-	Phase   string
+	Phase   spi.RolloutPhase
 	Message string
 	// Rollback asks the controller to make the previous spec the target (Phase is then
-	// PhaseRollingBack).
+	// spi.PhaseRollingBack).
 	Rollback bool
 	// Done says the rollout finished this tick.
 	Done bool
@@ -129,19 +117,14 @@ func Plan(in Input) Decision {
 	members := append([]Member(nil), in.Members...)
 	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
 	in.Members = members
-	if in.Phase == "" {
-		in.Phase = PhaseIdle
-	}
-	if in.Phase == PhasePaused {
-		return Decision{Phase: PhasePaused}
+	if in.Phase == spi.PhasePaused {
+		return Decision{Phase: spi.PhasePaused}
 	}
 	if in.Quorum() {
 		return planQuorum(in)
 	}
 	return planScaled(in)
 }
-
-func rolling(phase string) bool { return phase == PhaseRolling || phase == PhaseRollingBack }
 
 // timedOut returns the first new member that has been unavailable past the health timeout.
 func timedOut(in Input, news []Member) (Member, bool) {
@@ -159,10 +142,10 @@ func timedOut(in Input, news []Member) (Member, bool) {
 
 func failure(in Input, m Member) Decision {
 	msg := fmt.Sprintf("instance %s not available after %s (health %s)", m.ID, in.Strategy.HealthTimeout, m.Health)
-	if in.Phase == PhaseRolling && in.Strategy.OnFailure == types.OnFailureRollback && in.CanRollback {
-		return Decision{Phase: PhaseRollingBack, Rollback: true, Message: msg + ": rolling back"}
+	if in.Phase == spi.PhaseRolling && in.Strategy.OnFailure == types.OnFailureRollback && in.CanRollback {
+		return Decision{Phase: spi.PhaseRollingBack, Rollback: true, Message: msg + ": rolling back"}
 	}
-	return Decision{Phase: PhasePaused, Message: msg + ": paused"}
+	return Decision{Phase: spi.PhasePaused, Message: msg + ": paused"}
 }
 
 // destroyOrder sorts members so that the ones to destroy first come first: not available,
@@ -193,7 +176,7 @@ func planScaled(in Input) Decision {
 	d := Decision{Phase: in.Phase}
 	total := len(in.Members)
 
-	if !rolling(in.Phase) {
+	if !in.Phase.Rolling() {
 		// Scaler only, as InfraKit's: keep the group at its size. Outdated members go first
 		// when shrinking; health plays no part.
 		if total < n {
@@ -247,7 +230,7 @@ func planScaled(in Input) Decision {
 	}
 
 	if len(replaceable) == 0 && len(news) == wantNew && newAvailable == wantNew {
-		d.Phase, d.Done = PhaseIdle, true
+		d.Phase, d.Done = spi.PhaseIdle, true
 		d.Message = fmt.Sprintf("%d of %d members at %s and available", newAvailable, n, short(in.Hash))
 		if selfOld != nil {
 			d.DrainOnly = []spi.ID{selfOld.ID}
@@ -339,7 +322,7 @@ func planQuorum(in Input) Decision {
 			}
 		}
 	}
-	if !rolling(in.Phase) {
+	if !in.Phase.Rolling() {
 		return d
 	}
 	var news []Member
@@ -380,7 +363,7 @@ func planQuorum(in Input) Decision {
 		}
 	}
 	if len(old) == 0 && len(waiting) == 0 && len(d.Destroy) == 0 {
-		d.Phase, d.Done = PhaseIdle, true
+		d.Phase, d.Done = spi.PhaseIdle, true
 		d.Message = fmt.Sprintf("%d logical IDs at %s and available", len(in.LogicalIDs), short(in.Hash))
 		if selfOld != nil {
 			d.DrainOnly = []spi.ID{selfOld.ID}

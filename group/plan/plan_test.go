@@ -12,7 +12,7 @@ import (
 )
 
 func randomInput(r *rand.Rand) Input {
-	in := Input{Group: "g", Hash: "new", Phase: []string{PhaseIdle, PhaseRolling, PhaseRollingBack}[r.Intn(3)]}
+	in := Input{Group: "g", Hash: "new", Phase: []spi.RolloutPhase{spi.PhaseIdle, spi.PhaseRolling, spi.PhaseRollingBack}[r.Intn(3)]}
 	in.Strategy = types.Strategy{MaxSurge: r.Intn(3), MaxUnavailable: r.Intn(3), HealthyPolls: 1, HealthTimeout: time.Minute,
 		OnFailure: []string{types.OnFailurePause, types.OnFailureRollback}[r.Intn(2)]}
 	if in.Strategy.MaxSurge == 0 && in.Strategy.MaxUnavailable == 0 {
@@ -29,7 +29,7 @@ func randomInput(r *rand.Rand) Input {
 		in.Size = 1 + r.Intn(8)
 	}
 	for i := 0; i < r.Intn(12); i++ {
-		m := Member{ID: spi.ID(fmt.Sprintf("i-%02d", i)), Hash: []string{"new", "old"}[r.Intn(2)], Checked: in.Phase != PhaseIdle,
+		m := Member{ID: spi.ID(fmt.Sprintf("i-%02d", i)), Hash: []string{"new", "old"}[r.Intn(2)], Checked: in.Phase != spi.PhaseIdle,
 			Age: time.Duration(r.Intn(120)) * time.Second}
 		m.Available = m.Checked && r.Intn(3) > 0
 		if quorum && r.Intn(6) > 0 {
@@ -67,7 +67,7 @@ func TestPlanProperties(t *testing.T) {
 			}
 		}
 		total := len(in.Members) - len(d.Destroy) + len(d.Create)
-		if !rolling(in.Phase) {
+		if !in.Phase.Rolling() {
 			continue
 		}
 		if in.Quorum() {
@@ -106,31 +106,31 @@ func TestPlanProperties(t *testing.T) {
 }
 
 func TestPausedDoesNothing(t *testing.T) {
-	d := Plan(Input{Size: 3, Phase: PhasePaused, Hash: "x"})
-	if len(d.Create)+len(d.Destroy) != 0 || d.Phase != PhasePaused {
+	d := Plan(Input{Size: 3, Phase: spi.PhasePaused, Hash: "x"})
+	if len(d.Create)+len(d.Destroy) != 0 || d.Phase != spi.PhasePaused {
 		t.Fatalf("%s", d)
 	}
 }
 
 func TestTimeoutRollsBackOnlyWhenPossible(t *testing.T) {
-	in := Input{Size: 1, Phase: PhaseRolling, Hash: "new", CanRollback: true,
+	in := Input{Size: 1, Phase: spi.PhaseRolling, Hash: "new", CanRollback: true,
 		Strategy: types.Strategy{MaxSurge: 1, HealthyPolls: 1, HealthTimeout: time.Minute, OnFailure: types.OnFailureRollback},
 		Members:  []Member{{ID: "a", Hash: "old", Checked: true, Available: true}, {ID: "b", Hash: "new", Checked: true, Age: 2 * time.Minute}}}
-	if d := Plan(in); !d.Rollback || d.Phase != PhaseRollingBack {
+	if d := Plan(in); !d.Rollback || d.Phase != spi.PhaseRollingBack {
 		t.Fatalf("want rollback: %s", d)
 	}
 	in.CanRollback = false
-	if d := Plan(in); d.Rollback || d.Phase != PhasePaused {
+	if d := Plan(in); d.Rollback || d.Phase != spi.PhasePaused {
 		t.Fatalf("want pause without a previous spec: %s", d)
 	}
-	in.CanRollback, in.Phase = true, PhaseRollingBack
-	if d := Plan(in); d.Rollback || d.Phase != PhasePaused {
+	in.CanRollback, in.Phase = true, spi.PhaseRollingBack
+	if d := Plan(in); d.Rollback || d.Phase != spi.PhasePaused {
 		t.Fatalf("a failing rollback must pause: %s", d)
 	}
 }
 
 func TestScaleDownSparesSelf(t *testing.T) {
-	d := Plan(Input{Size: 1, Hash: "new", Members: []Member{
+	d := Plan(Input{Size: 1, Hash: "new", Phase: spi.PhaseIdle, Members: []Member{
 		{ID: "a", Hash: "old", Self: true}, {ID: "b", Hash: "old"}, {ID: "c", Hash: "new"}}})
 	if len(d.Destroy) != 2 || d.Destroy[0].ID != "b" || d.Destroy[1].ID != "c" {
 		t.Fatalf("want b and c destroyed, self kept: %s", d)

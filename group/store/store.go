@@ -44,10 +44,10 @@ type Record struct {
 // Rollout is the durable part of a rolling update; everything else (which members are new,
 // which are healthy) is observed again from the plugins after a restart.
 type Rollout struct {
-	// Phase: "idle", "rolling", "rolling-back" or "paused" (see package plan).
-	Phase string
-	// Resume is the phase a paused rollout goes back to ("rolling" or "rolling-back").
-	Resume string `json:",omitempty"`
+	// Phase: spi.PhaseIdle, PhaseRolling, PhaseRollingBack or PhasePaused.
+	Phase spi.RolloutPhase
+	// Resume is the phase a paused rollout goes back to (rolling or rolling-back).
+	Resume spi.RolloutPhase `json:",omitempty"`
 	// TargetHash and PreviousHash are the config hashes rolled to and from.
 	TargetHash   string `json:",omitempty"`
 	PreviousHash string `json:",omitempty"`
@@ -56,6 +56,23 @@ type Rollout struct {
 	// Started is when the rollout began; Updated when this record last changed.
 	Started time.Time `json:",omitzero"`
 	Updated time.Time `json:",omitzero"`
+}
+
+// Check refuses a rollout no controller writes: an unknown phase, or a Resume phase that is not
+// a rollout's. A record from before phases were checked with no phase at all is idle.
+func (r *Rollout) Check() error {
+	switch r.Phase {
+	case "":
+		r.Phase = spi.PhaseIdle
+	case spi.PhaseIdle, spi.PhaseRolling, spi.PhaseRollingBack, spi.PhasePaused:
+	default:
+		return fmt.Errorf("rollout phase %q: want %s, %s, %s or %s", r.Phase,
+			spi.PhaseIdle, spi.PhaseRolling, spi.PhaseRollingBack, spi.PhasePaused)
+	}
+	if r.Resume != "" && !r.Resume.Rolling() {
+		return fmt.Errorf("rollout resume phase %q: want %s or %s", r.Resume, spi.PhaseRolling, spi.PhaseRollingBack)
+	}
+	return nil
 }
 
 // Store persists Records. Implementations are safe for concurrent use.

@@ -112,7 +112,7 @@ func (c *cluster) startController() {
 		}
 		return p, nil
 	}
-	c.ctl = group.New(group.RPCPlugins{Find: find}, st, group.Options{PollInterval: time.Second})
+	c.ctl = group.New(group.RPCPlugins{Find: find}, st, group.Options{}) // default poll interval: the figures are for the default settings
 	if err := c.ctl.Start(context.Background()); err != nil {
 		c.t.Fatal(err)
 	}
