@@ -32,11 +32,12 @@ func init() {
 		}
 		return []rpc.Plugin{rpc.Instance(p)}, nil
 	}, launcher.Describe("HyperKit VMs on macOS (vpnkit networking)"))
-	launcher.Register("flavor-moby", func(_ context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+	launcher.Register("flavor-moby", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
 		f, err := flavormoby.New(o.StateDir, flavormoby.AssemblerBuilder{CacheDir: os.Getenv("MOBYKIT_CACHE")}, o.Logger)
 		if err != nil {
 			return nil, err
 		}
+		go func() { <-ctx.Done(); f.Close() }() // cancel the builds under way
 		return []rpc.Plugin{rpc.Flavor(f)}, nil
 	}, launcher.Describe("builds a group's image spec and points its instances at it"))
 

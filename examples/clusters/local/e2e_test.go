@@ -65,6 +65,7 @@ type cluster struct {
 	specPath  string
 	groupDoc  []byte
 	servers   []*rpc.Server
+	flavor    *flavormoby.Plugin
 	ctl       *group.Controller
 	instances spi.Instance // client over the socket
 }
@@ -82,6 +83,7 @@ func (c *cluster) startPlugins() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.flavor = fm
 	for name, p := range map[string]rpc.Plugin{"instance-qemu": rpc.Instance(iq), "flavor-moby": rpc.Flavor(fm)} {
 		s, err := rpc.Start(c.socket(name), p)
 		if err != nil {
@@ -97,6 +99,10 @@ func (c *cluster) stopPlugins() {
 		s.Close()
 	}
 	c.servers = nil
+	if c.flavor != nil {
+		c.flavor.Close()
+		c.flavor = nil
+	}
 }
 
 func (c *cluster) startController() {
