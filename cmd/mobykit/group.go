@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/mobykit/mobykit/group"
 	"github.com/mobykit/mobykit/group/cli"
 	"github.com/mobykit/mobykit/launcher"
+	flavormoby "github.com/mobykit/mobykit/plugins/flavor-moby"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
@@ -49,12 +51,21 @@ func init() {
 	}
 
 	var pretend, wait bool
+	var mobyFlavors []string
 	commit := &cobra.Command{
 		Use: "commit FILE", Short: "Commit a group spec (InfraKit format, JSON or YAML; - for stdin)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := cli.ReadSpec(args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
+			}
+			// Relative flavor-moby spec paths are relative to the group file: send their content.
+			base := filepath.Dir(args[0])
+			if args[0] == "-" {
+				base = "."
+			}
+			if spec, err = flavormoby.InlineGroup(spec, base, mobyFlavors...); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			c, p, ctx, cancel, err := setup(cmd)
 			if err != nil {
@@ -75,6 +86,7 @@ func init() {
 		},
 	}
 	commit.Flags().BoolVar(&pretend, "pretend", false, "only say what the commit would do")
+	commit.Flags().StringSliceVar(&mobyFlavors, "moby-flavor", []string{"flavor-moby"}, "Flavor plugin names whose relative spec paths are read from the group file's folder and sent inline")
 	commit.Flags().BoolVar(&wait, "wait", false, "show the rollout's progress until it is done (non-zero exit if it pauses)")
 
 	var watchFlag bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +61,7 @@ pinned document, or rewrites the file with --write.`,
 			if err != nil {
 				return err
 			}
-			out, err := flavormoby.Pin(doc, plugins...)
+			out, err := flavormoby.Pin(doc, filepath.Dir(args[0]), plugins...)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}

@@ -35,10 +35,12 @@ const (
 
 // BuildRequest asks a Builder for one image.
 type BuildRequest struct {
-	// SpecFiles, or SpecYAML when there are none.
-	SpecFiles []string
-	SpecYAML  []byte
-	Format    string
+	// SpecFiles, or SpecYAML when there are none. With SpecContent (one entry per
+	// SpecFiles) the files are not read: SpecFiles only name them.
+	SpecFiles   []string
+	SpecContent []string
+	SpecYAML    []byte
+	Format      string
 	// Dir receives the outputs, named Name-kernel, Name-initrd.img, ... as the assembler
 	// names them.
 	Dir, Name string
@@ -61,7 +63,12 @@ func (a AssemblerBuilder) Build(ctx context.Context, r BuildRequest) ([]string, 
 	o := assembler.Options{Name: r.Name, OutputDir: r.Dir, Formats: []string{r.Format}, CacheDir: a.CacheDir, Insecure: r.Insecure}
 	var res *assembler.Result
 	var err error
-	if len(r.SpecFiles) > 0 {
+	if r.SpecContent != nil {
+		var m *spec.Moby
+		if m, err = loadInline(r.SpecFiles, r.SpecContent); err == nil {
+			res, err = assembler.Build(ctx, m, o)
+		}
+	} else if len(r.SpecFiles) > 0 {
 		res, err = assembler.BuildFiles(ctx, r.SpecFiles, o)
 	} else {
 		var m *spec.Moby
@@ -190,10 +197,14 @@ func (f *Plugin) Validate(_ context.Context, properties spi.Any, _ spi.Allocatio
 		if err != nil {
 			return err
 		}
-		if p.SpecDigest == "" {
+		if p.SpecDigest == "" && p.SpecContent == nil {
 			f.Log.Warn("spec given by path without spec_digest: editing the file will not change the group's config hash, so a commit will not roll the group; pin it with `mobykit moby pin`", "spec", p.Spec, "digest", d)
 		}
-		if _, err := spec.Load(p.Spec...); err != nil {
+		load := func() (*spec.Moby, error) { return spec.Load(p.Spec...) }
+		if p.SpecContent != nil {
+			load = func() (*spec.Moby, error) { return loadInline(p.Spec, p.SpecContent) }
+		}
+		if _, err := load(); err != nil {
 			return fmt.Errorf("flavor-moby: %w", err)
 		}
 	} else {
@@ -226,7 +237,7 @@ func (p *parsed) contentKey() (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "format=%s\x00arch=%s\x00", p.Format, runtime.GOARCH)
 	if len(p.Spec) > 0 {
-		d, err := SpecDigest(p.Spec)
+		d, err := p.specDigest()
 		if err != nil {
 			return "", err
 		}
@@ -299,7 +310,7 @@ func (f *Plugin) buildOnce(ctx context.Context, key string, p *parsed) (image, e
 	}
 	defer os.RemoveAll(tmp)
 	start := time.Now()
-	outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure})
+	outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecContent: p.SpecContent, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure})
 	if err != nil {
 		return image{}, fmt.Errorf("flavor-moby: build %s: %w", p.describe(), err)
 	}
@@ -529,89 +540,3 @@ func probe(ctx context.Context, p *parsed, ip instanceProps) error {
 
 // Drain has nothing to do: the members of a local cluster hold no work a scheduler must move.
 func (f *Plugin) Drain(context.Context, spi.Any, spi.Description) error { return nil }
-
-// Pin sets spec_digest in every flavor-moby Flavor Properties found in a group spec document
-// (one group, or a list of groups, as InfraKit's CLI takes) to the current content of its spec
-// files, and returns the rewritten document. flavorPlugins names the Flavor plugins to touch
-// (e.g. "flavor-moby"); groups using other flavors are left alone.
-func Pin(doc []byte, flavorPlugins ...string) ([]byte, error) {
-	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
-		return nil, fmt.Errorf("flavor-moby: pin: group file: %w", err)
-	}
-	isOurs := func(name string) bool {
-		lookup, _, _ := strings.Cut(name, "/")
-		for _, f := range flavorPlugins {
-			if lookup == f || name == f {
-				return true
-			}
-		}
-		return false
-	}
-	n := 0
-	var pinErr error
-	var visit func(any)
-	visit = func(x any) {
-		switch t := x.(type) {
-		case []any:
-			for _, e := range t {
-				visit(e)
-			}
-		case map[string]any:
-			for k, e := range t {
-				if strings.EqualFold(k, "Flavor") {
-					if fl, ok := e.(map[string]any); ok {
-						if name, _ := lookupFold(fl, "Plugin").(string); isOurs(name) {
-							if props, ok := lookupFold(fl, "Properties").(map[string]any); ok {
-								if err := pinProps(props); err != nil && pinErr == nil {
-									pinErr = err
-								}
-								n++
-							}
-						}
-					}
-				}
-				visit(e)
-			}
-		}
-	}
-	visit(v)
-	if pinErr != nil {
-		return nil, pinErr
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("flavor-moby: pin: no Flavor using %s found", strings.Join(flavorPlugins, ", "))
-	}
-	return json.MarshalIndent(v, "", "  ")
-}
-
-func lookupFold(m map[string]any, key string) any {
-	for k, v := range m {
-		if strings.EqualFold(k, key) {
-			return v
-		}
-	}
-	return nil
-}
-
-func pinProps(props map[string]any) error {
-	b, _ := json.Marshal(props)
-	var p Properties
-	if err := json.Unmarshal(b, &p); err != nil {
-		return fmt.Errorf("flavor-moby: pin: %w", err)
-	}
-	if len(p.Spec) == 0 {
-		return nil // inline spec: the hash follows it already
-	}
-	d, err := SpecDigest(p.Spec)
-	if err != nil {
-		return err
-	}
-	for k := range props {
-		if strings.EqualFold(k, "spec_digest") {
-			delete(props, k)
-		}
-	}
-	props["spec_digest"] = d
-	return nil
-}

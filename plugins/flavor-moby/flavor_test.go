@@ -38,8 +38,11 @@ type fakeBuilder struct {
 func (b *fakeBuilder) Build(_ context.Context, r BuildRequest) ([]string, error) {
 	b.builds.Add(1)
 	time.Sleep(b.delay)
-	content := string(r.SpecYAML)
+	content := string(r.SpecYAML) + strings.Join(r.SpecContent, "")
 	for _, f := range r.SpecFiles {
+		if r.SpecContent != nil {
+			break // inlined: the paths only name the files
+		}
 		c, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
@@ -200,7 +203,7 @@ func TestEditingSpecRollsGroup(t *testing.T) {
 		json.Unmarshal(doc, &g)
 		return spi.Any(g.Properties.Flavor.Properties)
 	}
-	v1, err := Pin([]byte(group), "flavor-moby")
+	v1, err := Pin([]byte(group), "", "flavor-moby")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,18 +217,18 @@ func TestEditingSpecRollsGroup(t *testing.T) {
 	if _, err := f.Prepare(context.Background(), flavorProps(v1), spi.Spec{}, spi.Allocation{Size: 3}, spi.Index{}); err == nil {
 		t.Fatal("Prepare built a spec that differs from its pin")
 	}
-	v2, err := Pin(v1, "flavor-moby")
+	v2, err := Pin(v1, "", "flavor-moby")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if hash(v1) == hash(v2) {
 		t.Fatal("re-pinning an edited spec left the config hash unchanged")
 	}
-	v2again, _ := Pin(v2, "flavor-moby")
+	v2again, _ := Pin(v2, "", "flavor-moby")
 	if hash(v2) != hash(v2again) {
 		t.Fatal("pinning an unchanged spec changed the hash")
 	}
-	if _, err := Pin([]byte(`{"ID":"x","Properties":{"Flavor":{"Plugin":"vanilla","Properties":{}}}}`), "flavor-moby"); err == nil {
+	if _, err := Pin([]byte(`{"ID":"x","Properties":{"Flavor":{"Plugin":"vanilla","Properties":{}}}}`), "", "flavor-moby"); err == nil {
 		t.Fatal("Pin found a flavor-moby group where there is none")
 	}
 }
@@ -247,6 +250,9 @@ func TestValidateRejects(t *testing.T) {
 		"bad port":          `{"spec_yaml":"x","health":{"http":{"port":0}}}`,
 		"bad regexp":        `{"spec_yaml":"x","health":{"console":"("}}`,
 		"bad grace":         `{"spec_yaml":"x","health":{"console":"x","grace":"later"}}`,
+		"relative spec":     `{"spec":"web.yml"}`,
+		"content count":     fmt.Sprintf(`{"spec":[%q,%q],"spec_content":["x"]}`, specPath, specPath),
+		"negative timeout":  `{"spec_yaml":"x","health":{"console":"x","timeout":"-1s"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := f.Validate(context.Background(), spi.Any(props), spi.Allocation{Size: 1}); err == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,14 +14,24 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/mobykit/mobykit/assembler/spec"
 	"github.com/mobykit/mobykit/spi"
 )
 
 // Properties are the Flavor Properties of a group spec. Keys match case-insensitively.
 type Properties struct {
 	// Spec is the image spec: one path or a list of paths merged in order (LinuxKit YAML).
-	// Relative paths are resolved against the plugin's working directory.
+	// The plugin reads absolute paths itself. Relative paths are relative to the group file:
+	// `mobykit group commit` reads them from the group file's folder and sends their content
+	// in SpecContent, keeping the paths as written; the plugin refuses a relative path that
+	// comes without its content, since it cannot know which folder it is relative to.
 	Spec StringList `json:"spec"`
+	// SpecContent is the content of each Spec file, in order, as `mobykit group commit`
+	// inlines it. With it the plugin opens no file: Spec only names the files (in errors and
+	// in spec_digest). Being part of the Properties, the content enters the group's config
+	// hash, which is therefore the same on every machine committing the same files (it holds
+	// no absolute path), and changes when a file is edited.
+	SpecContent []string `json:"spec_content"`
 	// SpecYAML is an inline spec, instead of Spec. Its content is part of the group's config
 	// hash, so editing it rolls the group.
 	SpecYAML string `json:"spec_yaml"`
@@ -121,6 +132,16 @@ func parse(raw spi.Any) (*parsed, error) {
 	if p.SpecDigest != "" && p.SpecYAML != "" {
 		return nil, fmt.Errorf("flavor-moby: Properties: spec_digest pins spec files; an inline spec_yaml needs none")
 	}
+	if p.SpecContent != nil && len(p.SpecContent) != len(p.Spec) {
+		return nil, fmt.Errorf("flavor-moby: Properties.spec_content has %d entries for %d spec paths: want one per path", len(p.SpecContent), len(p.Spec))
+	}
+	if p.SpecContent == nil {
+		for _, s := range p.Spec {
+			if !filepath.IsAbs(s) {
+				return nil, fmt.Errorf("flavor-moby: Properties.spec %q is a relative path and comes without its content (spec_content), so the plugin cannot know the folder it is relative to: commit the group with `mobykit group commit`, which reads it from the group file's folder, or give an absolute path", s)
+			}
+		}
+	}
 	if p.SpecDigest != "" && !digestRE.MatchString(p.SpecDigest) {
 		return nil, fmt.Errorf("flavor-moby: Properties.spec_digest %q: want sha256:<64 hex>", p.SpecDigest)
 	}
@@ -166,16 +187,78 @@ var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 // SpecDigest is the content digest of spec files as spec_digest records it: SHA-256 over
 // each file's base name and content, in order.
 func SpecDigest(paths []string) (string, error) {
-	h := sha256.New()
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", fmt.Errorf("flavor-moby: spec: %w", err)
-		}
-		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(p), len(b))
-		h.Write(b)
+	contents, err := readSpecs(paths)
+	if err != nil {
+		return "", err
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return contentDigest(paths, contents), nil
+}
+
+// readSpecs reads spec files, each at most spec.MaxSpecBytes.
+func readSpecs(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		fh, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("flavor-moby: spec: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(fh, spec.MaxSpecBytes+1))
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("flavor-moby: spec %s: %w", p, err)
+		}
+		if len(b) > spec.MaxSpecBytes {
+			return nil, fmt.Errorf("flavor-moby: spec %s: larger than %d MB", p, spec.MaxSpecBytes>>20)
+		}
+		out = append(out, string(b))
+	}
+	return out, nil
+}
+
+// contentDigest is SpecDigest over contents already read: SHA-256 over each file's base
+// name and content, in order.
+func contentDigest(names, contents []string) string {
+	h := sha256.New()
+	for i, n := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.Base(n), len(contents[i]))
+		io.WriteString(h, contents[i])
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// specDigest is the digest of p's spec files: from the inlined content when there is some,
+// else read from the files.
+func (p Properties) specDigest() (string, error) {
+	if p.SpecContent != nil {
+		return contentDigest(p.Spec, p.SpecContent), nil
+	}
+	return SpecDigest(p.Spec)
+}
+
+// loadInline parses and merges inlined spec files. A relative `files: source:` is refused:
+// the plugin builds away from the folder the spec came from, so it would name another file.
+func loadInline(names, contents []string) (*spec.Moby, error) {
+	var m *spec.Moby
+	for i, n := range names {
+		one, err := spec.Parse(n, []byte(contents[i]))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range one.Files {
+			if f.Source != "" && !filepath.IsAbs(f.Source) && !strings.HasPrefix(f.Source, "~/") {
+				return nil, fmt.Errorf("spec %s: files: %s: source %q is relative, and the spec is sent to the flavor plugin without its folder: use an absolute source or contents, or an absolute spec path", n, f.Path, f.Source)
+			}
+		}
+		if m == nil {
+			m = one
+		} else if m, err = spec.Merge(m, one); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // checkPinned verifies spec_digest against the files.
@@ -183,7 +266,7 @@ func (p Properties) checkPinned() (string, error) {
 	if len(p.Spec) == 0 {
 		return "", nil
 	}
-	d, err := SpecDigest(p.Spec)
+	d, err := p.specDigest()
 	if err != nil {
 		return "", err
 	}

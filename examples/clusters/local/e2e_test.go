@@ -127,7 +127,7 @@ func (c *cluster) startController() {
 // commit pins the spec and commits the group.
 func (c *cluster) commit() {
 	c.t.Helper()
-	doc, err := flavormoby.Pin(c.groupDoc, "flavor-moby")
+	doc, err := flavormoby.Pin(c.groupDoc, "", "flavor-moby")
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func (c *cluster) bootOne() time.Duration {
 			Instance, Flavor struct{ Properties json.RawMessage }
 		}
 	}
-	doc, err := flavormoby.Pin(c.groupDoc, "flavor-moby")
+	doc, err := flavormoby.Pin(c.groupDoc, "", "flavor-moby")
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func runCluster(t testing.TB, fig *figures) {
 	c.specPath = filepath.Join(dir, "web.yml")
 	os.WriteFile(c.specPath, spec, 0o644)
 	doc, _ := os.ReadFile("group.json")
-	c.groupDoc = []byte(strings.Replace(string(doc), `"examples/clusters/local/web.yml"`, fmt.Sprintf("%q", c.specPath), 1))
+	c.groupDoc = []byte(strings.Replace(string(doc), `"web.yml"`, fmt.Sprintf("%q", c.specPath), 1))
 	c.groupDoc = []byte(strings.Replace(string(c.groupDoc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
 
 	c.startPlugins()
