@@ -53,8 +53,10 @@ func init() {
 		Short: "Record the content digest of each flavor-moby spec file in the group file (spec_digest)",
 		Long: `InfraKit's config hash covers the group's Properties, not the files they name. Pinning
 writes the current digest of each flavor-moby spec file into its Flavor Properties, so that
-after editing a spec, pin then commit rolls the group onto the new image. Prints the
-pinned document, or rewrites the file with --write.`,
+after editing a spec, pin then commit rolls the group onto the new image. Relative spec paths
+are read from the group file's folder (and sent inline by 'mobykit group commit', whose
+content already changes the hash, so pinning them is optional). Prints the pinned document,
+or rewrites the file with --write.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			doc, err := os.ReadFile(args[0])

@@ -1,6 +1,8 @@
 package flavormoby
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -525,16 +528,43 @@ func probe(ctx context.Context, p *parsed, ip instanceProps) error {
 		if ip.Console == "" {
 			return errors.New("instance reports no console log")
 		}
-		b, err := os.ReadFile(ip.Console)
-		if err != nil {
+		ok, err := consoleMatches(ip.Console, p.console)
+		if err != nil || ok {
 			return err
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if p.console.MatchString(line) {
-				return nil
-			}
-		}
 		return fmt.Errorf("no console line matches %q yet", h.Console)
+	}
+}
+
+// maxConsoleLine bounds what a console line costs the probe: a longer line is matched on its
+// first maxConsoleLine bytes.
+const maxConsoleLine = 64 << 10
+
+// consoleMatches reports whether a line of the console log matches re. The guest writes the
+// log, so it is streamed: memory stays bounded by maxConsoleLine however much it wrote.
+func consoleMatches(path string, re *regexp.Regexp) (bool, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer fh.Close()
+	br := bufio.NewReaderSize(fh, maxConsoleLine)
+	rest := false // reading the rest of a line longer than the buffer
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !rest && re.Match(bytes.TrimRight(chunk, "\r\n")) {
+			return true, nil
+		}
+		rest = errors.Is(err, bufio.ErrBufferFull)
+		if rest {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("console %s: %w", path, err)
+		}
 	}
 }
 

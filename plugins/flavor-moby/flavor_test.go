@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -449,5 +450,36 @@ func TestCloseCancelsInFlightBuild(t *testing.T) {
 	}
 	if _, err := f.Prepare(context.Background(), props, spi.Spec{}, spi.Allocation{Size: 1}, spi.Index{}); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("Prepare after Close: %v", err)
+	}
+}
+
+// TestConsoleProbeMemoryBounded: the guest writes the console log the console health check
+// reads; a 64 MiB log (one huge line, then the ready line) costs the probe a bounded amount of
+// memory, not the whole file (it used to be read whole and split into a copy).
+func TestConsoleProbeMemoryBounded(t *testing.T) {
+	f, _ := newFlavor(t)
+	console := filepath.Join(t.TempDir(), "console.log")
+	fh, err := os.Create(console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte(strings.Repeat("x", 1<<20))
+	for range 64 {
+		fh.Write(junk)
+	}
+	fh.WriteString("\r\nservice ready\n")
+	fh.Close()
+	props := spi.Any(`{"spec_yaml":"x","health":{"console":"^service ready$"}}`)
+	inst, _ := json.Marshal(map[string]any{"console": console, "started": time.Now()})
+	f.Healthy(context.Background(), props, spi.Description{ID: "i", Properties: inst}) // parse and cache
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	h, err := f.Healthy(context.Background(), props, spi.Description{ID: "i", Properties: inst})
+	runtime.ReadMemStats(&after)
+	if err != nil || h != spi.Healthy {
+		t.Fatalf("Healthy = %v, %v: the line after the huge one was not found", h, err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Fatalf("one console probe allocated %d MiB for a 64 MiB log", n>>20)
 	}
 }
