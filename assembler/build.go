@@ -486,7 +486,14 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 		} else if err := putDir(meta, base+"/lower"); err != nil {
 			return "", "", nil, fmt.Errorf("volumes[%d] %s: %w", i, v.Name, err)
 		}
-		for _, d := range []string{"tmp", "merged"} {
+		// LinuxKit's layout, which init reads at boot: tmp/ (the mount point of the tmpfs
+		// holding the overlay's upper and work dirs) only for a read-write volume; a volume
+		// without it is mounted read-only.
+		dirs := []string{"tmp", "merged"}
+		if v.ReadOnly {
+			dirs = []string{"merged"}
+		}
+		for _, d := range dirs {
 			if err := putDir(meta, base+"/"+d); err != nil {
 				return "", "", nil, fmt.Errorf("volumes[%d] %s: %w", i, v.Name, err)
 			}

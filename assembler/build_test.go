@@ -418,10 +418,15 @@ func TestVolumes(t *testing.T) {
 	f.build(t, "out", nil)
 	ents, _ := readInitrd(t, filepath.Join(f.dir, "out", "test-initrd.img"))
 	for _, p := range []string{"containers/volumes/data/lower", "containers/volumes/data/tmp", "containers/volumes/data/merged",
-		"containers/volumes/tools/lower/bin/app", "containers/volumes/tools/tmp", "containers/volumes/tools/merged"} {
+		"containers/volumes/tools/lower/bin/app", "containers/volumes/tools/merged"} {
 		if _, ok := ents[p]; !ok {
 			t.Errorf("%s missing", p)
 		}
+	}
+	// No tmp/ for the read-only volume: that is how init (like LinuxKit's) knows to mount it
+	// read-only.
+	if _, ok := ents["containers/volumes/tools/tmp"]; ok {
+		t.Error("read-only volume tools has a tmp/ folder: init would mount it read-write")
 	}
 	if cfg := ents["containers/services/web/config.json"].data; !strings.Contains(cfg, "/containers/volumes/data/merged") {
 		t.Errorf("web's bind of volume data does not point at its merged dir:\n%s", cfg)

@@ -6,7 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PWD/bin:/usr/local/go/bin:$PATH
-work=$PWD/out/quickstart
 group=web
 
 if [[ ${1:-} == --down ]]; then
@@ -30,11 +29,9 @@ for p in group instance-qemu flavor-moby; do
 done
 
 echo "==> committing the group (3 VMs; flavor-moby builds examples/clusters/local/web.yml once)"
-mkdir -p "$work"
-sed "s#\"spec\": \"examples/clusters/local/web.yml\"#\"spec\": \"$PWD/examples/clusters/local/web.yml\"#" \
-  examples/clusters/local/group.json >"$work/group.json"
-mobykit moby pin -w "$work/group.json"
-mobykit group commit "$work/group.json"
+# The group file names its spec relative to itself ("web.yml"): the commit reads it from
+# there and sends its content, whatever folder this runs from.
+mobykit group commit examples/clusters/local/group.json
 
 echo "==> waiting for 3 healthy members (under TCG this takes about a minute)"
 state=${INFRAKIT_HOME:-$HOME/.infrakit}/state/instance-qemu/instances
@@ -53,6 +50,6 @@ cat <<MSG
 
 The cluster is up. Roll it onto a new image:
   sed -i 's/VERSION=1/VERSION=2/' examples/clusters/local/web.yml
-  mobykit moby pin -w $work/group.json && mobykit group commit --wait $work/group.json
+  mobykit group commit --wait examples/clusters/local/group.json
 Tear it down:  scripts/quickstart.sh --down
 MSG

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/mobykit/mobykit/group"
 	"github.com/mobykit/mobykit/group/cli"
 	"github.com/mobykit/mobykit/launcher"
+	flavormoby "github.com/mobykit/mobykit/plugins/flavor-moby"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
@@ -50,6 +52,7 @@ func init() {
 
 	var pretend, wait bool
 	var waitFor string
+	var mobyFlavors []string
 	commit := &cobra.Command{
 		Use: "commit FILE", Short: "Commit a group spec (InfraKit format, JSON or YAML; - for stdin)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,6 +64,14 @@ func init() {
 			spec, err := cli.ReadSpec(args[0], cmd.InOrStdin())
 			if err != nil {
 				return err
+			}
+			// Relative flavor-moby spec paths are relative to the group file: send their content.
+			base := filepath.Dir(args[0])
+			if args[0] == "-" {
+				base = "."
+			}
+			if spec, err = flavormoby.InlineGroup(spec, base, mobyFlavors...); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			c, p, ctx, cancel, err := setup(cmd)
 			if err != nil {
@@ -83,6 +94,7 @@ func init() {
 	commit.Flags().BoolVar(&pretend, "pretend", false, "only say what the commit would do")
 	commit.Flags().BoolVar(&wait, "wait", false, "show the rollout's progress until it is done and every member at the new config is healthy (non-zero exit if it pauses); see --wait-for")
 	commit.Flags().StringVar(&waitFor, "wait-for", string(cli.UntilHealthy), "what --wait waits for once no rollout runs: healthy (every member at the new config seen healthy by the flavor) or exist (the group has its size); implies --wait")
+	commit.Flags().StringSliceVar(&mobyFlavors, "moby-flavor", []string{"flavor-moby"}, "Flavor plugin names whose relative spec paths are read from the group file's folder and sent inline")
 
 	var watchFlag bool
 	describe := &cobra.Command{

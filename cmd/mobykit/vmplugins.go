@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -32,11 +33,12 @@ func init() {
 		}
 		return []rpc.Plugin{rpc.Instance(p)}, nil
 	}, launcher.Describe("HyperKit VMs on macOS (vpnkit networking)"))
-	launcher.Register("flavor-moby", func(_ context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+	launcher.Register("flavor-moby", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
 		f, err := flavormoby.New(o.StateDir, flavormoby.AssemblerBuilder{CacheDir: os.Getenv("MOBYKIT_CACHE")}, o.Logger)
 		if err != nil {
 			return nil, err
 		}
+		go func() { <-ctx.Done(); f.Close() }() // cancel the builds under way
 		return []rpc.Plugin{rpc.Flavor(f)}, nil
 	}, launcher.Describe("builds a group's image spec and points its instances at it"))
 
@@ -51,15 +53,17 @@ func init() {
 		Short: "Record the content digest of each flavor-moby spec file in the group file (spec_digest)",
 		Long: `InfraKit's config hash covers the group's Properties, not the files they name. Pinning
 writes the current digest of each flavor-moby spec file into its Flavor Properties, so that
-after editing a spec, pin then commit rolls the group onto the new image. Prints the
-pinned document, or rewrites the file with --write.`,
+after editing a spec, pin then commit rolls the group onto the new image. Relative spec paths
+are read from the group file's folder (and sent inline by 'mobykit group commit', whose
+content already changes the hash, so pinning them is optional). Prints the pinned document,
+or rewrites the file with --write.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			doc, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			out, err := flavormoby.Pin(doc, plugins...)
+			out, err := flavormoby.Pin(doc, filepath.Dir(args[0]), plugins...)
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}

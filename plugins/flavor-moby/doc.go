@@ -6,6 +6,10 @@
 // userdata template per instance (group, index, logical ID, peers). Healthy probes a published
 // TCP or HTTP port, or waits for a line on the console; Drain has nothing to drain.
 //
+// Properties are decoded and compiled (durations, the console regexp, the userdata
+// templates) once per distinct document and cached, so health probes only probe. Builds run
+// as background jobs under the plugin's context: Close cancels them and waits.
+//
 // Rolling onto a new image: InfraKit's config hash covers only the group's Properties, never
 // the file a path points at. Inline specs ("spec_yaml") change the hash by themselves; specs
 // given by path are pinned with "spec_digest" (Pin, or `mobykit moby pin`), which Validate

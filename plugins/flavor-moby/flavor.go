@@ -1,6 +1,8 @@
 package flavormoby
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,9 +19,9 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/mobykit/mobykit/assembler"
 	"github.com/mobykit/mobykit/assembler/spec"
@@ -36,10 +38,12 @@ const (
 
 // BuildRequest asks a Builder for one image.
 type BuildRequest struct {
-	// SpecFiles, or SpecYAML when there are none.
-	SpecFiles []string
-	SpecYAML  []byte
-	Format    string
+	// SpecFiles, or SpecYAML when there are none. With SpecContent (one entry per
+	// SpecFiles) the files are not read: SpecFiles only name them.
+	SpecFiles   []string
+	SpecContent []string
+	SpecYAML    []byte
+	Format      string
 	// Dir receives the outputs, named Name-kernel, Name-initrd.img, ... as the assembler
 	// names them.
 	Dir, Name string
@@ -62,7 +66,12 @@ func (a AssemblerBuilder) Build(ctx context.Context, r BuildRequest) ([]string, 
 	o := assembler.Options{Name: r.Name, OutputDir: r.Dir, Formats: []string{r.Format}, CacheDir: a.CacheDir, Insecure: r.Insecure}
 	var res *assembler.Result
 	var err error
-	if len(r.SpecFiles) > 0 {
+	if r.SpecContent != nil {
+		var m *spec.Moby
+		if m, err = loadInline(r.SpecFiles, r.SpecContent); err == nil {
+			res, err = assembler.Build(ctx, m, o)
+		}
+	} else if len(r.SpecFiles) > 0 {
 		res, err = assembler.BuildFiles(ctx, r.SpecFiles, o)
 	} else {
 		var m *spec.Moby
@@ -78,7 +87,8 @@ func (a AssemblerBuilder) Build(ctx context.Context, r BuildRequest) ([]string, 
 	return res.Outputs, nil
 }
 
-// Plugin is the flavor. Build results live under Root/builds/<content key>/.
+// Plugin is the flavor. Build results live under Root/builds/<content key>/. Builds run in
+// the background, under a context Close cancels.
 type Plugin struct {
 	Root    string
 	Builder Builder
@@ -86,7 +96,73 @@ type Plugin struct {
 	// Now is the clock used for health grace periods; default time.Now.
 	Now func() time.Time
 
-	flight singleflight.Group
+	once    sync.Once
+	bg      *background
+	mu      sync.Mutex
+	flights map[string]*flight // builds under way, by content key
+	cache   map[[sha256.Size]byte]cachedParse
+	parses  atomic.Int64 // Properties decoded (not found in the cache), for tests
+}
+
+// flight is one build under way; done closes when img and err are set.
+type flight struct {
+	done chan struct{}
+	img  image
+	err  error
+}
+
+type cachedParse struct {
+	p   *parsed
+	err error
+}
+
+// maxCachedParses bounds the parse cache: Properties come from the network, and a client
+// sending ever-different ones must not grow the plugin's memory without end.
+const maxCachedParses = 128
+
+func (f *Plugin) init() {
+	f.once.Do(func() {
+		f.bg = newBackground()
+		f.flights = map[string]*flight{}
+		f.cache = map[[sha256.Size]byte]cachedParse{}
+		if f.Now == nil {
+			f.Now = time.Now
+		}
+		if f.Log == nil {
+			f.Log = slog.Default()
+		}
+	})
+}
+
+// parse returns the decoded Properties, from the cache when the same bytes were seen before:
+// durations, the console regexp and the userdata templates are compiled once per distinct
+// Properties, not on each Prepare or health probe. Errors are cached as well.
+func (f *Plugin) parse(raw spi.Any) (*parsed, error) {
+	f.init()
+	key := sha256.Sum256(raw)
+	f.mu.Lock()
+	c, ok := f.cache[key]
+	f.mu.Unlock()
+	if ok {
+		return c.p, c.err
+	}
+	f.parses.Add(1)
+	p, err := parse(raw)
+	f.mu.Lock()
+	if len(f.cache) >= maxCachedParses {
+		clear(f.cache)
+	}
+	f.cache[key] = cachedParse{p, err}
+	f.mu.Unlock()
+	return p, err
+}
+
+// Close stops the plugin's background work: it cancels the builds under way and waits for
+// them to return. Prepares waiting for a build then fail; later calls that need a build fail.
+func (f *Plugin) Close() error {
+	f.init()
+	f.bg.Close()
+	return nil
 }
 
 var _ spi.Flavor = (*Plugin)(nil)
@@ -107,13 +183,15 @@ func New(root string, b Builder, log *slog.Logger) (*Plugin, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Plugin{Root: root, Builder: b, Log: log, Now: time.Now}, nil
+	f := &Plugin{Root: root, Builder: b, Log: log, Now: time.Now}
+	f.init()
+	return f, nil
 }
 
 // Validate checks the Properties: their shape, the spec (parsed and validated, not built),
 // the pinned digest, the userdata template and the health check.
 func (f *Plugin) Validate(_ context.Context, properties spi.Any, _ spi.Allocation) error {
-	p, err := parse(properties)
+	p, err := f.parse(properties)
 	if err != nil {
 		return err
 	}
@@ -122,10 +200,14 @@ func (f *Plugin) Validate(_ context.Context, properties spi.Any, _ spi.Allocatio
 		if err != nil {
 			return err
 		}
-		if p.SpecDigest == "" {
+		if p.SpecDigest == "" && p.SpecContent == nil {
 			f.Log.Warn("spec given by path without spec_digest: editing the file will not change the group's config hash, so a commit will not roll the group; pin it with `mobykit moby pin`", "spec", p.Spec, "digest", d)
 		}
-		if _, err := spec.Load(p.Spec...); err != nil {
+		load := func() (*spec.Moby, error) { return spec.Load(p.Spec...) }
+		if p.SpecContent != nil {
+			load = func() (*spec.Moby, error) { return loadInline(p.Spec, p.SpecContent) }
+		}
+		if _, err := load(); err != nil {
 			return fmt.Errorf("flavor-moby: %w", err)
 		}
 	} else {
@@ -138,12 +220,10 @@ func (f *Plugin) Validate(_ context.Context, properties spi.Any, _ spi.Allocatio
 		}
 	}
 	// Start building now, in the background: the commit's Prepares find the image ready or
-	// join the build under way.
-	go func() {
-		if _, err := f.build(context.Background(), p); err != nil {
-			f.Log.Warn("background build failed (Prepare will report it)", "err", err)
-		}
-	}()
+	// join the build under way (a failure is logged by the build and reported by Prepare).
+	if _, err := f.startBuild(p); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -156,11 +236,11 @@ type image struct {
 }
 
 // contentKey identifies a build: format, architecture and spec content.
-func (p Properties) contentKey() (string, error) {
+func (p *parsed) contentKey() (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "format=%s\x00arch=%s\x00", p.Format, runtime.GOARCH)
 	if len(p.Spec) > 0 {
-		d, err := SpecDigest(p.Spec)
+		d, err := p.specDigest()
 		if err != nil {
 			return "", err
 		}
@@ -171,64 +251,93 @@ func (p Properties) contentKey() (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:32], nil
 }
 
-// build returns the image for p, building it at most once per content key: concurrent
-// Prepares of a group wait for the same build, later ones find it on disk.
-func (f *Plugin) build(waitCtx context.Context, p Properties) (image, error) {
-	ctx := waitCtx
+// startBuild returns the build of p's content: the one under way, or a new background job.
+// Builds run under the plugin's background context, not the caller's: a Prepare that times
+// out on the client side (InfraKit's 15 s) must not waste the build, which the retry then
+// finds done; Close cancels them.
+func (f *Plugin) startBuild(p *parsed) (*flight, error) {
+	f.init()
 	key, err := p.contentKey()
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl, ok := f.flights[key]; ok {
+		return fl, nil
+	}
+	fl := &flight{done: make(chan struct{})}
+	err = f.bg.Go(func(ctx context.Context) {
+		fl.img, fl.err = f.buildOnce(ctx, key, p)
+		if fl.err != nil {
+			f.Log.Warn("build failed", "key", key, "err", fl.err)
+		}
+		f.mu.Lock()
+		delete(f.flights, key)
+		f.mu.Unlock()
+		close(fl.done)
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.flights[key] = fl
+	return fl, nil
+}
+
+// build returns the image for p, building it at most once per content key: concurrent
+// Prepares of a group wait for the same build, later ones find it on disk. waitCtx bounds
+// the wait only, not the build.
+func (f *Plugin) build(waitCtx context.Context, p *parsed) (image, error) {
+	fl, err := f.startBuild(p)
 	if err != nil {
 		return image{}, err
 	}
-	dir := filepath.Join(f.Root, "builds", key)
-	// The build outlives the call that started it: a Prepare that times out on the client
-	// side (InfraKit's 15 s) must not waste the build, which the retry then finds done.
-	ctx = context.WithoutCancel(ctx)
-	ch := f.flight.DoChan(key, func() (any, error) {
-		var img image
-		if vm.ReadJSON(filepath.Join(dir, "image.json"), &img) == nil {
-			return img, nil
-		}
-		tmp, err := os.MkdirTemp(filepath.Join(f.Root, "builds"), "."+key+"-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		start := time.Now()
-		outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure})
-		if err != nil {
-			return nil, fmt.Errorf("flavor-moby: build %s: %w", strings.Join(p.Spec, ","), err)
-		}
-		if len(outs) == 0 {
-			return nil, fmt.Errorf("flavor-moby: build %s produced no output", strings.Join(p.Spec, ","))
-		}
-		digest, err := digestFiles(outs)
-		if err != nil {
-			return nil, err
-		}
-		img = image{Digest: digest}
-		if p.Format == "kernel+initrd" {
-			img.Boot = filepath.Join(dir, "image")
-		} else {
-			img.Boot = filepath.Join(dir, filepath.Base(outs[0]))
-		}
-		if err := vm.WriteJSON(filepath.Join(tmp, "image.json"), img); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(tmp, dir); err != nil {
-			return nil, fmt.Errorf("flavor-moby: keep build %s: %w", key, err)
-		}
-		f.Log.Info("built image", "key", key, "digest", digest, "seconds", time.Since(start).Seconds())
-		return img, nil
-	})
 	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return image{}, r.Err
-		}
-		return r.Val.(image), nil
+	case <-fl.done:
+		return fl.img, fl.err
 	case <-waitCtx.Done():
-		return image{}, fmt.Errorf("flavor-moby: build %s still running: %w", key, waitCtx.Err())
+		return image{}, fmt.Errorf("flavor-moby: build of %s still running: %w", p.describe(), waitCtx.Err())
 	}
+}
+
+// buildOnce builds p into Root/builds/key, or finds it there.
+func (f *Plugin) buildOnce(ctx context.Context, key string, p *parsed) (image, error) {
+	dir := filepath.Join(f.Root, "builds", key)
+	var img image
+	if vm.ReadJSON(filepath.Join(dir, "image.json"), &img) == nil {
+		return img, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(f.Root, "builds"), "."+key+"-")
+	if err != nil {
+		return image{}, err
+	}
+	defer os.RemoveAll(tmp)
+	start := time.Now()
+	outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecContent: p.SpecContent, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure})
+	if err != nil {
+		return image{}, fmt.Errorf("flavor-moby: build %s: %w", p.describe(), err)
+	}
+	if len(outs) == 0 {
+		return image{}, fmt.Errorf("flavor-moby: build %s produced no output", p.describe())
+	}
+	digest, err := digestFiles(outs)
+	if err != nil {
+		return image{}, err
+	}
+	img = image{Digest: digest}
+	if p.Format == "kernel+initrd" {
+		img.Boot = filepath.Join(dir, "image")
+	} else {
+		img.Boot = filepath.Join(dir, filepath.Base(outs[0]))
+	}
+	if err := vm.WriteJSON(filepath.Join(tmp, "image.json"), img); err != nil {
+		return image{}, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return image{}, fmt.Errorf("flavor-moby: keep build %s: %w", key, err)
+	}
+	f.Log.Info("built image", "key", key, "digest", digest, "seconds", time.Since(start).Seconds())
+	return img, nil
 }
 
 // digestFiles hashes the outputs by name and content, in name order.
@@ -258,7 +367,7 @@ var bootKeys = []string{"moby", "kernel", "initrd", "iso", "disk"}
 // Prepare builds (or reuses) the image, sets the instance Properties' "moby" to it, tags the
 // instance with the image digest and the flavor's tags, and renders the userdata into Init.
 func (f *Plugin) Prepare(ctx context.Context, properties spi.Any, s spi.Spec, a spi.Allocation, idx spi.Index) (spi.Spec, error) {
-	p, err := parse(properties)
+	p, err := f.parse(properties)
 	if err != nil {
 		return s, err
 	}
@@ -297,7 +406,7 @@ func (f *Plugin) Prepare(ctx context.Context, properties spi.Any, s spi.Spec, a 
 		out.Tags[k] = v
 	}
 	out.Tags[ImageDigestTag] = img.Digest
-	if render, _ := p.template(); render != nil {
+	if render := p.render; render != nil {
 		d := TemplateData{Group: string(idx.Group), Index: -1, Sequence: idx.Sequence, Size: int(a.Size), Tags: out.Tags, ImageDigest: img.Digest}
 		if s.LogicalID != nil {
 			d.LogicalID = string(*s.LogicalID)
@@ -330,7 +439,7 @@ func (f *Plugin) Prepare(ctx context.Context, properties spi.Any, s spi.Spec, a 
 // "console", "started"). A failing check is Unknown while the instance is younger than the
 // grace period (still booting), Unhealthy after.
 func (f *Plugin) Healthy(ctx context.Context, properties spi.Any, inst spi.Description) (spi.Health, error) {
-	p, err := parse(properties)
+	p, err := f.parse(properties)
 	if err != nil {
 		return spi.Unknown, err
 	}
@@ -342,19 +451,11 @@ func (f *Plugin) Healthy(ctx context.Context, properties spi.Any, inst spi.Descr
 	if len(inst.Properties) > 0 {
 		json.Unmarshal(inst.Properties, &ip)
 	}
-	timeout := 2 * time.Second
-	if h.Timeout != "" {
-		timeout, _ = time.ParseDuration(h.Timeout)
-	}
-	grace := 120 * time.Second
-	if h.Grace != "" {
-		grace, _ = time.ParseDuration(h.Grace)
-	}
-	err = probe(ctx, h, ip, timeout)
+	err = probe(ctx, p, ip)
 	if err == nil {
 		return spi.Healthy, nil
 	}
-	if ip.Started.IsZero() || f.Now().Sub(ip.Started) < grace {
+	if ip.Started.IsZero() || f.Now().Sub(ip.Started) < p.grace {
 		f.Log.Debug("not healthy yet", "instance", inst.ID, "err", err)
 		return spi.Unknown, nil
 	}
@@ -385,8 +486,9 @@ func (ip instanceProps) endpoint(port int) (string, error) {
 	return "", fmt.Errorf("instance reports neither a published port %d/tcp nor an address", port)
 }
 
-func probe(ctx context.Context, h *Health, ip instanceProps, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func probe(ctx context.Context, p *parsed, ip instanceProps) error {
+	h := p.Health
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	switch {
 	case h.HTTP != nil:
@@ -426,105 +528,45 @@ func probe(ctx context.Context, h *Health, ip instanceProps, timeout time.Durati
 		if ip.Console == "" {
 			return errors.New("instance reports no console log")
 		}
-		b, err := os.ReadFile(ip.Console)
-		if err != nil {
+		ok, err := consoleMatches(ip.Console, p.console)
+		if err != nil || ok {
 			return err
-		}
-		re := regexp.MustCompile(h.Console)
-		for _, line := range strings.Split(string(b), "\n") {
-			if re.MatchString(line) {
-				return nil
-			}
 		}
 		return fmt.Errorf("no console line matches %q yet", h.Console)
 	}
 }
 
+// maxConsoleLine bounds what a console line costs the probe: a longer line is matched on its
+// first maxConsoleLine bytes.
+const maxConsoleLine = 64 << 10
+
+// consoleMatches reports whether a line of the console log matches re. The guest writes the
+// log, so it is streamed: memory stays bounded by maxConsoleLine however much it wrote.
+func consoleMatches(path string, re *regexp.Regexp) (bool, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer fh.Close()
+	br := bufio.NewReaderSize(fh, maxConsoleLine)
+	rest := false // reading the rest of a line longer than the buffer
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !rest && re.Match(bytes.TrimRight(chunk, "\r\n")) {
+			return true, nil
+		}
+		rest = errors.Is(err, bufio.ErrBufferFull)
+		if rest {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("console %s: %w", path, err)
+		}
+	}
+}
+
 // Drain has nothing to do: the members of a local cluster hold no work a scheduler must move.
 func (f *Plugin) Drain(context.Context, spi.Any, spi.Description) error { return nil }
-
-// Pin sets spec_digest in every flavor-moby Flavor Properties found in a group spec document
-// (one group, or a list of groups, as InfraKit's CLI takes) to the current content of its spec
-// files, and returns the rewritten document. flavorPlugins names the Flavor plugins to touch
-// (e.g. "flavor-moby"); groups using other flavors are left alone.
-func Pin(doc []byte, flavorPlugins ...string) ([]byte, error) {
-	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
-		return nil, fmt.Errorf("flavor-moby: pin: group file: %w", err)
-	}
-	isOurs := func(name string) bool {
-		lookup, _, _ := strings.Cut(name, "/")
-		for _, f := range flavorPlugins {
-			if lookup == f || name == f {
-				return true
-			}
-		}
-		return false
-	}
-	n := 0
-	var pinErr error
-	var visit func(any)
-	visit = func(x any) {
-		switch t := x.(type) {
-		case []any:
-			for _, e := range t {
-				visit(e)
-			}
-		case map[string]any:
-			for k, e := range t {
-				if strings.EqualFold(k, "Flavor") {
-					if fl, ok := e.(map[string]any); ok {
-						if name, _ := lookupFold(fl, "Plugin").(string); isOurs(name) {
-							if props, ok := lookupFold(fl, "Properties").(map[string]any); ok {
-								if err := pinProps(props); err != nil && pinErr == nil {
-									pinErr = err
-								}
-								n++
-							}
-						}
-					}
-				}
-				visit(e)
-			}
-		}
-	}
-	visit(v)
-	if pinErr != nil {
-		return nil, pinErr
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("flavor-moby: pin: no Flavor using %s found", strings.Join(flavorPlugins, ", "))
-	}
-	return json.MarshalIndent(v, "", "  ")
-}
-
-func lookupFold(m map[string]any, key string) any {
-	for k, v := range m {
-		if strings.EqualFold(k, key) {
-			return v
-		}
-	}
-	return nil
-}
-
-func pinProps(props map[string]any) error {
-	b, _ := json.Marshal(props)
-	var p Properties
-	if err := json.Unmarshal(b, &p); err != nil {
-		return fmt.Errorf("flavor-moby: pin: %w", err)
-	}
-	if len(p.Spec) == 0 {
-		return nil // inline spec: the hash follows it already
-	}
-	d, err := SpecDigest(p.Spec)
-	if err != nil {
-		return err
-	}
-	for k := range props {
-		if strings.EqualFold(k, "spec_digest") {
-			delete(props, k)
-		}
-	}
-	props["spec_digest"] = d
-	return nil
-}

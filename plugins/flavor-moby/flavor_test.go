@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,8 +39,11 @@ type fakeBuilder struct {
 func (b *fakeBuilder) Build(_ context.Context, r BuildRequest) ([]string, error) {
 	b.builds.Add(1)
 	time.Sleep(b.delay)
-	content := string(r.SpecYAML)
+	content := string(r.SpecYAML) + strings.Join(r.SpecContent, "")
 	for _, f := range r.SpecFiles {
+		if r.SpecContent != nil {
+			break // inlined: the paths only name the files
+		}
 		c, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
@@ -200,7 +204,7 @@ func TestEditingSpecRollsGroup(t *testing.T) {
 		json.Unmarshal(doc, &g)
 		return spi.Any(g.Properties.Flavor.Properties)
 	}
-	v1, err := Pin([]byte(group), "flavor-moby")
+	v1, err := Pin([]byte(group), "", "flavor-moby")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,18 +218,18 @@ func TestEditingSpecRollsGroup(t *testing.T) {
 	if _, err := f.Prepare(context.Background(), flavorProps(v1), spi.Spec{}, spi.Allocation{Size: 3}, spi.Index{}); err == nil {
 		t.Fatal("Prepare built a spec that differs from its pin")
 	}
-	v2, err := Pin(v1, "flavor-moby")
+	v2, err := Pin(v1, "", "flavor-moby")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if hash(v1) == hash(v2) {
 		t.Fatal("re-pinning an edited spec left the config hash unchanged")
 	}
-	v2again, _ := Pin(v2, "flavor-moby")
+	v2again, _ := Pin(v2, "", "flavor-moby")
 	if hash(v2) != hash(v2again) {
 		t.Fatal("pinning an unchanged spec changed the hash")
 	}
-	if _, err := Pin([]byte(`{"ID":"x","Properties":{"Flavor":{"Plugin":"vanilla","Properties":{}}}}`), "flavor-moby"); err == nil {
+	if _, err := Pin([]byte(`{"ID":"x","Properties":{"Flavor":{"Plugin":"vanilla","Properties":{}}}}`), "", "flavor-moby"); err == nil {
 		t.Fatal("Pin found a flavor-moby group where there is none")
 	}
 }
@@ -247,6 +251,9 @@ func TestValidateRejects(t *testing.T) {
 		"bad port":          `{"spec_yaml":"x","health":{"http":{"port":0}}}`,
 		"bad regexp":        `{"spec_yaml":"x","health":{"console":"("}}`,
 		"bad grace":         `{"spec_yaml":"x","health":{"console":"x","grace":"later"}}`,
+		"relative spec":     `{"spec":"web.yml"}`,
+		"content count":     fmt.Sprintf(`{"spec":[%q,%q],"spec_content":["x"]}`, specPath, specPath),
+		"negative timeout":  `{"spec_yaml":"x","health":{"console":"x","timeout":"-1s"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := f.Validate(context.Background(), spi.Any(props), spi.Allocation{Size: 1}); err == nil {
@@ -338,3 +345,141 @@ func TestBuildOutlivesTimedOutPrepare(t *testing.T) {
 }
 
 func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+// TestHealthProbeDoesNotReparseProperties: Properties are decoded, and their durations,
+// console regexp and userdata templates compiled, once per distinct Properties, not on every
+// health probe or Prepare (a group of N members is probed N times per poll).
+func TestHealthProbeDoesNotReparseProperties(t *testing.T) {
+	f, _ := newFlavor(t)
+	console := filepath.Join(t.TempDir(), "console.log")
+	os.WriteFile(console, []byte("booting\nready 42\n"), 0o644)
+	props := spi.Any(`{"spec_yaml":` + strconvQuote(specYAML) + `,"health":{"console":"ready \\d+","timeout":"1s","grace":"1m"},` +
+		`"userdata":{"id":{"content":"{{.Group}}-{{.Index}}"}}}`)
+	inst, _ := json.Marshal(map[string]any{"console": console, "started": time.Now()})
+	for range 50 {
+		h, err := f.Healthy(context.Background(), props, spi.Description{ID: "i", Properties: inst})
+		if err != nil || h != spi.Healthy {
+			t.Fatalf("Healthy = %v, %v", h, err)
+		}
+	}
+	for i := range 3 {
+		s, err := f.Prepare(context.Background(), props, spi.Spec{}, spi.Allocation{Size: 3}, spi.Index{Group: "g"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Init != `{"id":{"content":"g--1"}}` {
+			t.Fatalf("Prepare %d: Init %q", i, s.Init)
+		}
+	}
+	if n := f.parses.Load(); n != 1 {
+		t.Fatalf("Properties parsed %d times for 50 probes and 3 Prepares, want once", n)
+	}
+	// A bad Properties document is refused every time, from the cache too.
+	bad := spi.Any(`{"spec_yaml":"x","health":{"console":"("}}`)
+	for range 2 {
+		if _, err := f.Healthy(context.Background(), bad, spi.Description{}); err == nil || !strings.Contains(err.Error(), "health.console") {
+			t.Fatalf("bad regexp: %v", err)
+		}
+	}
+	if n := f.parses.Load(); n != 2 {
+		t.Fatalf("parsed %d times, want 2", n)
+	}
+}
+
+// TestParseCacheBounded: a client sending ever-different Properties does not grow the cache
+// past its bound.
+func TestParseCacheBounded(t *testing.T) {
+	f, _ := newFlavor(t)
+	for i := range 3 * maxCachedParses {
+		f.Healthy(context.Background(), spi.Any(fmt.Sprintf(`{"spec_yaml":"x","tags":{"n":"%d"}}`, i)), spi.Description{})
+		f.mu.Lock()
+		n := len(f.cache)
+		f.mu.Unlock()
+		if n > maxCachedParses {
+			t.Fatalf("cache holds %d entries, bound %d", n, maxCachedParses)
+		}
+	}
+}
+
+// blockingBuilder blocks until its context ends, then reports that it returned.
+type blockingBuilder struct {
+	started, returned chan struct{}
+}
+
+func (b *blockingBuilder) Build(ctx context.Context, _ BuildRequest) ([]string, error) {
+	close(b.started)
+	defer close(b.returned)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestCloseCancelsInFlightBuild: stopping the plugin cancels the background build Validate
+// started and waits for it, leaving no goroutine behind; a Prepare waiting for that build
+// gets an error, and later calls that need a build are refused.
+func TestCloseCancelsInFlightBuild(t *testing.T) {
+	b := &blockingBuilder{started: make(chan struct{}), returned: make(chan struct{})}
+	f, err := New(t.TempDir(), b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	props := spi.Any(`{"spec_yaml":` + strconvQuote(specYAML) + `}`)
+	if err := f.Validate(context.Background(), props, spi.Allocation{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	<-b.started
+	prepared := make(chan error, 1)
+	go func() {
+		_, err := f.Prepare(context.Background(), props, spi.Spec{}, spi.Allocation{Size: 1}, spi.Index{})
+		prepared <- err
+	}()
+	closed := make(chan struct{})
+	go func() { f.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return: the build was not cancelled")
+	}
+	select {
+	case <-b.returned:
+	default:
+		t.Fatal("Close returned while the build was still running")
+	}
+	// The Prepare either joined the build (cancelled) or came after Close (refused).
+	if err := <-prepared; err == nil || !strings.Contains(err.Error(), "canceled") && !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Prepare waiting for the cancelled build: %v", err)
+	}
+	if _, err := f.Prepare(context.Background(), props, spi.Spec{}, spi.Allocation{Size: 1}, spi.Index{}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Prepare after Close: %v", err)
+	}
+}
+
+// TestConsoleProbeMemoryBounded: the guest writes the console log the console health check
+// reads; a 64 MiB log (one huge line, then the ready line) costs the probe a bounded amount of
+// memory, not the whole file (it used to be read whole and split into a copy).
+func TestConsoleProbeMemoryBounded(t *testing.T) {
+	f, _ := newFlavor(t)
+	console := filepath.Join(t.TempDir(), "console.log")
+	fh, err := os.Create(console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte(strings.Repeat("x", 1<<20))
+	for range 64 {
+		fh.Write(junk)
+	}
+	fh.WriteString("\r\nservice ready\n")
+	fh.Close()
+	props := spi.Any(`{"spec_yaml":"x","health":{"console":"^service ready$"}}`)
+	inst, _ := json.Marshal(map[string]any{"console": console, "started": time.Now()})
+	f.Healthy(context.Background(), props, spi.Description{ID: "i", Properties: inst}) // parse and cache
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	h, err := f.Healthy(context.Background(), props, spi.Description{ID: "i", Properties: inst})
+	runtime.ReadMemStats(&after)
+	if err != nil || h != spi.Healthy {
+		t.Fatalf("Healthy = %v, %v: the line after the huge one was not found", h, err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+		t.Fatalf("one console probe allocated %d MiB for a 64 MiB log", n>>20)
+	}
+}

@@ -65,6 +65,7 @@ type cluster struct {
 	specPath  string
 	groupDoc  []byte
 	servers   []*rpc.Server
+	flavor    *flavormoby.Plugin
 	ctl       *group.Controller
 	instances spi.Instance // client over the socket
 }
@@ -82,6 +83,7 @@ func (c *cluster) startPlugins() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.flavor = fm
 	for name, p := range map[string]rpc.Plugin{"instance-qemu": rpc.Instance(iq), "flavor-moby": rpc.Flavor(fm)} {
 		s, err := rpc.Start(c.socket(name), p)
 		if err != nil {
@@ -97,6 +99,10 @@ func (c *cluster) stopPlugins() {
 		s.Close()
 	}
 	c.servers = nil
+	if c.flavor != nil {
+		c.flavor.Close()
+		c.flavor = nil
+	}
 }
 
 func (c *cluster) startController() {
@@ -118,19 +124,26 @@ func (c *cluster) startController() {
 	}
 }
 
-// commit pins the spec and commits the group.
-func (c *cluster) commit() {
+// group is the group file as `mobykit group commit` sends it: its relative spec path
+// ("web.yml", next to the group file in the cluster's folder, not in the working folder)
+// read and sent inline, so an edit of the spec changes the config hash without a pin.
+func (c *cluster) group() spi.GroupSpec {
 	c.t.Helper()
-	doc, err := flavormoby.Pin(c.groupDoc, "flavor-moby")
+	var g spi.GroupSpec
+	if err := json.Unmarshal(c.groupDoc, &g); err != nil {
+		c.t.Fatal(err)
+	}
+	g, err := flavormoby.InlineGroup(g, filepath.Dir(c.specPath), "flavor-moby")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.groupDoc = doc
-	var g spi.GroupSpec
-	if err := json.Unmarshal(doc, &g); err != nil {
-		c.t.Fatal(err)
-	}
-	details, err := c.ctl.CommitGroup(context.Background(), g, false)
+	return g
+}
+
+// commit commits the group.
+func (c *cluster) commit() {
+	c.t.Helper()
+	details, err := c.ctl.CommitGroup(context.Background(), c.group(), false)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -254,11 +267,7 @@ func (c *cluster) bootOne() time.Duration {
 			Instance, Flavor struct{ Properties json.RawMessage }
 		}
 	}
-	doc, err := flavormoby.Pin(c.groupDoc, "flavor-moby")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	json.Unmarshal(doc, &g)
+	json.Unmarshal(c.group().Properties, &g.Properties)
 	fl := rpc.NewFlavorClient(c.socket("flavor-moby"), "")
 	ctx := context.Background()
 	spec, err := fl.Prepare(ctx, spi.Any(g.Properties.Flavor.Properties), spi.Spec{Properties: spi.Any(g.Properties.Instance.Properties), Tags: map[string]string{"bench": "one"}}, spi.Allocation{Size: 1}, spi.Index{Group: "bench", Sequence: 1})
@@ -339,8 +348,10 @@ func runCluster(t testing.TB, fig *figures) {
 	c.specPath = filepath.Join(dir, "web.yml")
 	os.WriteFile(c.specPath, spec, 0o644)
 	doc, _ := os.ReadFile("group.json")
-	c.groupDoc = []byte(strings.Replace(string(doc), `"examples/clusters/local/web.yml"`, fmt.Sprintf("%q", c.specPath), 1))
-	c.groupDoc = []byte(strings.Replace(string(c.groupDoc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
+	if !strings.Contains(string(doc), `"spec": "web.yml"`) {
+		t.Fatal(`group.json does not name its spec relative to itself ("spec": "web.yml")`)
+	}
+	c.groupDoc = []byte(strings.Replace(string(doc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
 
 	c.startPlugins()
 	c.startController()
@@ -375,7 +386,7 @@ func runCluster(t testing.TB, fig *figures) {
 		}
 	}
 
-	// Edit the spec; pin and commit: a rolling update.
+	// Edit the spec and commit: a rolling update (the inlined content changes the hash).
 	os.WriteFile(c.specPath, []byte(strings.Replace(string(spec), "VERSION=1", "VERSION=2", 1)), 0o644)
 	start = time.Now()
 	c.commit()

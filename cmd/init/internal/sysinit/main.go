@@ -71,6 +71,14 @@ func Main(args []string) {
 		took := time.Since(start)
 		con.Printf("loaded %d kernel modules in %s (CPU idle %s of it)", n, took.Round(time.Millisecond), (idleTime() - idle0).Round(time.Millisecond))
 	}
+	// Volumes before any container binds them, after the modules (overlay may be one).
+	vols, err := MountVolumes("/")
+	if len(vols) > 0 {
+		con.Printf("volumes mounted: %s", strings.Join(vols, ", "))
+	}
+	if err != nil {
+		con.Printf("volumes: %v", err)
+	}
 	setHostname(con) // after the modules: the fallback name uses the first NIC's address
 	requests := ShutdownRequests(con)
 
