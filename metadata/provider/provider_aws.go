@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 
@@ -35,9 +36,24 @@ func NewAWS(cfg Config) *AWS { return &AWS{base: cfg.Endpoints.AWS, g: getter{cl
 
 func (p *AWS) String() string { return "AWS" }
 
+// awsTokenAttempts is how many times the token PUT is tried when it times out, as the AWS
+// SDKs' IMDS client retries it. A local VM's first connection to its metadata server starts a
+// relay process on the host (QEMU's guestfwd), which can take longer than one attempt's
+// timeout on a loaded host; a service that answers, even with an error, is not retried.
+const awsTokenAttempts = 3
+
 // fetchToken gets a session token, or decides on v1 if the service refuses the PUT.
 func (p *AWS) fetchToken(ctx context.Context) error {
-	tok, err := p.g.do(ctx, http.MethodPut, p.base+"/latest/api/token", http.Header{awsTokenTTLHeader: {awsTokenTTL}})
+	var tok []byte
+	var err error
+	for attempt := 1; ; attempt++ {
+		tok, err = p.g.do(ctx, http.MethodPut, p.base+"/latest/api/token", http.Header{awsTokenTTLHeader: {awsTokenTTL}})
+		var ne net.Error
+		if attempt == awsTokenAttempts || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+			break
+		}
+		slog.Debug("AWS: IMDSv2 token request timed out; trying again", "attempt", attempt)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var se *StatusError

@@ -217,6 +217,52 @@ func TestAWS(t *testing.T) {
 			t.Errorf("token was not renewed (%d tokens)", tokens.Load())
 		}
 	})
+	// A local VM's first metadata connection starts a relay process on the host; on a loaded
+	// host the first token PUT can outlast one attempt's timeout. Seen in metadata/e2e.
+	t.Run("token PUT retried after a slow relay", func(t *testing.T) {
+		check, put, tokens := imdsv2(0)
+		var puts atomic.Int32
+		mux := http.NewServeMux()
+		mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
+			if puts.Add(1) == 1 {
+				select { // slower than the client's timeout, once
+				case <-time.After(2 * time.Second):
+				case <-r.Context().Done():
+				}
+				return
+			}
+			put(w, r)
+		})
+		mux.Handle("/", &cloud{values: ec2Values(), check: check})
+		s := httptest.NewServer(mux)
+		defer s.Close()
+		cfg := testConfig(s.URL)
+		cfg.Timeout = 300 * time.Millisecond
+		if err := NewAWS(cfg).Probe(context.Background()); err != nil {
+			t.Fatalf("probe after one slow token PUT: %v", err)
+		}
+		if puts.Load() != 2 || tokens.Load() != 1 {
+			t.Errorf("%d token PUTs, %d tokens issued; want 2 PUTs, 1 token", puts.Load(), tokens.Load())
+		}
+	})
+	t.Run("token PUT not retried forever", func(t *testing.T) {
+		var puts atomic.Int32
+		mux := http.NewServeMux()
+		mux.HandleFunc("PUT /latest/api/token", func(w http.ResponseWriter, r *http.Request) {
+			puts.Add(1)
+			<-r.Context().Done()
+		})
+		s := httptest.NewServer(mux)
+		defer s.Close()
+		cfg := testConfig(s.URL)
+		cfg.Timeout = 100 * time.Millisecond
+		if err := NewAWS(cfg).Probe(context.Background()); err == nil {
+			t.Fatal("probe of a service that never answers succeeded")
+		}
+		if puts.Load() != awsTokenAttempts {
+			t.Errorf("%d token PUTs, want %d", puts.Load(), awsTokenAttempts)
+		}
+	})
 	t.Run("IMDSv1 fallback when the token PUT is refused", func(t *testing.T) {
 		c := &cloud{values: ec2Values(), check: func(r *http.Request) int {
 			if r.Method == http.MethodPut {
