@@ -53,6 +53,9 @@ type Options struct {
 	// InputTar is linuxkit's --input-tar, a tar of an earlier build: checked (see Flags), but
 	// the segment cache already reuses every unchanged image, so it is not otherwise read.
 	InputTar string
+	// Bootloader is the image the disk and ISO formats take their bootloaders from; default
+	// DefaultBootloader. It is resolved only when such a format is built.
+	Bootloader string
 	// Arch is the target architecture (amd64, arm64, ...); default the
 	// host's. Only that platform of each image is pulled.
 	Arch string
@@ -158,6 +161,7 @@ type builder struct {
 	imgs  map[string]*resolved
 
 	prefetch errgroup.Group // background downloads of pulled layers
+	boot     bootloader
 }
 
 // Build assembles m according to o.
@@ -315,8 +319,9 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	in := &format.Input{
 		Name: o.Name, Dir: outDir, Kernel: kernelPath, Cmdline: m.Kernel.Cmdline,
 		Initrd: tmp.Name(), UCode: ucode, Segments: files, Arch: o.Arch, MTime: b.mtime,
-		DiskSize: o.DiskSize,
+		DiskSize: o.DiskSize, Bootloader: b.bootloaderFile,
 	}
+	defer b.closeBootloader()
 	if stream != nil {
 		if err := b.writeStream(ctx, stream, in); err != nil {
 			return res, err

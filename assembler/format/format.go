@@ -36,6 +36,9 @@ type Input struct {
 	MTime int64
 	// DiskSize is the size in bytes asked for disk formats (--size); 0 fits the contents.
 	DiskSize int64
+	// Bootloader returns a file of the bootloader image (isolinux.bin, isohdpfx.bin,
+	// ldlinux.c32): formats that need one take it from there and nowhere else.
+	Bootloader func(ctx context.Context, name string) ([]byte, error)
 }
 
 // Format writes one kind of output.

@@ -97,6 +97,7 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 	f.StringVar(&fl.Size, "size", "", "size of disk formats: 1024M, 2G (as linuxkit; default: fit the contents)")
 	f.BoolVar(&o.DecompressKernel, "decompress-kernel", false, "write the kernel decompressed (gzip'ed image or bzImage payload)")
 	f.StringVar(&fl.InputTar, "input-tar", "", "tar of an earlier build (linuxkit's reuse hint; mobykit's cache already reuses unchanged images, so it is only checked)")
+	f.StringVar(&o.Bootloader, "bootloader", assembler.DefaultBootloader, "image the disk and ISO formats take their bootloader from (mobykit pkg build images/bootloader)")
 	f.BoolVar(&noSBOM, "no-sbom", false, "accepted for linuxkit compatibility: mobykit writes no SBOM yet")
 	f.StringVar(&o.Arch, "arch", "", "target architecture (default: the host's)")
 	f.StringVar(&o.CacheDir, "cache", "", "image cache directory (default $MOBYKIT_CACHE or ~/.mobykit/cache)")
