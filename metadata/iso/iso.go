@@ -122,7 +122,7 @@ func Write(w io.Writer, files []File, opts Options) error {
 		copy(sys, hybridMBR(b, l))
 	}
 	head = append(head, sys...)
-	head = append(head, pvd(l.label, l.isoSectors, l.pathLBA, l.rootLBA, l.rootSectors*sector, l.date, l.mt)...)
+	head = append(head, pvd(l.label, l.isoSectors, l.pathLBA, 10, l.rootLBA, l.rootSectors*sector, l.date, l.mt)...)
 	if opts.Boot != nil {
 		head = append(head, bootRecord(l.catalogLBA)...)
 	}
@@ -455,7 +455,7 @@ func padded(s string, n int) []byte {
 	return b
 }
 
-func pvd(label string, total, pathLBA, rootLBA, rootSize uint32, date []byte, mt time.Time) []byte {
+func pvd(label string, total, pathLBA, ptSize, rootLBA, rootSize uint32, date []byte, mt time.Time) []byte {
 	b := make([]byte, sector)
 	b[0] = 1
 	copy(b[1:], "CD001")
@@ -466,9 +466,9 @@ func pvd(label string, total, pathLBA, rootLBA, rootSize uint32, date []byte, mt
 	copy(b[120:], both16(1))
 	copy(b[124:], both16(1))
 	copy(b[128:], both16(sector))
-	copy(b[132:], both32(10)) // path table: the root only
+	copy(b[132:], both32(ptSize))
 	binary.LittleEndian.PutUint32(b[140:], pathLBA)
-	binary.BigEndian.PutUint32(b[148:], pathLBA+1)
+	binary.BigEndian.PutUint32(b[148:], pathLBA+(ptSize+sector-1)/sector)
 	copy(b[156:], dirRecord([]byte{0}, rootLBA, rootSize, true, date, nil))
 	copy(b[190:], padded("", 128))
 	copy(b[318:], padded("", 128))
