@@ -93,7 +93,7 @@ func streamed(name, path string) (iso.File, error) {
 // contentID derives an identifier from what the image holds: the kernel's and the initramfs
 // segments' cache keys (their file names) and sizes, and the command line. It stands in for
 // the random disk signature other tools write, so that the same build gives the same bytes.
-func contentID(in *Input) uint32 {
+func contentID(in *Input) [16]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "cmdline %q\n", in.Cmdline)
 	for _, p := range append([]string{in.Kernel, in.UCode}, in.Segments...) {
@@ -106,28 +106,46 @@ func contentID(in *Input) uint32 {
 		}
 		fmt.Fprintf(h, "%s %s %d\n", filepath.Base(filepath.Dir(p)), filepath.Base(p), size)
 	}
-	return binary.LittleEndian.Uint32(h.Sum(nil))
+	var id [16]byte
+	copy(id[:], h.Sum(nil))
+	return id
 }
 
 func writeBIOS(ctx context.Context, in *Input, w io.Writer, size int64) error {
+	d, err := biosDisk(ctx, in, size)
+	if err != nil {
+		return err
+	}
+	return d.writeRaw(w)
+}
+
+// disk is a BIOS-bootable disk: the hybrid ISO image (whole MiBs), then zeros up to size.
+type disk struct {
+	data, size int64
+	write      func(io.Writer) error // writes the data bytes
+	id         [16]byte              // derived from the content
+}
+
+// biosDisk lays out the BIOS disk of in: size bytes, or just what it holds when size is 0.
+func biosDisk(ctx context.Context, in *Input, size int64) (*disk, error) {
 	if in.Kernel == "" {
-		return errors.New("the spec has no kernel to boot")
+		return nil, errors.New("the spec has no kernel to boot")
 	}
 	cfg, err := isolinuxConfig(in.Cmdline)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	boot, err := bootFiles(ctx, in, bootISOLINUX, bootLDLINUX, bootHybrid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	kernel, err := streamed("kernel", in.Kernel)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	initrd, err := streamed("initrd.img", in.Initrd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	files := []iso.File{
 		{Name: bootISOLINUX, Data: boot[0]},
@@ -135,14 +153,64 @@ func writeBIOS(ctx context.Context, in *Input, w io.Writer, size int64) error {
 		{Name: "isolinux.cfg", Data: cfg},
 		kernel, initrd,
 	}
+	id := contentID(in)
 	opts := iso.Options{
-		Label: "MOBYKIT", ModTime: time.Unix(in.MTime, 0), Size: size,
-		Boot: &iso.Boot{File: bootISOLINUX, HybridMBR: boot[2], DiskID: contentID(in)},
+		Label: "MOBYKIT", ModTime: time.Unix(in.MTime, 0),
+		Boot: &iso.Boot{File: bootISOLINUX, HybridMBR: boot[2], DiskID: binary.LittleEndian.Uint32(id[:])},
 	}
-	err = iso.Write(w, files, opts)
-	var small *iso.TooSmallError
-	if errors.As(err, &small) {
-		return fmt.Errorf("--size %d MiB is too small: the image needs %d bytes, --size %dM: %w", size>>20, small.Need, (small.Need+1<<20-1)>>20, err)
+	need, err := iso.Size(files, opts)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	data, err := iso.DataSize(files, opts)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case size == 0:
+		size = need
+	case size < need:
+		return nil, fmt.Errorf("--size %d MiB is too small: the image needs %d bytes (--size %dM)", size>>20, need, (need+1<<20-1)>>20)
+	case size%(1<<20) != 0:
+		return nil, fmt.Errorf("--size of %d bytes is not a whole number of MiB", size)
+	}
+	// The MBR's partition covers the whole disk.
+	opts.Size = size
+	sized := opts
+	return &disk{data: data, size: size, id: id, write: func(w io.Writer) error {
+		return iso.WriteData(w, files, sized)
+	}}, nil
+}
+
+// writeRaw writes the disk as a raw image.
+func (d *disk) writeRaw(w io.Writer) error {
+	if err := d.write(w); err != nil {
+		return err
+	}
+	return padZeros(w, d.size-d.data)
+}
+
+// padZeros writes n zero bytes, or leaves a hole when w is a file.
+func padZeros(w io.Writer, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			end, err := f.Seek(n, io.SeekCurrent)
+			if err != nil {
+				return err
+			}
+			return f.Truncate(end)
+		}
+	}
+	zero := make([]byte, 64<<10)
+	for n > 0 {
+		c := min(n, int64(len(zero)))
+		if _, err := w.Write(zero[:c]); err != nil {
+			return err
+		}
+		n -= c
+	}
+	return nil
 }

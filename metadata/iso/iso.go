@@ -111,6 +111,10 @@ func WriteFile(path string, files []File, opts Options) error {
 // (with Options.Boot), then each file's data from a sector boundary, in name order, and zeros
 // up to Options.Size. File contents are streamed: memory stays flat whatever their size.
 func Write(w io.Writer, files []File, opts Options) error {
+	return write(w, files, opts, false)
+}
+
+func write(w io.Writer, files []File, opts Options, dataOnly bool) error {
 	l, err := plan(files, opts)
 	if err != nil {
 		return err
@@ -148,10 +152,18 @@ func Write(w io.Writer, files []File, opts Options) error {
 			return fmt.Errorf("file %s: %w", f.Name, err)
 		}
 	}
-	if err := writeZeros(bw, l.size-int64(l.isoSectors)*sector); err != nil {
-		return err
+	if !dataOnly {
+		if err := writeZeros(bw, l.size-int64(l.isoSectors)*sector); err != nil {
+			return err
+		}
 	}
 	return bw.Flush()
+}
+
+// WriteData is Write without the zeros that pad a hybrid image to a MiB and the image to
+// Options.Size: it writes the first DataSize bytes.
+func WriteData(w io.Writer, files []File, opts Options) error {
+	return write(w, files, opts, true)
 }
 
 // Size returns the number of bytes Write would write.
@@ -161,6 +173,15 @@ func Size(files []File, opts Options) (int64, error) {
 		return 0, err
 	}
 	return l.size, nil
+}
+
+// DataSize returns the number of bytes WriteData would write.
+func DataSize(files []File, opts Options) (int64, error) {
+	l, err := plan(files, opts)
+	if err != nil {
+		return 0, err
+	}
+	return int64(l.isoSectors) * sector, nil
 }
 
 // layout is where everything of an image goes.
