@@ -2,6 +2,7 @@ package format
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -252,4 +253,120 @@ func (gcpFormat) Stream(ctx context.Context, in *Input, w io.Writer) error {
 		return err
 	}
 	return zw.Close()
+}
+
+func init() { Register(dynamicVHD{}) }
+
+// dynamicVHD writes NAME.vhd as a dynamic VHD: a copy of the footer, the dynamic disk header,
+// the block allocation table, the 2 MiB blocks the disk's data covers (each after its sector
+// bitmap), then the footer. Sized like raw-bios. All of it is laid out before the first byte,
+// so it is written front to back.
+type dynamicVHD struct{}
+
+func (dynamicVHD) Name() string                { return "dynamic-vhd" }
+func (dynamicVHD) FileName(name string) string { return name + ".vhd" }
+func (f dynamicVHD) Write(ctx context.Context, in *Input) ([]string, error) {
+	return WriteStreamer(ctx, f, in)
+}
+
+func (dynamicVHD) Stream(ctx context.Context, in *Input, w io.Writer) error {
+	d, err := biosDisk(ctx, in, in.DiskSize)
+	if err != nil {
+		return err
+	}
+	const block = 2 << 20
+	be := binary.BigEndian
+	entries := (d.size + block - 1) / block
+	used := (d.data + block - 1) / block
+	footer := vhdFooter(d.size, d.id, in.MTime)
+	be.PutUint64(footer[16:], 512) // data offset: the dynamic header
+	be.PutUint32(footer[60:], 3)   // dynamic
+	be.PutUint32(footer[64:], 0)
+	var sum uint32
+	for _, b := range footer {
+		sum += uint32(b)
+	}
+	be.PutUint32(footer[64:], ^sum)
+
+	const batOff = 512 + 1024
+	batSize := (entries*4 + 511) / 512 * 512
+	hdr := make([]byte, 1024)
+	copy(hdr, "cxsparse")
+	be.PutUint64(hdr[8:], ^uint64(0))
+	be.PutUint64(hdr[16:], batOff)
+	be.PutUint32(hdr[24:], 0x00010000)
+	be.PutUint32(hdr[28:], uint32(entries))
+	be.PutUint32(hdr[32:], block)
+	sum = 0
+	for _, b := range hdr {
+		sum += uint32(b)
+	}
+	be.PutUint32(hdr[36:], ^sum)
+
+	bat := make([]byte, batSize)
+	for i := range bat {
+		bat[i] = 0xff
+	}
+	first := int64(batOff) + batSize
+	for i := int64(0); i < used; i++ {
+		be.PutUint32(bat[4*i:], uint32((first+i*(512+block))/512))
+	}
+	head := append(append(append([]byte{}, footer...), hdr...), bat...)
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	// The data goes out block by block, each after a bitmap saying all its sectors are there.
+	bitmap := bytes.Repeat([]byte{0xff}, 512)
+	bw := &blockWriter{w: w, block: block, bitmap: bitmap}
+	if err := d.write(bw); err != nil {
+		return err
+	}
+	if err := bw.finish(used); err != nil {
+		return err
+	}
+	_, err = w.Write(footer)
+	return err
+}
+
+// blockWriter writes a stream as VHD blocks: a bitmap before every block, the last block
+// filled with zeros.
+type blockWriter struct {
+	w       io.Writer
+	block   int64
+	bitmap  []byte
+	inBlock int64 // bytes of the current block written; 0 before its bitmap
+	blocks  int64
+}
+
+func (b *blockWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if b.inBlock == 0 {
+			if _, err := b.w.Write(b.bitmap); err != nil {
+				return n, err
+			}
+			b.blocks++
+		}
+		c := min(int64(len(p)), b.block-b.inBlock)
+		if _, err := b.w.Write(p[:c]); err != nil {
+			return n, err
+		}
+		n += int(c)
+		p = p[c:]
+		b.inBlock = (b.inBlock + c) % b.block
+	}
+	return n, nil
+}
+
+func (b *blockWriter) finish(want int64) error {
+	if b.inBlock > 0 {
+		if err := padZeros(b.w, b.block-b.inBlock); err != nil {
+			return err
+		}
+		b.inBlock = 0
+	}
+	if b.blocks != want {
+		return fmt.Errorf("vhd: wrote %d blocks, planned %d", b.blocks, want)
+	}
+	return nil
 }

@@ -45,7 +45,7 @@ func fileSum(t *testing.T, p string) [32]byte {
 // TestCloudFormatsReproducible: aws, vhd, qcow2-bios and gcp written twice give the same bytes.
 func TestCloudFormatsReproducible(t *testing.T) {
 	in := biosInput(t)
-	for _, name := range []string{"aws", "vhd", "qcow2-bios", "gcp"} {
+	for _, name := range []string{"aws", "vhd", "dynamic-vhd", "qcow2-bios", "gcp"} {
 		a := fileSum(t, writeFormat(t, name, in))
 		os.Rename(filepath.Join(in.Dir), in.Dir+"-"+name)
 		if b := fileSum(t, writeFormat(t, name, in)); a != b {
@@ -54,7 +54,7 @@ func TestCloudFormatsReproducible(t *testing.T) {
 	}
 }
 
-// TestCloudFormatsMatchRaw: qemu-img finds the qcow2 and VHD images sound and identical to the
+// TestCloudFormatsMatchRaw: qemu-img finds the qcow2 and VHD (fixed and dynamic) images sound and identical to the
 // raw disk, and the gcp tarball's disk.raw is the raw disk.
 func TestCloudFormatsMatchRaw(t *testing.T) {
 	in := biosInput(t)
@@ -67,6 +67,9 @@ func TestCloudFormatsMatchRaw(t *testing.T) {
 		t.Errorf("aws: %d bytes, want --size", st.Size())
 	}
 	qcow := writeFormat(t, "qcow2-bios", in)
+	dyn := writeFormat(t, "dynamic-vhd", in)
+	os.Rename(dyn, dyn+".dynamic")
+	dyn += ".dynamic"
 	vhd := writeFormat(t, "vhd", in)
 	b, _ := os.ReadFile(vhd)
 	footer := b[len(b)-512:]
@@ -84,6 +87,7 @@ func TestCloudFormatsMatchRaw(t *testing.T) {
 			{"check", "-f", "qcow2", qcow},
 			{"compare", "-f", "raw", "-F", "qcow2", raw, qcow},
 			{"compare", "-f", "raw", "-F", "vpc", raw, vhd},
+			{"compare", "-f", "raw", "-F", "vpc", raw, dyn},
 		} {
 			if out, err := exec.Command(qemuImg, c...).CombinedOutput(); err != nil || strings.Contains(string(out), "mismatch") {
 				t.Errorf("qemu-img %s: %v\n%s", strings.Join(c, " "), err, out)
