@@ -2,6 +2,7 @@ package format
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -369,4 +370,88 @@ func (b *blockWriter) finish(want int64) error {
 		return fmt.Errorf("vhd: wrote %d blocks, planned %d", b.blocks, want)
 	}
 	return nil
+}
+
+func init() { Register(vmdkFormat{}) }
+
+// vmdkFormat writes NAME.vmdk: the BIOS disk as a monolithic sparse VMDK (a hosted sparse
+// extent with its descriptor inside), sized like raw-bios; only the grains the disk's data
+// covers are allocated. Header, descriptor and grain tables come first.
+type vmdkFormat struct{}
+
+func (vmdkFormat) Name() string                { return "vmdk" }
+func (vmdkFormat) FileName(name string) string { return name + ".vmdk" }
+func (f vmdkFormat) Write(ctx context.Context, in *Input) ([]string, error) {
+	return WriteStreamer(ctx, f, in)
+}
+
+func (vmdkFormat) Stream(ctx context.Context, in *Input, w io.Writer) error {
+	d, err := biosDisk(ctx, in, in.DiskSize)
+	if err != nil {
+		return err
+	}
+	const grain = 128 // sectors: 64 KiB
+	const perGT = 512
+	le := binary.LittleEndian
+	capacity := d.size / 512
+	grains := (capacity + grain - 1) / grain
+	nGT := (grains + perGT - 1) / perGT
+	used := (d.data + grain*512 - 1) / (grain * 512)
+	const descOff, descSectors = 1, 20
+	gdOff := int64(descOff + descSectors)
+	gdSectors := (nGT*4 + 511) / 512
+	gtOff := gdOff + gdSectors
+	overhead := (gtOff + nGT*4 + grain - 1) / grain * grain
+
+	hdr := make([]byte, 512)
+	le.PutUint32(hdr[0:], 0x564d444b)
+	le.PutUint32(hdr[4:], 1)
+	le.PutUint32(hdr[8:], 1) // valid newline detection test
+	le.PutUint64(hdr[12:], uint64(capacity))
+	le.PutUint64(hdr[20:], grain)
+	le.PutUint64(hdr[28:], descOff)
+	le.PutUint64(hdr[36:], descSectors)
+	le.PutUint32(hdr[44:], perGT)
+	le.PutUint64(hdr[56:], uint64(gdOff))
+	le.PutUint64(hdr[64:], uint64(overhead))
+	hdr[73], hdr[74], hdr[75], hdr[76] = '\n', ' ', '\r', '\n'
+
+	cyl := min(capacity/(16*63), 16383)
+	desc := fmt.Sprintf("# Disk DescriptorFile\nversion=1\nCID=%08x\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\n\n"+
+		"# Extent description\nRW %d SPARSE \"%s\"\n\n# The Disk Data Base\n#DDB\n\n"+
+		"ddb.virtualHWVersion = \"4\"\nddb.geometry.cylinders = \"%d\"\nddb.geometry.heads = \"16\"\nddb.geometry.sectors = \"63\"\nddb.adapterType = \"ide\"\n",
+		le.Uint32(d.id[4:]), capacity, in.Name+".vmdk", cyl)
+	if len(desc) > descSectors*512 {
+		return fmt.Errorf("vmdk: descriptor of %d bytes does not fit", len(desc))
+	}
+	// Header, descriptor and grain directory in memory; the grain tables (up to 128 MiB of
+	// them for a 2 TiB disk) one at a time.
+	head := make([]byte, gtOff*512)
+	copy(head, hdr)
+	copy(head[descOff*512:], desc)
+	for i := int64(0); i < nGT; i++ {
+		le.PutUint32(head[gdOff*512+4*i:], uint32(gtOff+i*4))
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head)
+	gt := make([]byte, perGT*4)
+	for i := int64(0); i < nGT; i++ {
+		clear(gt)
+		for j := int64(0); j < perGT; j++ {
+			if g := i*perGT + j; g < used {
+				le.PutUint32(gt[4*j:], uint32(overhead+g*grain))
+			}
+		}
+		bw.Write(gt)
+	}
+	if err := padZeros(bw, (overhead-gtOff-nGT*4)*512); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := d.write(w); err != nil {
+		return err
+	}
+	return padZeros(w, used*grain*512-d.data)
 }

@@ -45,7 +45,7 @@ func fileSum(t *testing.T, p string) [32]byte {
 // TestCloudFormatsReproducible: aws, vhd, qcow2-bios and gcp written twice give the same bytes.
 func TestCloudFormatsReproducible(t *testing.T) {
 	in := biosInput(t)
-	for _, name := range []string{"aws", "vhd", "dynamic-vhd", "qcow2-bios", "gcp"} {
+	for _, name := range []string{"aws", "vhd", "dynamic-vhd", "qcow2-bios", "vmdk", "gcp"} {
 		a := fileSum(t, writeFormat(t, name, in))
 		os.Rename(filepath.Join(in.Dir), in.Dir+"-"+name)
 		if b := fileSum(t, writeFormat(t, name, in)); a != b {
@@ -54,7 +54,7 @@ func TestCloudFormatsReproducible(t *testing.T) {
 	}
 }
 
-// TestCloudFormatsMatchRaw: qemu-img finds the qcow2 and VHD (fixed and dynamic) images sound and identical to the
+// TestCloudFormatsMatchRaw: qemu-img finds the qcow2, VMDK and VHD (fixed and dynamic) images sound and identical to the
 // raw disk, and the gcp tarball's disk.raw is the raw disk.
 func TestCloudFormatsMatchRaw(t *testing.T) {
 	in := biosInput(t)
@@ -67,6 +67,7 @@ func TestCloudFormatsMatchRaw(t *testing.T) {
 		t.Errorf("aws: %d bytes, want --size", st.Size())
 	}
 	qcow := writeFormat(t, "qcow2-bios", in)
+	vmdk := writeFormat(t, "vmdk", in)
 	dyn := writeFormat(t, "dynamic-vhd", in)
 	os.Rename(dyn, dyn+".dynamic")
 	dyn += ".dynamic"
@@ -85,6 +86,8 @@ func TestCloudFormatsMatchRaw(t *testing.T) {
 	if qemuImg, err := exec.LookPath("qemu-img"); err == nil {
 		for _, c := range [][]string{
 			{"check", "-f", "qcow2", qcow},
+			{"check", "-f", "vmdk", vmdk},
+			{"compare", "-f", "raw", "-F", "vmdk", raw, vmdk},
 			{"compare", "-f", "raw", "-F", "qcow2", raw, qcow},
 			{"compare", "-f", "raw", "-F", "vpc", raw, vhd},
 			{"compare", "-f", "raw", "-F", "vpc", raw, dyn},
@@ -121,7 +124,7 @@ func TestCloudSizes(t *testing.T) {
 	in := biosInput(t)
 	os.WriteFile(in.Initrd, bytes.Repeat([]byte("I"), 3<<20), 0o644)
 	in.DiskSize = 2 << 20
-	for _, name := range []string{"aws", "qcow2-bios", "vhd"} {
+	for _, name := range []string{"aws", "qcow2-bios", "vhd", "dynamic-vhd", "vmdk"} {
 		f, _ := Lookup(name)
 		if _, err := f.Write(context.Background(), in); err == nil || !strings.Contains(err.Error(), "--size 4M") {
 			t.Errorf("%s with --size 2M: %v", name, err)
