@@ -12,9 +12,9 @@ import (
 	"github.com/mobykit/mobykit/assembler"
 )
 
-// TestHelloBootsBIOSFormats builds examples/hello.yml as iso-bios and raw-bios, twice, checks
-// that both builds gave the same bytes, and boots each image in QEMU (TCG, SeaBIOS: from the
-// CD-ROM and from the disk) to hello's service marker.
+// TestHelloBootsBIOSFormats builds examples/hello.yml as iso-bios, raw-bios, qcow2-bios and
+// vmdk, twice, checks that both builds gave the same bytes, and boots each image in QEMU (TCG,
+// SeaBIOS: from the CD-ROM and from the disks) to hello's service marker.
 func TestHelloBootsBIOSFormats(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots VMs; skipped with -short")
@@ -24,18 +24,19 @@ func TestHelloBootsBIOSFormats(t *testing.T) {
 	for i := range outs {
 		outs[i] = t.TempDir()
 		if _, err := assembler.BuildFiles(context.Background(), []string{"hello.yml"}, assembler.Options{
-			Name: "hello", OutputDir: outs[i], CacheDir: cacheDir, Formats: []string{"iso-bios", "raw-bios"},
+			Name: "hello", OutputDir: outs[i], CacheDir: cacheDir, Formats: []string{"iso-bios", "raw-bios", "qcow2-bios", "vmdk"},
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, f := range []string{"hello.iso", "hello-bios.img"} {
+	images := []string{"hello.iso", "hello-bios.img", "hello.qcow2", "hello.vmdk"}
+	for _, f := range images {
 		a, b := mustReadFile(t, filepath.Join(outs[0], f)), mustReadFile(t, filepath.Join(outs[1], f))
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s: two builds differ", f)
 		}
 	}
-	for _, f := range []string{"hello.iso", "hello-bios.img"} {
+	for _, f := range images {
 		t.Run(f, func(t *testing.T) {
 			v := boot(t, filepath.Join(outs[0], f))
 			defer func() {
