@@ -3,6 +3,7 @@ package assembler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,8 +37,25 @@ type Options struct {
 	Name string
 	// OutputDir receives the outputs; default ".". Created if missing.
 	OutputDir string
+	// OutputFile, when set, receives the single output of the single format (a
+	// format.Streamer) instead of OutputDir; "-" streams it to Stdout. As linuxkit's -o.
+	OutputFile string
+	// Stdout receives the output when OutputFile is "-".
+	Stdout io.Writer
 	// Formats to write; default ["kernel+initrd"]. See format.Names.
 	Formats []string
+	// DiskSize is the size in bytes of the disk formats that take one (--size); 0 sizes
+	// each disk to fit its contents.
+	DiskSize int64
+	// DecompressKernel writes the kernel decompressed (a gzip'ed kernel, or the payload of
+	// a bzImage), as linuxkit's --decompress-kernel.
+	DecompressKernel bool
+	// InputTar is linuxkit's --input-tar, a tar of an earlier build: checked (see Flags), but
+	// the segment cache already reuses every unchanged image, so it is not otherwise read.
+	InputTar string
+	// Bootloader is the image the disk and ISO formats take their bootloaders from; default
+	// DefaultBootloader. It is resolved only when such a format is built.
+	Bootloader string
 	// Arch is the target architecture (amd64, arm64, ...); default the
 	// host's. Only that platform of each image is pulled.
 	Arch string
@@ -143,6 +161,7 @@ type builder struct {
 	imgs  map[string]*resolved
 
 	prefetch errgroup.Group // background downloads of pulled layers
+	boot     bootloader
 }
 
 // Build assembles m according to o.
@@ -180,6 +199,19 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 			return nil, err
 		}
 		formats = append(formats, f)
+	}
+	var stream format.Streamer
+	if o.OutputFile != "" {
+		s, ok := formats[0].(format.Streamer)
+		switch {
+		case len(formats) != 1:
+			return nil, fmt.Errorf("output file %s: takes a single format, not %d", o.OutputFile, len(formats))
+		case !ok:
+			return nil, fmt.Errorf("output file %s: format %s writes several files", o.OutputFile, formats[0].Name())
+		case o.OutputFile == "-" && o.Stdout == nil:
+			return nil, errors.New("output file -: no Stdout to stream to")
+		}
+		stream = s
 	}
 	b := &builder{o: o, m: m, limit: o.SizeLimit}
 	if b.limit <= 0 {
@@ -249,11 +281,18 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 		return nil, fmt.Errorf("initramfs of %d bytes: %w", res.UncompressedSize, initrd.ErrTooLarge)
 	}
 
-	if err := os.MkdirAll(o.OutputDir, 0o755); err != nil {
+	outDir := o.OutputDir
+	switch o.OutputFile {
+	case "":
+	case "-":
+		outDir = filepath.Join(b.cache.Dir(), "tmp")
+	default:
+		outDir = filepath.Dir(o.OutputFile)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
-	outDir, err := filepath.Abs(o.OutputDir)
-	if err != nil {
+	if outDir, err = filepath.Abs(outDir); err != nil {
 		return nil, err
 	}
 	tmp, err := os.CreateTemp(outDir, "."+o.Name+"-initrd-*")
@@ -280,6 +319,18 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	in := &format.Input{
 		Name: o.Name, Dir: outDir, Kernel: kernelPath, Cmdline: m.Kernel.Cmdline,
 		Initrd: tmp.Name(), UCode: ucode, Segments: files, Arch: o.Arch, MTime: b.mtime,
+		DiskSize: o.DiskSize, Bootloader: b.bootloaderFile,
+	}
+	defer b.closeBootloader()
+	if stream != nil {
+		if err := b.writeStream(ctx, stream, in); err != nil {
+			return res, err
+		}
+		if o.OutputFile != "-" {
+			res.Outputs = append(res.Outputs, o.OutputFile)
+		}
+		res.Duration = time.Since(start)
+		return res, nil
 	}
 	for _, f := range formats {
 		out, err := f.Write(ctx, in)
@@ -291,6 +342,20 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	res.Duration = time.Since(start)
 	slog.Debug("build done", "segments", res.Segments, "reused", res.Reused, "seconds", res.Duration.Seconds())
 	return res, nil
+}
+
+// writeStream writes the single output of s to o.OutputFile (atomically) or to o.Stdout.
+func (b *builder) writeStream(ctx context.Context, s format.Streamer, in *format.Input) error {
+	if b.o.OutputFile == "-" {
+		if err := s.Stream(ctx, in, b.o.Stdout); err != nil {
+			return fmt.Errorf("%s to stdout: %w", s.Name(), err)
+		}
+		return nil
+	}
+	if err := format.WriteFile(b.o.OutputFile, 0o644, func(w io.Writer) error { return s.Stream(ctx, in, w) }); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	return nil
 }
 
 func appendFile(w io.Writer, p string) error {

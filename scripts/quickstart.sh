@@ -20,7 +20,7 @@ go build -o bin/mobykit ./cmd/mobykit
 
 echo "==> building the system images (cached by input hash; the first run fetches Debian packages)"
 mobykit pkg build images/kernel images/init images/runc images/sysctl images/dhcpcd \
-  images/metadata examples/clusters/local/web
+  images/metadata images/bootloader examples/clusters/local/web
 
 echo "==> starting the plugins: group controller, instance-qemu, flavor-moby"
 running=$(mobykit plugin ls 2>/dev/null || true)

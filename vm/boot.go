@@ -17,7 +17,7 @@ type Boot struct {
 }
 
 // FindBoot resolves a path as `linuxkit run` does: a file ending in .iso boots as a CD; one
-// ending in .qcow2, .raw, .img or .vhd boots as a disk; anything else is a prefix naming
+// ending in .qcow2, .raw, .img, .vhd or .vmdk boots as a disk; anything else is a prefix naming
 // PREFIX-kernel (or the older moby tool's PREFIX-bzImage), PREFIX-initrd.img and
 // PREFIX-cmdline (the command line file is optional).
 func FindBoot(path string) (Boot, error) {
@@ -25,9 +25,9 @@ func FindBoot(path string) (Boot, error) {
 	switch ext := strings.ToLower(filepath.Ext(path)); ext {
 	case ".iso":
 		b.ISO = path
-	case ".qcow2", ".raw", ".img", ".vhd":
+	case ".qcow2", ".raw", ".img", ".vhd", ".vmdk":
 		b.Disk = path
-		b.DiskFormat = map[string]string{".qcow2": "qcow2", ".vhd": "vpc"}[ext]
+		b.DiskFormat = map[string]string{".qcow2": "qcow2", ".vhd": "vpc", ".vmdk": "vmdk"}[ext]
 		if b.DiskFormat == "" {
 			b.DiskFormat = "raw"
 		}

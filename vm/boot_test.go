@@ -10,7 +10,7 @@ import (
 func TestFindBoot(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
-	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw", "old-bzImage", "old-initrd.img"} {
+	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw", "v.vmdk", "h.vhd", "old-bzImage", "old-initrd.img"} {
 		os.WriteFile(p(f), []byte("x"), 0o644)
 	}
 	os.WriteFile(p("a-cmdline"), []byte("console=ttyS0 quiet\n"), 0o644)
@@ -25,6 +25,8 @@ func TestFindBoot(t *testing.T) {
 		{p("x.iso"), Boot{ISO: p("x.iso")}, false},
 		{p("y.qcow2"), Boot{Disk: p("y.qcow2"), DiskFormat: "qcow2"}, false},
 		{p("z.raw"), Boot{Disk: p("z.raw"), DiskFormat: "raw"}, false},
+		{p("v.vmdk"), Boot{Disk: p("v.vmdk"), DiskFormat: "vmdk"}, false},
+		{p("h.vhd"), Boot{Disk: p("h.vhd"), DiskFormat: "vpc"}, false},
 		{p("missing"), Boot{}, true},
 		{p("missing.iso"), Boot{}, true},
 	} {

@@ -54,50 +54,49 @@ type tarKernelInitrd struct{}
 
 func (tarKernelInitrd) Name() string { return "tar-kernel-initrd" }
 
-func (tarKernelInitrd) Write(_ context.Context, in *Input) ([]string, error) {
-	p := filepath.Join(in.Dir, in.Name+"-initrd.tar")
-	err := WriteFile(p, 0o644, func(w io.Writer) error {
-		tw := tar.NewWriter(w)
-		mt := time.Unix(in.MTime, 0)
-		if in.Kernel != "" {
-			if err := tarAddFile(tw, "kernel", in.Kernel, mt); err != nil {
-				return err
-			}
-		}
-		var size int64
-		var readers []io.Reader
-		for _, s := range in.Segments {
-			f, err := os.Open(s)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			size += st.Size()
-			readers = append(readers, f)
-		}
-		if err := tarAdd(tw, "initrd.img", size, io.MultiReader(readers...), mt); err != nil {
+func (tarKernelInitrd) FileName(name string) string { return name + "-initrd.tar" }
+
+func (f tarKernelInitrd) Write(ctx context.Context, in *Input) ([]string, error) {
+	return WriteStreamer(ctx, f, in)
+}
+
+func (tarKernelInitrd) Stream(_ context.Context, in *Input, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	mt := time.Unix(in.MTime, 0)
+	if in.Kernel != "" {
+		if err := tarAddFile(tw, "kernel", in.Kernel, mt); err != nil {
 			return err
 		}
-		if in.Cmdline != "" {
-			if err := tarAdd(tw, "cmdline", int64(len(in.Cmdline)), strings.NewReader(in.Cmdline), mt); err != nil {
-				return err
-			}
-		}
-		if in.UCode != "" {
-			if err := tarAddFile(tw, "ucode.cpio", in.UCode, mt); err != nil {
-				return err
-			}
-		}
-		return tw.Close()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tar-kernel-initrd: %w", err)
 	}
-	return []string{p}, nil
+	var size int64
+	var readers []io.Reader
+	for _, s := range in.Segments {
+		f, err := os.Open(s)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		size += st.Size()
+		readers = append(readers, f)
+	}
+	if err := tarAdd(tw, "initrd.img", size, io.MultiReader(readers...), mt); err != nil {
+		return err
+	}
+	if in.Cmdline != "" {
+		if err := tarAdd(tw, "cmdline", int64(len(in.Cmdline)), strings.NewReader(in.Cmdline), mt); err != nil {
+			return err
+		}
+	}
+	if in.UCode != "" {
+		if err := tarAddFile(tw, "ucode.cpio", in.UCode, mt); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
 }
 
 // tarFormat writes NAME.tar: the whole root filesystem, with the kernel
@@ -107,40 +106,39 @@ type tarFormat struct{}
 
 func (tarFormat) Name() string { return "tar" }
 
-func (tarFormat) Write(_ context.Context, in *Input) ([]string, error) {
-	p := filepath.Join(in.Dir, in.Name+".tar")
-	err := WriteFile(p, 0o644, func(w io.Writer) error {
-		tw := tar.NewWriter(w)
-		mt := time.Unix(in.MTime, 0)
-		if in.Kernel != "" || in.UCode != "" {
-			if err := tw.WriteHeader(&tar.Header{Name: "boot", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mt, Format: tar.FormatPAX}); err != nil {
-				return err
-			}
+func (tarFormat) FileName(name string) string { return name + ".tar" }
+
+func (f tarFormat) Write(ctx context.Context, in *Input) ([]string, error) {
+	return WriteStreamer(ctx, f, in)
+}
+
+func (tarFormat) Stream(_ context.Context, in *Input, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	mt := time.Unix(in.MTime, 0)
+	if in.Kernel != "" || in.UCode != "" {
+		if err := tw.WriteHeader(&tar.Header{Name: "boot", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mt, Format: tar.FormatPAX}); err != nil {
+			return err
 		}
-		if in.Kernel != "" {
-			if err := tarAdd(tw, "boot/cmdline", int64(len(in.Cmdline)), strings.NewReader(in.Cmdline), mt); err != nil {
-				return err
-			}
-			if err := tarAddFile(tw, "boot/kernel", in.Kernel, mt); err != nil {
-				return err
-			}
-		}
-		if in.UCode != "" {
-			if err := tarAddFile(tw, "boot/ucode.cpio", in.UCode, mt); err != nil {
-				return err
-			}
-		}
-		for _, s := range in.Segments {
-			if err := segmentToTar(tw, s, in.Kernel != "" || in.UCode != ""); err != nil {
-				return fmt.Errorf("segment %s: %w", filepath.Base(s), err)
-			}
-		}
-		return tw.Close()
-	})
-	if err != nil {
-		return nil, fmt.Errorf("tar: %w", err)
 	}
-	return []string{p}, nil
+	if in.Kernel != "" {
+		if err := tarAdd(tw, "boot/cmdline", int64(len(in.Cmdline)), strings.NewReader(in.Cmdline), mt); err != nil {
+			return err
+		}
+		if err := tarAddFile(tw, "boot/kernel", in.Kernel, mt); err != nil {
+			return err
+		}
+	}
+	if in.UCode != "" {
+		if err := tarAddFile(tw, "boot/ucode.cpio", in.UCode, mt); err != nil {
+			return err
+		}
+	}
+	for _, s := range in.Segments {
+		if err := segmentToTar(tw, s, in.Kernel != "" || in.UCode != ""); err != nil {
+			return fmt.Errorf("segment %s: %w", filepath.Base(s), err)
+		}
+	}
+	return tw.Close()
 }
 
 func tarAddFile(tw *tar.Writer, name, path string, mt time.Time) error {

@@ -34,6 +34,11 @@ type Input struct {
 	Arch string
 	// MTime is the modification time (seconds) for archive entries.
 	MTime int64
+	// DiskSize is the size in bytes asked for disk formats (--size); 0 fits the contents.
+	DiskSize int64
+	// Bootloader returns a file of the bootloader image (isolinux.bin, isohdpfx.bin,
+	// ldlinux.c32): formats that need one take it from there and nowhere else.
+	Bootloader func(ctx context.Context, name string) ([]byte, error)
 }
 
 // Format writes one kind of output.
@@ -42,6 +47,26 @@ type Format interface {
 	Name() string
 	// Write produces the outputs and returns the paths written.
 	Write(ctx context.Context, in *Input) ([]string, error)
+}
+
+// Streamer is a format whose output is a single file written front to back, so that it can go
+// to any file (-o FILE) or to stdout (-o -).
+type Streamer interface {
+	Format
+	// FileName is the output's file name for base name name ("hello.tar").
+	FileName(name string) string
+	// Stream writes the output to w.
+	Stream(ctx context.Context, in *Input, w io.Writer) error
+}
+
+// WriteStreamer is the Write of a Streamer: it streams into in.Dir/FileName(in.Name)
+// atomically.
+func WriteStreamer(ctx context.Context, s Streamer, in *Input) ([]string, error) {
+	p := filepath.Join(in.Dir, s.FileName(in.Name))
+	if err := WriteFile(p, 0o644, func(w io.Writer) error { return s.Stream(ctx, in, w) }); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	return []string{p}, nil
 }
 
 var (

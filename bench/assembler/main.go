@@ -135,7 +135,7 @@ func main() {
 }
 
 func measure(label, cache, out, comp, spec string) {
-	cmd := exec.Command(*mobykit, "build", "--cache", cache, "-o", out, "--name", "bench", "--compress", comp, spec)
+	cmd := exec.Command(*mobykit, "build", "--cache", cache, "--dir", out, "--name", "bench", "--compress", comp, spec)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	t := time.Now()

@@ -55,7 +55,7 @@ func init() {
 	imp := &cobra.Command{
 		Use:   "import IMAGE.raw",
 		Short: "Register a raw disk image as an AMI, or print the AMI that already carries its digest",
-		Long: `Import uploads a raw disk image (mobykit build --format raw or aws) to an EBS snapshot, by the
+		Long: `Import uploads a raw disk image (mobykit build --format aws or raw-bios) to an EBS snapshot, by the
 EBS direct API (--method ebs, default: no bucket or role needed) or by S3 and ImportSnapshot
 (--method s3 --bucket B, needs the vmimport role), waits for it, registers an AMI with the
 given boot mode and tags it with the image's sha256 digest. An AMI owned by the account that

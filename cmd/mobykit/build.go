@@ -19,16 +19,23 @@ import (
 func init() {
 	var (
 		o        assembler.Options
+		fl       assembler.Flags
 		compress string
 		dryRun   bool
 		jsonOut  bool
+		noSBOM   bool
 	)
 	c := &cobra.Command{
 		Use:   "build [flags] spec.yml [more.yml ...]",
 		Short: "Build a kernel and initramfs (and other formats) from LinuxKit YAML specs",
 		Long: `Build merges the spec files in order, resolves every image (from the local
 cache, else from its registry, only for --arch) and writes the outputs of each
---format into the output directory. Rebuilds reuse every unchanged part.
+--format into --dir. Rebuilds reuse every unchanged part.
+
+The output flags mean what they mean to linuxkit build: -o FILE writes the single
+output of a single format to FILE (the tar format unless --format says otherwise),
+-o - streams it to stdout; --dir and --name place the outputs of every other build.
+-o used to name the output folder: -o DIR on a folder is now an error asking for --dir.
 
 Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 		Args: cobra.MinimumNArgs(1),
@@ -45,10 +52,15 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 				_, err = cmd.OutOrStdout().Write(b)
 				return err
 			}
-			if o.Name == "" {
-				base := filepath.Base(args[0])
-				o.Name = strings.TrimSuffix(base, filepath.Ext(base))
+			fl.Specs = args
+			notes, err := fl.Apply(&o)
+			if err != nil {
+				return err
 			}
+			for _, n := range notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "mobykit build:", n)
+			}
+			o.Stdout = cmd.OutOrStdout()
 			if o.Compression, err = initrd.ParseCompression(compress); err != nil {
 				return err
 			}
@@ -62,11 +74,15 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 			if err != nil {
 				return err
 			}
-			if jsonOut {
+			switch {
+			case o.OutputFile == "-":
+				// stdout holds the output itself
+			case jsonOut:
 				return printJSON(cmd, res)
-			}
-			for _, p := range res.Outputs {
-				fmt.Fprintln(cmd.OutOrStdout(), p)
+			default:
+				for _, p := range res.Outputs {
+					fmt.Fprintln(cmd.OutOrStdout(), p)
+				}
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "built %s in %.2fs: initramfs %.1f MB (%.1f MB uncompressed), %d of %d parts reused%s\n",
 				o.Name, res.Duration.Seconds(), float64(res.InitrdSize)/1e6, float64(res.UncompressedSize)/1e6, res.Reused, res.Segments, peakRSS())
@@ -74,9 +90,15 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVarP(&o.OutputDir, "output", "o", ".", "output directory")
-	f.StringVar(&o.Name, "name", "", "base name of the outputs (default: the first spec's file name)")
-	f.StringSliceVarP(&o.Formats, "format", "f", []string{"kernel+initrd"}, "output formats, repeatable: "+strings.Join(format.Names(), ", "))
+	f.StringVar(&fl.Dir, "dir", "", "folder for the output files (default: the current folder)")
+	f.StringVarP(&fl.File, "output", "o", "", "file for a single output, or - for stdout (not a folder: see --dir)")
+	f.StringVar(&fl.Name, "name", "", "base name of the output files (default: the last spec's file name)")
+	f.StringSliceVarP(&fl.Formats, "format", "f", nil, "output formats, repeatable (default kernel+initrd, or tar with -o): "+strings.Join(format.Names(), ", "))
+	f.StringVar(&fl.Size, "size", "", "size of disk formats: 1024M, 2G (as linuxkit; default: fit the contents)")
+	f.BoolVar(&o.DecompressKernel, "decompress-kernel", false, "write the kernel decompressed (gzip'ed image or bzImage payload)")
+	f.StringVar(&fl.InputTar, "input-tar", "", "tar of an earlier build (linuxkit's reuse hint; mobykit's cache already reuses unchanged images, so it is only checked)")
+	f.StringVar(&o.Bootloader, "bootloader", assembler.DefaultBootloader, "image the disk and ISO formats take their bootloader from (mobykit pkg build images/bootloader)")
+	f.BoolVar(&noSBOM, "no-sbom", false, "accepted for linuxkit compatibility: mobykit writes no SBOM yet")
 	f.StringVar(&o.Arch, "arch", "", "target architecture (default: the host's)")
 	f.StringVar(&o.CacheDir, "cache", "", "image cache directory (default $MOBYKIT_CACHE or ~/.mobykit/cache)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (loopback always is)")

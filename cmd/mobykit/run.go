@@ -35,7 +35,7 @@ func init() {
 		Short: "Boot PATH-kernel/-initrd.img/-cmdline, an .iso or a disk image in QEMU, console on stdio",
 		Long: `Boot an image in QEMU with its serial console on this terminal (type ^A x to quit, or
 power the guest off). PATH is a prefix naming PATH-kernel, PATH-initrd.img and PATH-cmdline as
-mobykit build writes them, or a file ending in .iso, or a disk image (.qcow2, .raw, .img).
+mobykit build writes them, or a file ending in .iso, or a disk image (.qcow2, .raw, .img, .vhd, .vmdk).
 
 The state folder (default PATH-state) holds the QMP socket, the process record and the disks
 created with --disk size=... ; it is kept so disks persist across runs.`,

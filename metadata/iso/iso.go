@@ -8,6 +8,7 @@
 package iso
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -37,6 +38,9 @@ const (
 type File struct {
 	Name string // 1-64 bytes, no '/' or NUL; written as a Rock Ridge name
 	Data []byte
+	// Open, when set, streams the content (Size bytes) instead of Data.
+	Open func() (io.ReadCloser, error)
+	Size int64
 }
 
 // Options tune Write. The zero value gives label "cidata" and timestamps at the Unix epoch.
@@ -46,6 +50,11 @@ type Options struct {
 	// ModTime is recorded for the volume and every file; default the Unix epoch, so that
 	// output is reproducible.
 	ModTime time.Time
+	// Boot, when set, makes the image bootable (see Boot).
+	Boot *Boot
+	// Size, when set, pads the image with zeros to that many bytes; an image that needs more
+	// is a *TooSmallError.
+	Size int64
 }
 
 // Metadata returns the files of a metadata CD-ROM for userdata: LinuxKit's single "config"
@@ -96,16 +105,114 @@ func WriteFile(path string, files []File, opts Options) error {
 
 // Write writes an ISO9660 image (with Rock Ridge names and modes) holding files in its root.
 //
-// Layout: 16 system sectors, the primary volume descriptor (16), the terminator (17), the
-// little- and big-endian path tables (18, 19), the root directory (20...), then each file's
-// data from a sector boundary, in name order.
+// Layout: 16 system sectors (with Options.Boot.HybridMBR, sector 0 is a master boot record),
+// the primary volume descriptor (16), the El Torito boot record (17, with Options.Boot), the
+// terminator, the little- and big-endian path tables, the root directory, the boot catalog
+// (with Options.Boot), then each file's data from a sector boundary, in name order, and zeros
+// up to Options.Size. File contents are streamed: memory stays flat whatever their size.
 func Write(w io.Writer, files []File, opts Options) error {
+	return write(w, files, opts, false)
+}
+
+func write(w io.Writer, files []File, opts Options, dataOnly bool) error {
+	l, err := plan(files, opts)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	head := make([]byte, 0, int(l.dataLBA)*sector)
+	sys := make([]byte, 16*sector)
+	if b := opts.Boot; b != nil && b.HybridMBR != nil {
+		copy(sys, hybridMBR(b, l))
+	}
+	head = append(head, sys...)
+	head = append(head, pvd(l.label, l.isoSectors, l.pathLBA, 10, l.rootLBA, l.rootSectors*sector, l.date, l.mt)...)
+	if opts.Boot != nil {
+		head = append(head, bootRecord(l.catalogLBA)...)
+	}
+	term := make([]byte, sector)
+	term[0] = 255
+	copy(term[1:], "CD001")
+	term[6] = 1
+	head = append(head, term...)
+	head = append(head, pathTable(l.rootLBA, binary.LittleEndian)...)
+	head = append(head, pathTable(l.rootLBA, binary.BigEndian)...)
+	head = append(head, l.root...)
+	if opts.Boot != nil {
+		head = append(head, bootCatalog(l.fileLBA[l.bootIndex], opts.Boot.LoadSectors)...)
+	}
+	if len(head) != int(l.dataLBA)*sector {
+		return fmt.Errorf("internal error: head is %d bytes, expected %d sectors", len(head), l.dataLBA)
+	}
+	if _, err := bw.Write(head); err != nil {
+		return err
+	}
+	for i, f := range l.files {
+		if err := writeData(bw, f, opts.Boot != nil && i == l.bootIndex, l); err != nil {
+			return fmt.Errorf("file %s: %w", f.Name, err)
+		}
+	}
+	if !dataOnly {
+		if err := writeZeros(bw, l.size-int64(l.isoSectors)*sector); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// WriteData is Write without the zeros that pad a hybrid image to a MiB and the image to
+// Options.Size: it writes the first DataSize bytes.
+func WriteData(w io.Writer, files []File, opts Options) error {
+	return write(w, files, opts, true)
+}
+
+// Size returns the number of bytes Write would write.
+func Size(files []File, opts Options) (int64, error) {
+	l, err := plan(files, opts)
+	if err != nil {
+		return 0, err
+	}
+	return l.size, nil
+}
+
+// DataSize returns the number of bytes WriteData would write.
+func DataSize(files []File, opts Options) (int64, error) {
+	l, err := plan(files, opts)
+	if err != nil {
+		return 0, err
+	}
+	return int64(l.isoSectors) * sector, nil
+}
+
+// layout is where everything of an image goes.
+type layout struct {
+	files                         []File
+	label                         string
+	mt                            time.Time
+	date                          []byte
+	pathLBA, rootLBA, rootSectors uint32
+	catalogLBA, dataLBA           uint32
+	fileLBA                       []uint32
+	isoSectors                    uint32
+	bootIndex                     int
+	size                          int64
+	root                          []byte
+}
+
+func (f File) size() int64 {
+	if f.Open != nil {
+		return f.Size
+	}
+	return int64(len(f.Data))
+}
+
+func plan(files []File, opts Options) (*layout, error) {
 	label := opts.Label
 	if label == "" {
 		label = LabelCIDATA
 	}
 	if len(label) > 32 {
-		return fmt.Errorf("volume label %q is longer than 32 bytes", label)
+		return nil, fmt.Errorf("volume label %q is longer than 32 bytes", label)
 	}
 	mt := opts.ModTime
 	if mt.IsZero() {
@@ -116,86 +223,154 @@ func Write(w io.Writer, files []File, opts Options) error {
 	files = slices.Clone(files)
 	slices.SortFunc(files, func(a, b File) int { return strings.Compare(isoName(a.Name), isoName(b.Name)) })
 	seen := map[string]bool{}
-	for _, f := range files {
+	l := &layout{files: files, label: label, mt: mt, date: dirDate(mt), bootIndex: -1}
+	for i, f := range files {
 		if f.Name == "" || len(f.Name) > 64 || strings.ContainsAny(f.Name, "/\x00") || f.Name == "." || f.Name == ".." {
-			return fmt.Errorf("file name %q: must be 1-64 bytes without '/' or NUL", f.Name)
+			return nil, fmt.Errorf("file name %q: must be 1-64 bytes without '/' or NUL", f.Name)
 		}
 		if seen[isoName(f.Name)] {
-			return fmt.Errorf("file name %q: clashes with another name once mapped to ISO9660 (%s)", f.Name, isoName(f.Name))
+			return nil, fmt.Errorf("file name %q: clashes with another name once mapped to ISO9660 (%s)", f.Name, isoName(f.Name))
 		}
 		seen[isoName(f.Name)] = true
-		if int64(len(f.Data)) > 1<<32-1 {
-			return fmt.Errorf("file %q is too large for ISO9660", f.Name)
+		if f.size() > 1<<32-1 || f.size() < 0 {
+			return nil, fmt.Errorf("file %q: %d bytes do not fit ISO9660 (at most 4 GiB - 1)", f.Name, f.size())
 		}
-	}
-
-	date := dirDate(mt)
-	const rootLBA = 20
-
-	// Root directory records, packed into sectors (a record never crosses a sector).
-	mkRoot := func(rootSectors uint32, fileLBA []uint32) []byte {
-		var dir []byte
-		add := func(r []byte) {
-			used := len(dir) % sector
-			if used+len(r) > sector {
-				dir = append(dir, make([]byte, sector-used)...)
+		if b := opts.Boot; b != nil && f.Name == b.File {
+			if f.Open != nil || len(f.Data) < 64 {
+				return nil, fmt.Errorf("boot file %q: must be in memory and at least 64 bytes (it gets a boot info table)", f.Name)
 			}
-			dir = append(dir, r...)
+			l.bootIndex = i
 		}
-		rootSize := rootSectors * sector
-		// "." carries SUSP SP and the Rock Ridge ER announcement, then PX.
-		dot := susp("SP", []byte{0xBE, 0xEF, 0})
-		dot = append(dot, erEntry()...)
-		dot = append(dot, pxEntry(0o040755, 2)...)
-		add(dirRecord([]byte{0}, rootLBA, rootSize, true, date, dot))
-		add(dirRecord([]byte{1}, rootLBA, rootSize, true, date, pxEntry(0o040755, 2)))
-		for i, f := range files {
-			su := pxEntry(0o100644, 1)
-			su = append(su, nmEntry(f.Name)...)
-			add(dirRecord([]byte(isoName(f.Name)), fileLBA[i], uint32(len(f.Data)), false, date, su))
-		}
-		if pad := len(dir) % sector; pad != 0 {
-			dir = append(dir, make([]byte, sector-pad)...)
-		}
-		return dir
 	}
+	next := uint32(17)
+	if b := opts.Boot; b != nil {
+		if l.bootIndex < 0 {
+			return nil, fmt.Errorf("boot file %q is not among the files", b.File)
+		}
+		if b.HybridMBR != nil && len(b.HybridMBR) < 432 {
+			return nil, fmt.Errorf("hybrid MBR: %d bytes, want at least 432", len(b.HybridMBR))
+		}
+		next++ // the boot record
+	}
+	next++ // the terminator
+	l.pathLBA = next
+	l.rootLBA = next + 2
 	// Two passes: the root's size decides where the files start.
-	fileLBA := make([]uint32, len(files))
-	root := mkRoot(1, fileLBA)
-	rootSectors := uint32(len(root) / sector)
-	next := uint32(rootLBA) + rootSectors
+	l.fileLBA = make([]uint32, len(files))
+	root := l.rootDir(1)
+	l.rootSectors = uint32(len(root) / sector)
+	next = l.rootLBA + l.rootSectors
+	if opts.Boot != nil {
+		l.catalogLBA = next
+		next++
+	}
+	l.dataLBA = next
 	for i, f := range files {
-		fileLBA[i] = next
-		next += sectors(len(f.Data))
+		l.fileLBA[i] = next
+		next += uint32((f.size() + sector - 1) / sector)
 	}
-	root = mkRoot(rootSectors, fileLBA)
-	total := next
-
-	img := make([]byte, 0, int(total)*sector)
-	img = append(img, make([]byte, 16*sector)...)
-	img = append(img, pvd(label, total, rootLBA, rootSectors*sector, date, mt)...)
-	term := make([]byte, sector)
-	term[0] = 255
-	copy(term[1:], "CD001")
-	term[6] = 1
-	img = append(img, term...)
-	img = append(img, pathTable(rootLBA, binary.LittleEndian)...)
-	img = append(img, pathTable(rootLBA, binary.BigEndian)...)
-	img = append(img, root...)
-	for _, f := range files {
-		img = append(img, f.Data...)
-		if pad := len(f.Data) % sector; pad != 0 {
-			img = append(img, make([]byte, sector-pad)...)
+	l.root = l.rootDir(l.rootSectors)
+	l.isoSectors = next
+	l.size = int64(next) * sector
+	if b := opts.Boot; b != nil && b.HybridMBR != nil {
+		l.size = (l.size + cylinder - 1) / cylinder * cylinder
+	}
+	if opts.Size > 0 {
+		if opts.Boot != nil && opts.Boot.HybridMBR != nil && opts.Size%cylinder != 0 {
+			return nil, fmt.Errorf("a size of %d bytes is not a whole number of MiB, as a hybrid image must be", opts.Size)
 		}
+		if opts.Size < l.size {
+			return nil, &TooSmallError{Size: opts.Size, Need: l.size}
+		}
+		l.size = opts.Size
 	}
-	if len(img) != int(total)*sector {
-		return fmt.Errorf("internal error: image is %d bytes, expected %d sectors", len(img), total)
+	if opts.Boot != nil && opts.Boot.HybridMBR != nil && l.size/512 > 1<<32-1 {
+		return nil, fmt.Errorf("a hybrid image of %d bytes is too large for an MBR partition (2 TiB)", l.size)
 	}
-	_, err := w.Write(img)
-	return err
+	return l, nil
 }
 
-func sectors(n int) uint32 { return uint32((n + sector - 1) / sector) }
+// TooSmallError is returned when Options.Size cannot hold the image.
+type TooSmallError struct{ Size, Need int64 }
+
+func (e *TooSmallError) Error() string {
+	return fmt.Sprintf("a size of %d bytes is too small: the image needs %d bytes (%d MiB)", e.Size, e.Need, (e.Need+1<<20-1)>>20)
+}
+
+// rootDir returns the root directory records, packed into sectors (a record never crosses a
+// sector).
+func (l *layout) rootDir(rootSectors uint32) []byte {
+	var dir []byte
+	add := func(r []byte) {
+		used := len(dir) % sector
+		if used+len(r) > sector {
+			dir = append(dir, make([]byte, sector-used)...)
+		}
+		dir = append(dir, r...)
+	}
+	rootSize := rootSectors * sector
+	// "." carries SUSP SP and the Rock Ridge ER announcement, then PX.
+	dot := susp("SP", []byte{0xBE, 0xEF, 0})
+	dot = append(dot, erEntry()...)
+	dot = append(dot, pxEntry(0o040755, 2)...)
+	add(dirRecord([]byte{0}, l.rootLBA, rootSize, true, l.date, dot))
+	add(dirRecord([]byte{1}, l.rootLBA, rootSize, true, l.date, pxEntry(0o040755, 2)))
+	for i, f := range l.files {
+		su := pxEntry(0o100644, 1)
+		su = append(su, nmEntry(f.Name)...)
+		add(dirRecord([]byte(isoName(f.Name)), l.fileLBA[i], uint32(f.size()), false, l.date, su))
+	}
+	if pad := len(dir) % sector; pad != 0 {
+		dir = append(dir, make([]byte, sector-pad)...)
+	}
+	return dir
+}
+
+func writeData(w io.Writer, f File, boot bool, l *layout) error {
+	n := f.size()
+	switch {
+	case boot:
+		b := slices.Clone(f.Data)
+		patchBootInfo(b, l.fileLBA[l.bootIndex])
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	case f.Open != nil:
+		r, err := f.Open()
+		if err != nil {
+			return err
+		}
+		c, err := io.Copy(w, io.LimitReader(r, n))
+		r.Close()
+		if err != nil {
+			return err
+		}
+		if c != n {
+			return fmt.Errorf("read %d bytes, expected %d", c, n)
+		}
+	default:
+		if _, err := w.Write(f.Data); err != nil {
+			return err
+		}
+	}
+	if pad := n % sector; pad != 0 {
+		return writeZeros(w, sector-pad)
+	}
+	return nil
+}
+
+var zeros = make([]byte, 64<<10)
+
+func writeZeros(w io.Writer, n int64) error {
+	for n > 0 {
+		c := min(n, int64(len(zeros)))
+		if _, err := w.Write(zeros[:c]); err != nil {
+			return err
+		}
+		n -= c
+	}
+	return nil
+}
 
 // isoName maps a name to an ISO9660 level-2 file identifier: upper-case d-characters, the
 // name "." extension, and version ";1" (Linux shows these in lower case without Rock Ridge).
@@ -301,7 +476,7 @@ func padded(s string, n int) []byte {
 	return b
 }
 
-func pvd(label string, total, rootLBA, rootSize uint32, date []byte, mt time.Time) []byte {
+func pvd(label string, total, pathLBA, ptSize, rootLBA, rootSize uint32, date []byte, mt time.Time) []byte {
 	b := make([]byte, sector)
 	b[0] = 1
 	copy(b[1:], "CD001")
@@ -312,9 +487,9 @@ func pvd(label string, total, rootLBA, rootSize uint32, date []byte, mt time.Tim
 	copy(b[120:], both16(1))
 	copy(b[124:], both16(1))
 	copy(b[128:], both16(sector))
-	copy(b[132:], both32(10)) // path table: the root only
-	binary.LittleEndian.PutUint32(b[140:], 18)
-	binary.BigEndian.PutUint32(b[148:], 19)
+	copy(b[132:], both32(ptSize))
+	binary.LittleEndian.PutUint32(b[140:], pathLBA)
+	binary.BigEndian.PutUint32(b[148:], pathLBA+(ptSize+sector-1)/sector)
 	copy(b[156:], dirRecord([]byte{0}, rootLBA, rootSize, true, date, nil))
 	copy(b[190:], padded("", 128))
 	copy(b[318:], padded("", 128))

@@ -1,0 +1,12 @@
+package squashfs
+
+import "runtime"
+
+type runtimeMem struct{ total uint64 }
+
+func (m *runtimeMem) read() {
+	var s runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&s)
+	m.total = s.TotalAlloc
+}
