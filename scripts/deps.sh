@@ -8,6 +8,7 @@ pkgs=(
   docker-registry   # a real OCI registry on loopback for integration tests
   busybox-static    # shells and tools baked into system images and test initramfs
   xorriso           # reads back ISO images in tests
+  squashfs-tools    # unsquashfs reads back kernel+squashfs images in tests
   vde2              # vde_switch: a rootless L2 network between a group's VMs
   cpio zstd         # inspecting initramfs in tests
   openssh-client    # logs in to the sshd image in its boot test
