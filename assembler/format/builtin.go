@@ -163,10 +163,10 @@ func tarAdd(tw *tar.Writer, name string, size int64, r io.Reader, mt time.Time) 
 	return err
 }
 
-// segmentToTar converts one compressed cpio segment to tar entries. Names
-// sharing an inode become hard links to the first.
-func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
-	f, err := os.Open(path)
+// eachEntry calls fn for every entry of a compressed cpio segment, with its index and a reader
+// of its data.
+func eachEntry(p string, fn func(int, *initrd.Header, io.Reader) error) error {
+	f, err := os.Open(p)
 	if err != nil {
 		return err
 	}
@@ -177,8 +177,7 @@ func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
 	}
 	defer zr.Close()
 	cr := initrd.NewReader(zr)
-	first := map[uint32]string{}
-	for {
+	for i := 0; ; i++ {
 		h, err := cr.Next()
 		if err == io.EOF {
 			return nil
@@ -186,8 +185,19 @@ func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
 		if err != nil {
 			return err
 		}
+		if err := fn(i, h, cr); err != nil {
+			return err
+		}
+	}
+}
+
+// segmentToTar converts one compressed cpio segment to tar entries. Names
+// sharing an inode become hard links to the first.
+func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
+	first := map[uint32]string{}
+	return eachEntry(path, func(_ int, h *initrd.Header, r io.Reader) error {
 		if skipBoot && h.Name == "boot" {
-			continue
+			return nil
 		}
 		th := &tar.Header{Name: h.Name, Mode: int64(h.Mode & 0o7777), Uid: int(h.UID), Gid: int(h.GID), ModTime: time.Unix(h.MTime, 0), Format: tar.FormatPAX}
 		switch h.Mode & initrd.TypeMask {
@@ -220,9 +230,10 @@ func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
 			return err
 		}
 		if th.Size > 0 {
-			if _, err := io.Copy(tw, cr); err != nil {
+			if _, err := io.Copy(tw, r); err != nil {
 				return err
 			}
 		}
-	}
+		return nil
+	})
 }

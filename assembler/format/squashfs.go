@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -189,32 +188,4 @@ func (t *tree) eachContent(ctx context.Context, segments []string, add func(*squ
 		}
 	}
 	return nil
-}
-
-// eachEntry calls fn for every entry of a compressed cpio segment, with its index and a reader
-// of its data.
-func eachEntry(p string, fn func(int, *initrd.Header, io.Reader) error) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	zr, err := initrd.Decompress(f)
-	if err != nil {
-		return err
-	}
-	defer zr.Close()
-	cr := initrd.NewReader(zr)
-	for i := 0; ; i++ {
-		h, err := cr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(i, h, cr); err != nil {
-			return err
-		}
-	}
 }
