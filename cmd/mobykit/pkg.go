@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/spf13/cobra"
@@ -25,7 +26,9 @@ func init() {
 	pusher := func(c *image.Cache) *image.Resolver {
 		return image.NewResolver(c, image.WithInsecure(insecure...))
 	}
-	emitPushed := func(cmd *cobra.Command, ps []*image.Pushed) error {
+	// emitPushed prints "REF DIGEST" per push: on stdout for pkg push, on stderr for
+	// pkg build --push, whose stdout lists the built references.
+	emitPushed := func(cmd *cobra.Command, ps []*image.Pushed, w io.Writer) error {
 		for _, p := range ps {
 			if output == "json" {
 				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"pushed": p.Ref, "digest": p.Digest.String(), "platforms": p.Platforms}); err != nil {
@@ -33,7 +36,7 @@ func init() {
 				}
 				continue
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "pushed %s %s\n", p.Ref, p.Digest)
+			fmt.Fprintf(w, "%s %s\n", p.Ref, p.Digest)
 		}
 		return nil
 	}
@@ -85,7 +88,7 @@ cache already holds is not rebuilt.`,
 					if err != nil {
 						return err
 					}
-					if err := emitPushed(cmd, ps); err != nil {
+					if err := emitPushed(cmd, ps, cmd.ErrOrStderr()); err != nil {
 						return err
 					}
 				}
@@ -117,7 +120,7 @@ again. An image cached for several platforms is pushed as one multi-platform ind
 				if err != nil {
 					return err
 				}
-				if err := emitPushed(cmd, ps); err != nil {
+				if err := emitPushed(cmd, ps, cmd.OutOrStdout()); err != nil {
 					return err
 				}
 			}
