@@ -118,6 +118,98 @@ compressed initramfs parts that make rebuilds fast.`,
 			return nil
 		},
 	}
-	c.AddCommand(ls, imp, exp, clean)
+	var registry, to string
+	var insecure []string
+	push := &cobra.Command{
+		Use:   "push REF...",
+		Short: "Push cached images to a registry",
+		Long: `Push each cached image to its own registry, to --registry host[:port][/path] (keeping its
+repository path and tag), or to --to REF (one image). Credentials come from the docker config
+(~/.docker/config.json or $DOCKER_CONFIG, auths and credHelpers). Blobs the registry already has
+are not uploaded again; an image cached for several platforms is pushed as one index.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to != "" && (len(args) != 1 || registry != "") {
+				return fmt.Errorf("push: --to takes one image and no --registry")
+			}
+			cache, err := open()
+			if err != nil {
+				return err
+			}
+			r := image.NewResolver(cache, image.WithInsecure(insecure...))
+			for _, a := range args {
+				dst := to
+				if dst == "" {
+					if dst, err = image.Retarget(a, registry); err != nil {
+						return err
+					}
+				}
+				p, err := r.Push(cmd.Context(), a, dst)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", p.Ref, p.Digest)
+			}
+			return nil
+		},
+	}
+	push.Flags().StringVar(&registry, "registry", "", "push to host[:port][/path] instead of each image's own registry")
+	push.Flags().StringVar(&to, "to", "", "push the one image to this reference")
+
+	pull := &cobra.Command{
+		Use:   "pull REF...",
+		Short: "Pull images into the cache (again, even when cached)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cache, err := open()
+			if err != nil {
+				return err
+			}
+			r := image.NewResolver(cache, image.WithArch(arch), image.WithInsecure(insecure...))
+			for _, a := range args {
+				img, err := r.Pull(cmd.Context(), a)
+				if err != nil {
+					return err
+				}
+				d, err := img.Digest()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", a, d)
+			}
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{push, pull} {
+		c.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (loopback always is)")
+	}
+
+	rm := &cobra.Command{
+		Use:   "rm REF...",
+		Short: "Remove images from the cache, and the blobs only they used",
+		Long: `Remove each image (every platform, or only --arch's) from the cache, with the blobs and
+unpacked layers no other cached image uses. Do not run it while a build uses the same cache.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cache, err := open()
+			if err != nil {
+				return err
+			}
+			var p *v1.Platform
+			if arch != "" {
+				p = &v1.Platform{OS: "linux", Architecture: arch}
+			}
+			for _, a := range args {
+				if _, err := cache.Remove(a, p); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	pull.Flags().StringVar(&arch, "arch", "", "platform to pull (default: the host's)")
+	rm.Flags().StringVar(&arch, "arch", "", "remove only this platform (default: every one)")
+
+	c.AddCommand(ls, imp, exp, clean, push, pull, rm)
 	addCommand(c)
 }

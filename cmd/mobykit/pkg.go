@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,27 @@ func init() {
 		arch     string
 		force    bool
 		output   string
+		push     bool
+		registry string
+		insecure []string
 	)
+	pusher := func(c *image.Cache) *image.Resolver {
+		return image.NewResolver(c, image.WithInsecure(insecure...))
+	}
+	// emitPushed prints "REF DIGEST" per push: on stdout for pkg push, on stderr for
+	// pkg build --push, whose stdout lists the built references.
+	emitPushed := func(cmd *cobra.Command, ps []*image.Pushed, w io.Writer) error {
+		for _, p := range ps {
+			if output == "json" {
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"pushed": p.Ref, "digest": p.Digest.String(), "platforms": p.Platforms}); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(w, "%s %s\n", p.Ref, p.Digest)
+		}
+		return nil
+	}
 	emit := func(cmd *cobra.Command, ref string, res *pkgbuild.Result) error {
 		switch output {
 		case "json":
@@ -62,6 +83,46 @@ cache already holds is not rebuilt.`,
 				if err := emit(cmd, res.Ref, res); err != nil {
 					return err
 				}
+				if push {
+					ps, err := pkgbuild.Push(cmd.Context(), pusher(c), res.Ref, registry)
+					if err != nil {
+						return err
+					}
+					if err := emitPushed(cmd, ps, cmd.ErrOrStderr()); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
+	pushCmd := &cobra.Command{
+		Use:   "push DIR...",
+		Short: "Push the images the recipes DIR/build.yml build (already in the cache) to a registry",
+		Long: `Push each recipe's image from the local cache as REGISTRY/ORG/NAME:HASH and
+REGISTRY/ORG/NAME:latest (--registry host[:port][/path]; default: ORG/NAME's own registry, Docker
+Hub). Credentials come from the docker config (~/.docker/config.json or $DOCKER_CONFIG: auths and
+credHelpers, as 'docker login' writes them). Blobs the registry already has are not uploaded
+again. An image cached for several platforms is pushed as one multi-platform index.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := image.OpenCache(cacheDir)
+			if err != nil {
+				return err
+			}
+			b := &pkgbuild.Builder{Cache: c, WorkDir: workDir, Arch: arch, Log: slog.Default()}
+			for _, dir := range args {
+				r, err := pkgbuild.LoadRecipe(dir)
+				if err != nil {
+					return err
+				}
+				ps, err := b.Push(cmd.Context(), r, pusher(c), registry)
+				if err != nil {
+					return err
+				}
+				if err := emitPushed(cmd, ps, cmd.OutOrStdout()); err != nil {
+					return err
+				}
 			}
 			return nil
 		},
@@ -88,13 +149,18 @@ cache already holds is not rebuilt.`,
 			return nil
 		},
 	}
-	for _, c := range []*cobra.Command{build, showTag} {
+	for _, c := range []*cobra.Command{build, showTag, pushCmd} {
 		c.Flags().StringVar(&workDir, "work-dir", pkgbuild.DefaultWorkDir(), "where downloaded packages and scratch modules are kept ($MOBYKIT_PKG_CACHE)")
 		c.Flags().StringVar(&arch, "arch", "amd64", "target architecture")
 		c.Flags().StringVarP(&output, "output", "o", "text", "text (one reference a line) or json (one object a line)")
 	}
-	build.Flags().StringVar(&cacheDir, "cache", image.DefaultCacheDir(), "image cache folder ($MOBYKIT_CACHE)")
+	for _, c := range []*cobra.Command{build, pushCmd} {
+		c.Flags().StringVar(&cacheDir, "cache", image.DefaultCacheDir(), "image cache folder ($MOBYKIT_CACHE)")
+		c.Flags().StringVar(&registry, "registry", "", "push to host[:port][/path] instead of the images' own registry")
+		c.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (loopback always is)")
+	}
 	build.Flags().BoolVar(&force, "force", false, "rebuild even when the cache holds the tag")
-	pkg.AddCommand(build, showTag)
+	build.Flags().BoolVar(&push, "push", false, "push each image after building it (see mobykit pkg push)")
+	pkg.AddCommand(build, showTag, pushCmd)
 	addCommand(pkg)
 }

@@ -1,0 +1,152 @@
+package examples
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/mobykit/mobykit/assembler"
+	"github.com/mobykit/mobykit/assembler/image"
+	"github.com/mobykit/mobykit/internal/testenv"
+	"github.com/mobykit/mobykit/pkgbuild"
+)
+
+// uploadCounter counts the blob uploads started through it (POST .../blobs/uploads/).
+type uploadCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (u *uploadCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+		u.mu.Lock()
+		u.n++
+		u.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (u *uploadCounter) take() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := u.n
+	u.n = 0
+	return n
+}
+
+// TestPushedImagesBuildHello pushes the system images to the test run's docker-registry,
+// builds examples/hello.yml from the registry alone (an empty cache, the spec's images pointed
+// at the registry), and checks the output is byte for byte the build from the local cache,
+// every image pulled with the digest that was pushed; a second push uploads no blob.
+func TestPushedImagesBuildHello(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the system images and uses docker-registry")
+	}
+	cacheDir := buildImages(t)
+	cache, err := image.OpenCache(cacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A repository path of its own per run: the shared registry may hold an earlier run's blobs.
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	registry := testenv.Registry(t) + "/testpushedimagesbuildhello-" + hex.EncodeToString(nonce[:])
+
+	uploads := &uploadCounter{}
+	pusher := image.NewResolver(cache, image.WithTransport(uploads))
+	b := &pkgbuild.Builder{Cache: cache, WorkDir: filepath.Join(testenv.CacheDir(), "pkgbuild")}
+	recipes, err := filepath.Glob("../images/*/" + pkgbuild.RecipeFile)
+	if err != nil || len(recipes) == 0 {
+		t.Fatalf("no recipes under ../images: %v", err)
+	}
+	pushAll := func() map[string]string {
+		pushed := map[string]string{} // destination reference -> digest
+		for _, f := range recipes {
+			r, err := pkgbuild.LoadRecipe(filepath.Dir(f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps, err := b.Push(context.Background(), r, pusher, registry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range ps {
+				pushed[p.Ref] = p.Digest.String()
+			}
+		}
+		return pushed
+	}
+	pushed := pushAll()
+	if n := uploads.take(); n == 0 {
+		t.Fatal("the first push to a new repository uploaded no blob")
+	}
+
+	out := t.TempDir()
+	build := func(dir, specPath, cacheDir string) []byte {
+		t.Helper()
+		if _, err := assembler.BuildFiles(context.Background(), []string{specPath}, assembler.Options{
+			Name: "hello", OutputDir: filepath.Join(out, dir), CacheDir: cacheDir,
+		}); err != nil {
+			t.Fatalf("build %s: %v", dir, err)
+		}
+		var all []byte
+		for _, n := range []string{"hello-kernel", "hello-initrd.img", "hello-cmdline"} {
+			data, err := os.ReadFile(filepath.Join(out, dir, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, data...)
+		}
+		return all
+	}
+	local := build("local", "hello.yml", cacheDir)
+
+	spec, err := os.ReadFile("hello.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remoteSpec := filepath.Join(out, "hello.yml")
+	moved := strings.ReplaceAll(string(spec), "image: mobykit/", "image: "+registry+"/mobykit/")
+	moved = strings.ReplaceAll(moved, "  - mobykit/", "  - "+registry+"/mobykit/")
+	if strings.Contains(moved, " mobykit/") {
+		t.Fatalf("hello.yml still names an image outside the registry:\n%s", moved)
+	}
+	if err := os.WriteFile(remoteSpec, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(out, "fresh-cache")
+	if !bytes.Equal(build("remote", remoteSpec, fresh), local) {
+		t.Fatal("hello.yml built from the registry differs from the build from the local cache")
+	}
+	// What the fresh cache pulled is exactly what was pushed.
+	fc, err := image.OpenCache(fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := fc.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) == 0 {
+		t.Fatal("the registry build left nothing in its cache")
+	}
+	for _, e := range ents {
+		if want, ok := pushed[e.Ref]; !ok || e.Digest.String() != want {
+			t.Errorf("pulled %s as %s; pushed %q", e.Ref, e.Digest, want)
+		}
+	}
+
+	if again := pushAll(); len(again) != len(pushed) {
+		t.Fatalf("second push: %d references, first %d", len(again), len(pushed))
+	}
+	if n := uploads.take(); n != 0 {
+		t.Errorf("second push of the same images started %d blob uploads, want 0", n)
+	}
+}
