@@ -34,7 +34,17 @@ func shortDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(d) })
+	t.Cleanup(func() {
+		// A test that failed before Destroy leaves its stand-ins running: end them.
+		ids, _ := os.ReadDir(filepath.Join(d, "instances"))
+		for _, e := range ids {
+			var proc vm.Process
+			if vm.ReadJSON(filepath.Join(d, "instances", e.Name(), vm.ProcessFile), &proc) == nil {
+				proc.Stop(context.Background(), nil, 0)
+			}
+		}
+		os.RemoveAll(d)
+	})
 	return d
 }
 
