@@ -13,9 +13,10 @@ func TestLayering(t *testing.T) {
 	const mod = "github.com/mobykit/mobykit/"
 	forbidden := map[string][]string{
 		"vm/...":                    {"plugins/", "cmd/", "group", "launcher"},
-		"plugins/instance-qemu":     {"plugins/instance-hyperkit", "plugins/flavor-moby", "vm/hyperkit", "cmd/", "group"},
-		"plugins/instance-hyperkit": {"plugins/instance-qemu", "plugins/flavor-moby", "vm/qemu", "vm/qmp", "cmd/", "group"},
-		"plugins/flavor-moby":       {"plugins/instance-", "vm/qemu", "vm/hyperkit", "cmd/", "group"},
+		"plugins/instance-qemu":     {"plugins/instance-hyperkit", "plugins/instance-vfkit", "plugins/flavor-moby", "vm/hyperkit", "vm/vfkit", "cmd/", "group"},
+		"plugins/instance-hyperkit": {"plugins/instance-qemu", "plugins/instance-vfkit", "plugins/flavor-moby", "vm/qemu", "vm/qmp", "vm/vfkit", "cmd/", "group"},
+		"plugins/instance-vfkit":    {"plugins/instance-qemu", "plugins/instance-hyperkit", "plugins/flavor-moby", "vm/qemu", "vm/qmp", "vm/hyperkit", "cmd/", "group"},
+		"plugins/flavor-moby":       {"plugins/instance-", "vm/qemu", "vm/hyperkit", "vm/vfkit", "cmd/", "group"},
 	}
 	for pkg, bad := range forbidden {
 		t.Run(pkg, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	flavormoby "github.com/mobykit/mobykit/plugins/flavor-moby"
 	instancehyperkit "github.com/mobykit/mobykit/plugins/instance-hyperkit"
 	instanceqemu "github.com/mobykit/mobykit/plugins/instance-qemu"
+	instancevfkit "github.com/mobykit/mobykit/plugins/instance-vfkit"
 	"github.com/mobykit/mobykit/spi/rpc"
 	"github.com/mobykit/mobykit/vm"
 )
@@ -33,6 +34,13 @@ func init() {
 		}
 		return []rpc.Plugin{rpc.Instance(p)}, nil
 	}, launcher.Describe("HyperKit VMs on macOS (vpnkit networking)"))
+	launcher.Register("instance-vfkit", func(_ context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+		p, err := instancevfkit.New(o.StateDir, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		return []rpc.Plugin{rpc.Instance(p)}, nil
+	}, launcher.Describe("vfkit (Virtualization.framework) VMs on macOS, Intel and Apple Silicon"))
 	launcher.Register("flavor-moby", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
 		f, err := flavormoby.New(o.StateDir, flavormoby.AssemblerBuilder{CacheDir: os.Getenv("MOBYKIT_CACHE")}, o.Logger)
 		if err != nil {
