@@ -34,7 +34,8 @@ type StoreOptions struct {
 	// User and Password authenticate to etcd (etcdctl's --user NAME[:PASSWORD] is accepted).
 	User, Password string
 	// Prefix is the key prefix of the records (default etcdstore.DefaultPrefix); Election the
-	// election key (default DefaultElection).
+	// election key (default DefaultElection, or PREFIX.leader for another prefix, so that
+	// fleets on different prefixes elect their own leaders).
 	Prefix, Election string
 	// LeaseTTL is the leader's lease (default DefaultLeaseTTL).
 	LeaseTTL time.Duration
@@ -210,8 +211,13 @@ func OpenService(ctx context.Context, o OpenOptions) (Service, error) {
 		cli.Close()
 		return nil, err
 	}
+	election := o.Store.Election
+	if election == "" && o.Store.Prefix != "" {
+		// Controllers of another prefix (another fleet on the same etcd) hold their own election.
+		election = strings.TrimSuffix(o.Store.Prefix, "/") + ".leader"
+	}
 	m, err := StartMember(RPCPlugins{Find: o.Find}, opts, ElectionOptions{Client: cli, Store: st,
-		Election: o.Store.Election, LeaseTTL: o.Store.LeaseTTL, Address: o.Address})
+		Election: election, LeaseTTL: o.Store.LeaseTTL, Address: o.Address})
 	if err != nil {
 		cli.Close()
 		return nil, err
