@@ -2,11 +2,19 @@ package group
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/mobykit/mobykit/group/fake"
 	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/group/store/etcdstore"
+	"github.com/mobykit/mobykit/internal/etcdtest"
 	"github.com/mobykit/mobykit/spi"
 )
 
@@ -17,19 +25,157 @@ import (
 func BenchmarkThousandInstances(b *testing.B) {
 	for _, surge := range []string{`"10%"`, `1`} {
 		b.Run("surge="+surge, func(b *testing.B) {
-			benchThousand(b, 1000, `{"MaxSurge":`+surge+`}`)
+			benchThousand(b, 1000, `{"MaxSurge":`+surge+`}`, func() store.Store { return store.NewMemory() })
 		})
 	}
 }
 
-func benchThousand(b *testing.B, size int, updating string) {
+// BenchmarkThousandInstancesStores is BenchmarkThousandInstances (MaxSurge 10%) on the file
+// store and on the etcd store (one in-process etcd on loopback, the leader's fenced writes):
+// the store's share of commit→converged and of a full roll.
+func BenchmarkThousandInstancesStores(b *testing.B) {
+	b.Run("store=file", func(b *testing.B) {
+		benchThousand(b, 1000, `{"MaxSurge":"10%"}`, func() store.Store {
+			fs, err := store.NewFileStore(filepath.Join(b.TempDir(), "groups"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return fs
+		})
+	})
+	b.Run("store=etcd", func(b *testing.B) {
+		cli := etcdtest.Start(b).Client(b)
+		n := 0
+		benchThousand(b, 1000, `{"MaxSurge":"10%"}`, func() store.Store {
+			n++
+			st, err := etcdstore.New(cli, fmt.Sprintf("/bench/%d/", n))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := cli.Put(context.Background(), "/bench/leader", "me"); err != nil {
+				b.Fatal(err)
+			}
+			resp, err := cli.Get(context.Background(), "/bench/leader")
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st.WithGuard(nil, clientv3.Compare(clientv3.CreateRevision("/bench/leader"), "=", resp.Kvs[0].CreateRevision))
+		})
+	})
+}
+
+// BenchmarkFailover: two controllers on an in-process etcd (lease 2s), a converged group of 10;
+// the leader is stopped (it resigns) or killed (its etcd client closed: the lease runs out),
+// and the time until the new leader's first plugin call is reported.
+func BenchmarkFailover(b *testing.B) {
+	for _, how := range []string{"stop", "kill"} {
+		b.Run(how, func(b *testing.B) {
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				total += failoverOnce(b, how == "kill")
+			}
+			b.ReportMetric(total.Seconds()/float64(b.N), "failover-s")
+		})
+	}
+}
+
+func failoverOnce(b *testing.B, kill bool) time.Duration {
+	srv := etcdtest.Start(b)
+	cloud := fake.New(nil)
+	cl := &calls{}
+	var firstMu sync.Mutex
+	first := map[string]time.Time{}
+	type member struct {
+		m   *Member
+		cli *clientv3.Client
+	}
+	ms := map[string]member{}
+	for _, name := range []string{"a", "b"} {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, _ := etcdstore.New(cli, "")
+		name := name
+		p := firstCall{Plugins: memberPlugins{name: name, cloud: cloud, calls: cl}, on: func() {
+			firstMu.Lock()
+			if _, ok := first[name]; !ok {
+				first[name] = time.Now()
+			}
+			firstMu.Unlock()
+		}}
+		m, err := StartMember(p, Options{PollInterval: 50 * time.Millisecond, Logger: quiet()},
+			ElectionOptions{Client: cli, Store: st, LeaseTTL: 2 * time.Second, Address: name})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ms[name] = member{m, cli}
+	}
+	defer func() {
+		for _, x := range ms {
+			x.m.Stop()
+			x.cli.Close()
+		}
+	}()
+	var lead, other string
+	deadline := time.Now().Add(30 * time.Second)
+	for lead == "" {
+		for n, x := range ms {
+			if x.m.Leading() {
+				lead = n
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("no leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	other = map[string]string{"a": "b", "b": "a"}[lead]
+	if _, err := ms[lead].m.CommitGroup(context.Background(), spec("web", 10, nil, "v1", false, ""), false); err != nil {
+		b.Fatal(err)
+	}
+	for n, _ := versions(cloud, "web", ""); n != 10; n, _ = versions(cloud, "web", "") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if kill {
+		ms[lead].cli.Close()
+	} else {
+		ms[lead].m.Stop()
+	}
+	for {
+		firstMu.Lock()
+		t, ok := first[other]
+		firstMu.Unlock()
+		if ok {
+			return t.Sub(start)
+		}
+		if time.Since(start) > 60*time.Second {
+			b.Fatal("no failover in 60s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// firstCall calls on at every plugin lookup, the start of any plugin call of a pass.
+type firstCall struct {
+	Plugins
+	on func()
+}
+
+func (f firstCall) Instance(n spi.PluginName) (spi.Instance, error) {
+	f.on()
+	return f.Plugins.Instance(n)
+}
+
+func benchThousand(b *testing.B, size int, updating string, mkStore func() store.Store) {
 	ctx := context.Background()
 	var commitSec, rollSec, commitCalls, rollCalls, commitPasses, rollPasses float64
 	for i := 0; i < b.N; i++ {
 		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		clock := func() time.Time { return now }
 		cloud := fake.New(clock)
-		c := New(fake.Plugins{Cloud: cloud}, store.NewMemory(), Options{Manual: true, Now: clock, Logger: quiet()})
+		c := New(fake.Plugins{Cloud: cloud}, mkStore(), Options{Manual: true, Now: clock, Logger: quiet()})
 		run := func(s spi.GroupSpec) (sec, calls, passes float64) {
 			before := cloud.TotalCalls()
 			start := time.Now()

@@ -96,6 +96,7 @@ var (
 	launcherTest struct {
 		cloud    *fake.Cloud
 		stateDir string
+		store    StoreOptions
 	}
 	registerOnce sync.Once
 )
@@ -110,6 +111,15 @@ func registerLauncherKinds() {
 		})
 		launcher.Register("test-group", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
 			c, err := Open(ctx, launcherTest.stateDir, func(l string) (string, error) { return discovery.Find(o.Dir, l) }, quiet())
+			if err != nil {
+				return nil, err
+			}
+			go func() { <-ctx.Done(); c.Stop() }()
+			return []rpc.Plugin{rpc.Group(c)}, nil
+		})
+		launcher.Register("test-group-etcd", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
+			c, err := OpenService(ctx, OpenOptions{Store: launcherTest.store, Address: o.Address, Logger: quiet(),
+				Find: func(l string) (string, error) { return discovery.Find(o.Dir, l) }})
 			if err != nil {
 				return nil, err
 			}

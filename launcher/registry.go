@@ -24,6 +24,9 @@ type Options struct {
 	StateDir string
 	// Logger is tagged with the plugin's name.
 	Logger *slog.Logger
+	// Address is where the plugin will be served: its socket path, or tcp://HOST:PORT with
+	// --listen (what a group controller advertises to the others while it leads).
+	Address string
 }
 
 // Factory builds the plugins served on one socket. ctx ends when the plugin is stopped:

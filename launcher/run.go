@@ -58,7 +58,10 @@ func Start(ctx context.Context, dir string, spec Spec) (*Running, error) {
 	pctx, cancel := context.WithCancel(ctx)
 	opts := Options{
 		Kind: spec.Kind, Name: spec.Name, Dir: dir, StateDir: stateDir(spec.Name),
-		Logger: slog.Default().With("plugin", spec.Name),
+		Logger: slog.Default().With("plugin", spec.Name), Address: claim.Socket,
+	}
+	if spec.Listen != "" {
+		opts.Address = "tcp://" + spec.Listen
 	}
 	plugins, err := reg.factory(pctx, opts)
 	if err != nil {

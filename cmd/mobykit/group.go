@@ -202,13 +202,17 @@ func groupAddress(name string) (string, error) {
 	return addr, nil
 }
 
+// groupStore is set by `plugin start`'s --store and etcd flags (group.AddStoreFlags).
+var groupStore group.StoreOptions
+
 // The built-in plugin "group": mobykit's controller on the socket "group", its state in
-// $MOBYKIT_GROUP_DIR, $INFRAKIT_HOME/groups or ~/.mobykit/groups, instance and flavor plugins found in the same plugin
+// $MOBYKIT_GROUP_DIR, $INFRAKIT_HOME/groups or ~/.mobykit/groups (or in etcd with --store
+// etcd://..., under leader election), instance and flavor plugins found in the same plugin
 // directory.
 func init() {
 	launcher.Register("group", func(ctx context.Context, o launcher.Options) ([]rpc.Plugin, error) {
 		find := func(lookup string) (string, error) { return discovery.Find(o.Dir, lookup) }
-		c, err := group.Open(ctx, "", find, o.Logger)
+		c, err := group.OpenService(ctx, group.OpenOptions{Store: groupStore, Address: o.Address, Find: find, Logger: o.Logger})
 		if err != nil {
 			return nil, err
 		}

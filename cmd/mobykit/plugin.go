@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mobykit/mobykit/group"
 	"github.com/mobykit/mobykit/launcher"
 	"github.com/mobykit/mobykit/launcher/instancefile"
 	"github.com/mobykit/mobykit/launcher/vanilla"
@@ -76,7 +77,14 @@ func pluginStartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if _, err := groupStore.Endpoints(); err != nil {
+				return err
+			}
 			if detach {
+				for _, kv := range groupStore.Env() {
+					k, v, _ := strings.Cut(kv, "=")
+					os.Setenv(k, v) // inherited by the detached plugin, kept off its command line
+				}
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("finding the mobykit executable: %w", err)
@@ -89,7 +97,7 @@ func pluginStartCmd() *cobra.Command {
 					if verbose {
 						argv = append(argv, "--verbose")
 					}
-					return argv
+					return append(argv, groupStore.Args()...)
 				}})
 				if err != nil {
 					return err
@@ -110,6 +118,7 @@ func pluginStartCmd() *cobra.Command {
 	}
 	c.Flags().BoolVarP(&detach, "detach", "d", false, "run each plugin as a background process")
 	c.Flags().DurationVar(&wait, "wait", 15*time.Second, "with --detach, how long to wait for each socket to answer")
+	group.AddStoreFlags(c.Flags(), &groupStore)
 	c.Flags().StringVar(&listen, "listen", "", "serve one plugin on TCP HOST:PORT (recorded in <dir>/NAME.listen) instead of a unix socket; no access control, use loopback")
 	return c
 }
@@ -224,7 +233,14 @@ func pluginExecCmd() *cobra.Command {
 				return err
 			}
 			name, argv := args[0], args[1:]
+			if _, err := groupStore.Endpoints(); err != nil {
+				return err
+			}
 			if detach {
+				for _, kv := range groupStore.Env() {
+					k, v, _ := strings.Cut(kv, "=")
+					os.Setenv(k, v) // inherited by the detached plugin, kept off its command line
+				}
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("finding the mobykit executable: %w", err)

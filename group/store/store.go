@@ -316,6 +316,9 @@ func (s *Memory) Delete(ctx context.Context, id spi.GroupID) error {
 	return nil
 }
 
+// SortRecords orders records as List returns them: by Seq, then ID.
+func SortRecords(rs []Record) { sortRecords(rs) }
+
 func sortRecords(rs []Record) {
 	sort.Slice(rs, func(i, j int) bool {
 		if rs[i].Seq != rs[j].Seq {
