@@ -106,14 +106,32 @@ func TestPushedImagesBuildHello(t *testing.T) {
 		}
 		return all
 	}
-	local := build("local", "hello.yml", cacheDir)
-
 	spec, err := os.ReadFile("hello.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Both builds name the exact tags that were pushed (mobykit/NAME:HASH), not :latest: the
+	// cache is shared with other test processes, which may tag another build of an image
+	// latest meanwhile (another checkout's recipes).
+	pinned := string(spec)
+	for ref := range pushed {
+		local := strings.TrimPrefix(ref, registry+"/")
+		name, tag, _ := strings.Cut(local, ":")
+		if tag != "latest" {
+			pinned = strings.ReplaceAll(pinned, name+":latest", local)
+		}
+	}
+	if strings.Contains(pinned, ":latest") {
+		t.Fatalf("hello.yml names an image that was not pushed:\n%s", pinned)
+	}
+	localSpec := filepath.Join(out, "hello-local.yml")
+	if err := os.WriteFile(localSpec, []byte(pinned), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	local := build("local", localSpec, cacheDir)
+
 	remoteSpec := filepath.Join(out, "hello.yml")
-	moved := strings.ReplaceAll(string(spec), "image: mobykit/", "image: "+registry+"/mobykit/")
+	moved := strings.ReplaceAll(pinned, "image: mobykit/", "image: "+registry+"/mobykit/")
 	moved = strings.ReplaceAll(moved, "  - mobykit/", "  - "+registry+"/mobykit/")
 	if strings.Contains(moved, " mobykit/") {
 		t.Fatalf("hello.yml still names an image outside the registry:\n%s", moved)
