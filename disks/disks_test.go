@@ -128,7 +128,7 @@ func (f *fakeTools) Run(name string, args ...string) ([]byte, error) {
 	}
 	return nil, nil
 }
-func (f *fakeTools) Reread(*os.File) error  { return nil }
+func (f *fakeTools) Reread(*os.File) error     { return nil }
 func (f *fakeTools) WaitFor(path string) error { return nil }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
