@@ -52,15 +52,15 @@ func (e *Extender) Extend(d Disk, fsType string) error {
 	if !p.IsLinux() {
 		return fmt.Errorf("partition 1 on disk %s is not a Linux partition (type %s)", d.Path, p.Type)
 	}
-	part := PartitionDevice(d.Path, p.Number)
-	if c, err := ProbeDevice(part); err != nil {
-		return err
-	} else if got := strings.TrimSuffix(strings.TrimSuffix(c.Type, "3"), "2"); got != fsType && !(fsType == "ext4" && got == "ext") {
-		return fmt.Errorf("%s holds %q, not %s (set -type)", part, c.Type, fsType)
-	}
 	if !t.Growable(d.Sectors) {
 		e.Log.Info("no free space on device to extend partition", "device", d.Path)
 		return nil
+	}
+	part := PartitionDevice(d.Path, p.Number)
+	if c, err := ProbeDevice(part); err != nil {
+		return err
+	} else if !(c.Type == fsType || fsType == "ext4" && (c.Type == "ext2" || c.Type == "ext3")) {
+		return fmt.Errorf("%s holds %q, not %s (set -type)", part, c.Type, fsType)
 	}
 	if fsType == "ext4" {
 		if err := e.e2fsck(part, false); err != nil {
