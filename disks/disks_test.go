@@ -535,3 +535,63 @@ func TestMakeSwapFileKeepsAFileOfTheRightSize(t *testing.T) {
 		}
 	}
 }
+
+// TestExtendGrowsAfterTheDiskGrew runs extend's whole path on an image file whose disk grew:
+// e2fsck before and after, the table rewritten to the new end, resize2fs on partition 1; a
+// second run finds no free space and runs nothing.
+func TestExtendGrowsAfterTheDiskGrew(t *testing.T) {
+	s := newFakeSys(t)
+	vda := s.disk("vda", 32*mib, false)
+	f := &Formatter{Sys: s.Sys, Tools: &fakeTools{}, Log: quiet}
+	if _, err := f.Run(FormatOptions{Type: "ext4", Partition: "gpt"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.partition("vda1", ext4Super("data", 1))
+	if err := os.Truncate(vda, 64*mib); err != nil {
+		t.Fatal(err)
+	}
+	s.write("sys/block/vda/size", fmt.Sprint(64*mib/SectorSize))
+	s.write("sys/class/block/vda/size", fmt.Sprint(64*mib/SectorSize))
+	tools := &fakeTools{exitCode: map[string]int{"e2fsck": 1}} // 1: errors fixed, still success
+	e := &Extender{Sys: s.Sys, Tools: tools, Log: quiet}
+	if err := e.Run("ext4", true, nil); err != nil {
+		t.Fatal(err)
+	}
+	var ran []string
+	for _, r := range tools.ran {
+		ran = append(ran, strings.Join(r, " "))
+	}
+	p := vda + "1"
+	want := []string{"e2fsck -p " + p, "e2fsck -p -f " + p, "resize2fs " + p, "e2fsck -p " + p}
+	if strings.Join(ran, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("ran %q, want %q", ran, want)
+	}
+	fd, _ := os.Open(vda)
+	defer fd.Close()
+	tab, err := ReadTable(fd, 64*mib/SectorSize)
+	if err != nil || tab.Partitions[0].Start+tab.Partitions[0].Size-1 != 64*mib/SectorSize-34 {
+		t.Fatalf("table after extend: %+v, %v", tab, err)
+	}
+	tools.ran = nil
+	if err := e.Run("ext4", true, []string{vda}); err != nil || len(tools.ran) != 0 {
+		t.Fatalf("second extend: %v, ran %q", err, tools.ran)
+	}
+	if err := e.Run("xfs", true, nil); err != nil {
+		t.Fatalf("-type xfs on a full disk: %v (LinuxKit checks free space first)", err)
+	}
+	os.Truncate(vda, 96*mib)
+	s.write("sys/block/vda/size", fmt.Sprint(96*mib/SectorSize))
+	if err := e.Run("xfs", true, nil); err == nil || !strings.Contains(err.Error(), `holds "ext4", not xfs`) {
+		t.Fatalf("-type xfs on ext4: %v", err)
+	}
+}
+
+func TestMountSource(t *testing.T) {
+	s := newFakeSys(t)
+	if d, err := s.MountSource("/dev/vdq", "x", "", quiet); d != "/dev/vdq" || err != nil {
+		t.Fatalf("an explicit device: %q %v", d, err)
+	}
+	if _, err := s.MountSource("", "", "", quiet); err == nil || !strings.Contains(err.Error(), "no eligible disks") {
+		t.Fatalf("no disks: %v", err)
+	}
+}

@@ -155,3 +155,39 @@ func (e *Extender) e2fsck(part string, force bool) error {
 	}
 	return nil
 }
+
+// Run does what extend does with its arguments: each device named, or else every disk with a
+// partition table; with stopOnError false a failing disk is logged and the next one tried.
+func (e *Extender) Run(fsType string, stopOnError bool, devices []string) error {
+	var disks []Disk
+	if len(devices) > 0 {
+		for _, a := range devices {
+			d, err := e.Sys.Disk(a)
+			if err != nil {
+				return err
+			}
+			disks = append(disks, d)
+		}
+	} else {
+		all, err := e.Sys.Disks()
+		if err != nil {
+			return err
+		}
+		for _, d := range all {
+			if c, err := ProbeDevice(d.Path); err != nil || !c.IsPartitionTable() {
+				e.Log.Info("no partition table found; skipping", "device", d.Path)
+				continue
+			}
+			disks = append(disks, d)
+		}
+	}
+	for _, d := range disks {
+		if err := e.Extend(d, fsType); err != nil {
+			if stopOnError || len(devices) > 0 {
+				return err
+			}
+			e.Log.Warn("could not extend; skipping", "device", d.Path, "err", err)
+		}
+	}
+	return nil
+}

@@ -128,3 +128,17 @@ func (s Sys) DevLinks() error {
 	}
 	return errors.Join(errs...)
 }
+
+// MountSource picks what mountie mounts: the device given, else the one with the label, else
+// the one with the UUID, else the first unmounted Linux partition.
+func (s Sys) MountSource(device, label, uuid string, log *slog.Logger) (string, error) {
+	switch {
+	case device != "":
+		return device, nil
+	case label != "":
+		return s.FindBy(label, "")
+	case uuid != "":
+		return s.FindBy("", uuid)
+	}
+	return s.FirstLinuxPartition(log)
+}

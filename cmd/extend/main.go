@@ -18,40 +18,8 @@ func main() {
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	e := &disks.Extender{Sys: disks.Host, Tools: disks.HostTools{}, Log: log, MountDir: "/mnt/tmp"}
-	if err := run(e, *fsType, *stopOnError, flag.Args()); err != nil {
+	if err := e.Run(*fsType, *stopOnError, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "extend:", err)
 		os.Exit(1)
 	}
-}
-
-func run(e *disks.Extender, fsType string, stopOnError bool, args []string) error {
-	if len(args) > 0 {
-		for _, a := range args {
-			d, err := e.Sys.Disk(a)
-			if err != nil {
-				return err
-			}
-			if err := e.Extend(d, fsType); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	all, err := e.Sys.Disks()
-	if err != nil {
-		return err
-	}
-	for _, d := range all {
-		if c, err := disks.ProbeDevice(d.Path); err != nil || !c.IsPartitionTable() {
-			e.Log.Info("no partition table found; skipping", "device", d.Path)
-			continue
-		}
-		if err := e.Extend(d, fsType); err != nil {
-			if stopOnError {
-				return err
-			}
-			e.Log.Warn("could not extend; skipping", "device", d.Path, "err", err)
-		}
-	}
-	return nil
 }

@@ -41,18 +41,7 @@ func run(log *slog.Logger, device, label, uuid string, args []string) error {
 	if err := os.MkdirAll(mountpoint, 0o755); err != nil {
 		return fmt.Errorf("creating mount point: %w", err)
 	}
-	var err error
-	switch {
-	case device != "":
-	case label != "" || uuid != "":
-		if label != "" {
-			device, err = disks.Host.FindBy(label, "")
-		} else {
-			device, err = disks.Host.FindBy("", uuid)
-		}
-	default:
-		device, err = disks.Host.FirstLinuxPartition(log)
-	}
+	device, err := disks.Host.MountSource(device, label, uuid, log)
 	if err != nil {
 		return err
 	}
