@@ -108,7 +108,7 @@ type Formatter struct {
 	Log    *slog.Logger
 }
 
-// Probe reports what device path holds.
+// ProbeDevice reports what the device (or image file) at path holds.
 func ProbeDevice(path string) (Content, error) {
 	f, err := os.Open(path)
 	if err != nil {
