@@ -20,6 +20,7 @@ import (
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/pkgbuild"
+	mvm "github.com/mobykit/mobykit/vm"
 	"github.com/mobykit/mobykit/vm/qemu"
 )
 
@@ -152,6 +153,12 @@ type vm struct {
 // boot starts prefix-kernel/-initrd.img under TCG with a user-mode NIC.
 func boot(t testing.TB, prefix string, publish ...qemu.Forward) *vm {
 	t.Helper()
+	return bootWithDisks(t, prefix, nil, publish...)
+}
+
+// bootWithDisks is boot with disks attached (virtio: /dev/vda, /dev/vdb, ...).
+func bootWithDisks(t testing.TB, prefix string, disks []mvm.DiskSpec, publish ...qemu.Forward) *vm {
+	t.Helper()
 	testenv.RequireQEMU(t)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -168,7 +175,7 @@ func boot(t testing.TB, prefix string, publish ...qemu.Forward) *vm {
 	go func() {
 		err := qemu.Run(ctx, qemu.RunOptions{
 			Path: prefix, Accel: "tcg", CPUs: 1, MemoryMB: 1024,
-			StateDir: prefix + "-state", Stdin: devnull, Stdout: w, Stderr: w, Publish: publish,
+			StateDir: prefix + "-state", Stdin: devnull, Stdout: w, Stderr: w, Publish: publish, Disks: disks,
 			Grace: 60 * time.Second,
 		})
 		w.Close()

@@ -57,11 +57,21 @@ const goCertFile = "etc/ssl/certs/ca-certificates.crt"
 // services (Equinix Metal) can be verified: without it every TLS handshake fails, or a caller
 // would be tempted to skip verification.
 func TestMetadataImageHasCABundle(t *testing.T) {
+	checkCABundle(t, "../images/metadata")
+}
+
+// TestCACertificatesImageHasCABundle: images/ca-certificates, LinuxKit's init image that puts
+// the bundle into the root file system, has it at the same path.
+func TestCACertificatesImageHasCABundle(t *testing.T) {
+	checkCABundle(t, "../images/ca-certificates")
+}
+
+func checkCABundle(t *testing.T, recipe string) {
 	if testing.Short() {
-		t.Skip("builds the metadata image")
+		t.Skip("builds an image")
 	}
 	testenv.RequireTool(t, "apt-get", "apt")
-	r, err := LoadRecipe("../images/metadata")
+	r, err := LoadRecipe(recipe)
 	if err != nil {
 		t.Fatal(err)
 	}
