@@ -373,14 +373,8 @@ func TestProbeRealExt4AndXFS(t *testing.T) {
 		{"mke2fs", "ext4", "data"},
 		{"mkfs.xfs", "xfs", "xdata"},
 	} {
-		tool, err := exec.LookPath(c.mkfs)
-		if err != nil {
-			if c.mkfs == "mke2fs" {
-				tool = testenv.RequireTool(t, "mke2fs", "e2fsprogs")
-			} else {
-				continue // xfsprogs is not a test dependency; the synthetic case covers XFS
-			}
-		}
+		pkg := map[string]string{"mke2fs": "e2fsprogs", "mkfs.xfs": "xfsprogs"}[c.mkfs]
+		tool := testenv.RequireTool(t, c.mkfs, pkg)
 		img := filepath.Join(dir, c.typ+".img")
 		if err := os.WriteFile(img, nil, 0o644); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ pkgs=(
   xorriso           # reads back ISO images in tests
   squashfs-tools    # unsquashfs reads back kernel+squashfs images in tests
   isolinux syslinux-common  # a test boots an ISO made with isolinux.bin through `mobykit run qemu`
+  e2fsprogs xfsprogs # the disk images' probe is checked against real ext4 and XFS file systems
   vde2              # vde_switch: a rootless L2 network between a group's VMs
   cpio zstd         # inspecting initramfs in tests
   openssh-client    # logs in to the sshd image in its boot test
