@@ -398,14 +398,8 @@ func (b *backend) allocate(n *Network, lid *spi.LogicalID) (string, error) {
 			}
 		}
 	}
-	base := binary.BigEndian.Uint32(ipn.IP.To4())
-	size := uint32(1) << (32 - ones)
-	for i := uint32(10); i < size-1; i++ {
-		ip := make(net.IP, 4)
-		binary.BigEndian.PutUint32(ip, base+i)
-		if !used[ip.String()] {
-			return fmt.Sprintf("%s/%d", ip, ones), nil
-		}
+	if addr, ok := vm.FirstFreeAddress(ipn, used); ok {
+		return addr, nil
 	}
 	return "", fmt.Errorf("network %s: no free address in %s", n.Name, ipn)
 }
