@@ -11,6 +11,11 @@ pkgs=(
   squashfs-tools    # unsquashfs reads back kernel+squashfs images in tests
   isolinux syslinux-common  # a test boots an ISO made with isolinux.bin through `mobykit run qemu`
   e2fsprogs xfsprogs # the disk images' probe is checked against real ext4 and XFS file systems
+  ovmf              # UEFI firmware: `run qemu --uefi` and the EFI formats' boot tests
+  systemd-boot-efi grub-efi-amd64-bin  # EFI loaders the bootloader image is built from (pkg build)
+  qemu-system-arm qemu-efi-aarch64     # arm64 images boot under qemu-system-aarch64 (virt, AAVMF)
+  erofs-utils mtools dosfstools        # read back kernel+erofs and EFI system partitions in tests
+  etcd-server etcd-client              # real etcd processes for the controller's failover tests
   vde2              # vde_switch: a rootless L2 network between a group's VMs
   cpio zstd         # inspecting initramfs in tests
   openssh-client    # logs in to the sshd image in its boot test
@@ -21,14 +26,18 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]})); then
+# arm64 system images take Debian's arm64 packages (pkg build --platforms linux/arm64).
+arm64=0
+dpkg --print-foreign-architectures | grep -qx arm64 || arm64=1
+if ((${#missing[@]} || arm64)); then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    echo "missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]}); arm64 needs: sudo dpkg --add-architecture arm64 && sudo apt-get update" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  if ((arm64)); then dpkg --add-architecture arm64; fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if ((${#missing[@]})); then apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; fi
 fi
 # apt-get download (kernel image recipes, tests) needs fresh package lists.
 if [[ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]]; then apt-get update -qq; fi
