@@ -119,18 +119,21 @@ func (b *Builder) SBOM(r *Recipe, res *resolved, img v1.Image) ([]byte, error) {
 // debPackage describes a Debian package file: NAME_VERSION_ARCH.deb, VERSION escaped as in
 // the archive's file names (1%3a1.35.0-4 is 1:1.35.0-4).
 func debPackage(d debInfo) (sbom.Package, error) {
+	// ARCH is the package's own: "all" for architecture-independent ones.
 	rest, ok := strings.CutPrefix(d.Filename, d.Package+"_")
-	rest, ok2 := strings.CutSuffix(rest, "_"+d.Arch+".deb")
-	if !ok || !ok2 {
-		return sbom.Package{}, fmt.Errorf("debian package %s: file name %q is not %s_VERSION_%s.deb", d.Package, d.Filename, d.Package, d.Arch)
+	rest, ok2 := strings.CutSuffix(rest, ".deb")
+	i := strings.LastIndexByte(rest, '_')
+	if !ok || !ok2 || i <= 0 {
+		return sbom.Package{}, fmt.Errorf("debian package %s: file name %q is not %s_VERSION_ARCH.deb", d.Package, d.Filename, d.Package)
 	}
+	rest, arch := rest[:i], rest[i+1:]
 	version, err := url.PathUnescape(rest)
 	if err != nil || version == "" {
 		return sbom.Package{}, fmt.Errorf("debian package %s: version in %q: %v", d.Package, d.Filename, err)
 	}
-	purl := "pkg:deb/debian/" + d.Package + "@" + purlEscape(version) + "?arch=" + d.Arch
+	purl := "pkg:deb/debian/" + d.Package + "@" + purlEscape(version) + "?arch=" + arch
 	return sbom.Package{
-		ID: sbom.ID("deb", d.Package, version, d.Arch, d.SHA256), Name: d.Package, Version: version,
+		ID: sbom.ID("deb", d.Package, version, arch, d.SHA256), Name: d.Package, Version: version,
 		FileName: d.Filename, Supplier: "Organization: Debian", DownloadLocation: "NOASSERTION",
 		Checksums:        []sbom.Checksum{{Algorithm: "SHA256", Value: d.SHA256}},
 		LicenseConcluded: "NOASSERTION", LicenseDeclared: "NOASSERTION", CopyrightText: "NOASSERTION",
