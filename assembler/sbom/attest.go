@@ -24,7 +24,8 @@ func Attestation(doc []byte, subjectName string, subject v1.Hash) (v1.Image, err
 	if !json.Valid(doc) {
 		return nil, errors.New("SPDX document: not JSON")
 	}
-	stmt, err := marshal(Statement{
+	// compact: the predicate reads back as doc's bytes (compacted)
+	stmt, err := json.Marshal(Statement{
 		Type: StatementType, PredicateType: PredicateType,
 		Subject:   []Subject{{Name: subjectName, Digest: map[string]string{subject.Algorithm: subject.Hex}}},
 		Predicate: json.RawMessage(doc),
