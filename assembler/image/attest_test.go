@@ -188,4 +188,3 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	*c.n += int64(n)
 	return n, err
 }
-
