@@ -2,6 +2,7 @@ package pkgbuild
 
 import (
 	"debug/buildinfo"
+	"os"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -62,4 +63,40 @@ func TestGoPackages(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// BenchmarkSBOM times the SBOM of an image holding one Go program (this test binary, ~10 MB)
+// and two Debian packages: the cost pkg build adds per image (reading the layer back and the
+// binary's build information).
+func BenchmarkSBOM(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := NewTree()
+	if err := t.File("/usr/bin/prog", 0o755, bin); err != nil {
+		b.Fatal(err)
+	}
+	r := &Recipe{Name: "bench", Go: []GoProgram{{Package: "./x", Path: "/usr/bin/prog"}}}
+	bld := &Builder{}
+	img, err := bld.imageFromTree(t, r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := &resolved{tag: "t", debs: []debInfo{
+		{Package: "busybox-static", Arch: "amd64", Filename: "busybox-static_1%3a1.35.0-4_amd64.deb", SHA256: "ab"},
+		{Package: "dhcpcd-base", Arch: "amd64", Filename: "dhcpcd-base_9.4.1-24_amd64.deb", SHA256: "cd"},
+	}}
+	b.SetBytes(int64(len(bin)))
+	var doc []byte
+	for b.Loop() {
+		if doc, err = bld.SBOM(r, res, img); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(doc)), "sbom-bytes")
 }
