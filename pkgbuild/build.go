@@ -222,6 +222,9 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 	if _, err := b.Cache.Add(latest, img, b.platform(), nil); err != nil {
 		return nil, fmt.Errorf("image %s: tag latest: %w", out.Ref, err)
 	}
+	if err := b.attachSBOM(r, res, img, ref, latest); err != nil {
+		return nil, err
+	}
 	if out.Digest, err = img.Digest(); err != nil {
 		return nil, err
 	}

@@ -159,6 +159,7 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool)
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	var img v1.Image
+	var attest func()
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -181,6 +182,7 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool)
 		if img, err = idx.Image(found.Digest); err != nil {
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
 		}
+		attest = func() { r.pullAttestation(ctx, ref, idx, im, found.Digest) }
 	} else {
 		if img, err = desc.Image(); err != nil {
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
@@ -211,6 +213,9 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool)
 	out, err := add(ref, img, r.platform, progress)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if attest != nil {
+		attest()
 	}
 	return out, nil
 }

@@ -31,7 +31,7 @@ func init() {
 	emitPushed := func(cmd *cobra.Command, ps []*image.Pushed, w io.Writer) error {
 		for _, p := range ps {
 			if output == "json" {
-				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"pushed": p.Ref, "digest": p.Digest.String(), "platforms": p.Platforms}); err != nil {
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"pushed": p.Ref, "digest": p.Digest.String(), "platforms": p.Platforms, "sboms": p.SBOMs}); err != nil {
 					return err
 				}
 				continue
