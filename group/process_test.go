@@ -259,7 +259,9 @@ func (pc *procCluster) leader(except string, timeout time.Duration) *procCtrl {
 	return lead
 }
 
-func (pc *procCluster) client(c *procCtrl) *rpc.GroupClient { return rpc.NewGroupClient(c.sock, "group") }
+func (pc *procCluster) client(c *procCtrl) *rpc.GroupClient {
+	return rpc.NewGroupClient(c.sock, "group")
+}
 
 func procSpec(size int, version string) spi.GroupSpec {
 	return spi.GroupSpec{ID: "web", Properties: spi.Any(fmt.Sprintf(`{"Allocation":{"Size":%d},"Instance":{"Plugin":"fi","Properties":{"v":%q}},"Flavor":{"Plugin":"ff","Properties":{}},"Updating":{"MaxSurge":1,"MaxUnavailable":1}}`, size, version))}
