@@ -49,6 +49,9 @@ type Builder struct {
 	Force bool
 	// Log receives progress; default slog.Default().
 	Log *slog.Logger
+
+	// pre holds Debian packages resolved for several architectures at once (see buildAll).
+	pre preResolved
 }
 
 // DefaultWorkDir returns $MOBYKIT_PKG_CACHE, else ~/.mobykit/pkgbuild.
@@ -161,7 +164,10 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 	for _, d := range r.Debian {
 		names = append(names, d.Package)
 	}
-	debs, err := resolveDebs(ctx, b.arch(), names...)
+	debs, err := b.pre.lookup(b.arch(), names)
+	if debs == nil {
+		debs, err = resolveDebs(ctx, b.arch(), names...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", r.Name, err)
 	}
