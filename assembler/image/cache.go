@@ -135,6 +135,22 @@ func (c *Cache) Lookup(ref name.Reference, p v1.Platform) (v1.Image, bool) {
 	return nil, false
 }
 
+// platformsOf returns the platforms the cache records ref for, sorted.
+func (c *Cache) platformsOf(ref name.Reference) []string {
+	im, err := c.index()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range im.Manifests {
+		if d.Annotations[RefAnnotation] == ref.Name() && d.Platform != nil {
+			out = append(out, d.Platform.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (c *Cache) blobPath(h v1.Hash) string { return filepath.Join(c.dir, "blobs", h.Algorithm, h.Hex) }
 
 func (c *Cache) hasBlob(h v1.Hash, size int64) bool {

@@ -139,6 +139,10 @@ func (r *Resolver) resolve(ctx context.Context, ref string, lazy bool) (v1.Image
 		return r.pullImage(ctx, pr, lazy)
 	})
 	if err != nil {
+		if others := r.cache.platformsOf(pr); len(others) > 0 {
+			return nil, fmt.Errorf("image %s has no %s variant: the cache holds it for %s only, and %w (for mobykit's images: mobykit pkg build --platforms %s,%s)",
+				ref, r.platform, strings.Join(others, ", "), err, strings.Join(others, ","), r.platform)
+		}
 		return nil, err
 	}
 	return v.(v1.Image), nil

@@ -28,6 +28,8 @@ func init() {
 		accel, state     string
 		cmdline, network string
 		metadataVia      string
+		arch             string
+		uefi             bool
 		grace            time.Duration
 	)
 	q := &cobra.Command{
@@ -43,7 +45,12 @@ created with --disk size=... ; it is kept so disks persist across runs.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := qemu.RunOptions{
 				Path: args[0], Cmdline: cmdline, CPUs: cpus, MemoryMB: mem, Accel: accel,
-				StateDir: state, Networking: network, Grace: grace,
+				StateDir: state, Networking: network, Grace: grace, Arch: arch, UEFI: uefi,
+			}
+			// arm64 defaults to UEFI: without firmware the virt machine has no ACPI, so no
+			// power button for a clean shutdown (the cloud kernel lacks gpio-keys)
+			if a, _ := qemu.QEMUArch(arch); a == "aarch64" && !cmd.Flags().Changed("uefi") {
+				o.UEFI = true
 			}
 			for _, d := range disks {
 				ds, err := vm.ParseDisk(d)
@@ -95,6 +102,8 @@ created with --disk size=... ; it is kept so disks persist across runs.`,
 	f.StringVar(&dataFile, "data-file", "", "file holding userdata for the guest's metadata agent")
 	f.StringVar(&metadataVia, "metadata", "both", "how userdata reaches the guest: cd (metadata CD), fw_cfg, or both")
 	f.StringArrayVar(&publish, "publish", nil, "publish a guest port `[hostaddr:]hostport:guestport[/tcp|udp]` on the host (repeatable)")
+	f.StringVar(&arch, "arch", "amd64", "guest architecture: amd64 (qemu-system-x86_64) or arm64 (qemu-system-aarch64 -M virt; TCG unless the host is arm64 with KVM)")
+	f.BoolVar(&uefi, "uefi", false, "boot through UEFI firmware (OVMF, or AAVMF for arm64), its variable store kept in the state folder (default: on for arm64, where it gives ACPI power-off; --uefi=false boots the kernel directly)")
 	f.StringVar(&accel, "accel", "auto", "accelerator: kvm, tcg, or auto (KVM where /dev/kvm works, else TCG)")
 	f.StringVar(&state, "state", "", "state folder (default PATH-state)")
 	f.StringVar(&cmdline, "cmdline", "", "kernel command line (default: the contents of PATH-cmdline)")

@@ -29,6 +29,13 @@ func TestArgsGolden(t *testing.T) {
 		{"iso-uefi-vde", Config{Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/OVMF/OVMF_CODE.fd",
 			NICs: []NIC{{Kind: NICVDE, Addr: "/s/switch"}}, Console: "stdio"}},
 		{"disk-boot-aarch64", Config{Arch: "aarch64", Accel: "tcg", Disks: []Disk{{Path: "/i/d.qcow2", Boot: true}}, Console: "stdio-plain"}},
+		{"kernel-aarch64-uefi", Config{Arch: "aarch64", Accel: "tcg", MemoryMB: 512,
+			Kernel: "/i/k", Initrd: "/i/initrd.img", Cmdline: "console=ttyAMA0",
+			UEFI: "/usr/share/AAVMF/AAVMF_CODE.fd", UEFIVars: "/s/uefi-vars.fd",
+			Disks: []Disk{{Path: "/s/disk0.qcow2"}}, DataISO: "/s/metadata.iso",
+			NICs:    []NIC{{Kind: NICUser, MAC: "52:54:00:12:34:56"}},
+			Console: "stdio-plain", QMP: "/s/qmp.sock", NoReboot: true}},
+		{"iso-aarch64", Config{Arch: "aarch64", Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/AAVMF/AAVMF_CODE.fd", Console: "stdio-plain"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := tc.cfg.Args()
@@ -52,6 +59,7 @@ func TestArgsErrors(t *testing.T) {
 		"mcast without port": {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: NICMcast, Addr: "230.0.0.1"}}},
 		"unknown nic":        {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: "tap"}}},
 		"unknown arch":       {Arch: "mips", Accel: "tcg", Kernel: "k"},
+		"vars without code":  {Accel: "tcg", Kernel: "k", UEFIVars: "v.fd"},
 		"netdev without id":  {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: NICUser, Netdev: "user,id=net1"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
