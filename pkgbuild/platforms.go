@@ -12,8 +12,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // multiVersion is bumped when the way a multi-platform tag is derived changes.
@@ -214,7 +212,6 @@ func (b *Builder) buildAll(ctx context.Context, r *Recipe) (*Result, error) {
 		}
 	}
 	out := &Result{Ref: r.Repo() + ":" + tag, Latest: r.Repo() + ":latest", Cached: true, Platforms: plats}
-	var adds []mutate.IndexAddendum
 	for i, img := range imgs {
 		p := b.forArch(arches[i]).platform()
 		for _, to := range []string{out.Ref, out.Latest} {
@@ -226,6 +223,13 @@ func (b *Builder) buildAll(ctx context.Context, r *Recipe) (*Result, error) {
 				return nil, fmt.Errorf("image %s (%s): tag %s: %w", plats[i].Ref, p, to, err)
 			}
 		}
+		own, err := b.ref(r.Repo(), tags[i])
+		if err != nil {
+			return nil, err
+		}
+		if err := b.forArch(arches[i]).attachSBOM(r, res[i], img, own, ref, latest); err != nil {
+			return nil, fmt.Errorf("linux/%s: %w", arches[i], err)
+		}
 		out.Cached = out.Cached && plats[i].Cached
 		if ls, err := img.Layers(); err == nil {
 			for _, l := range ls {
@@ -234,10 +238,9 @@ func (b *Builder) buildAll(ctx context.Context, r *Recipe) (*Result, error) {
 				}
 			}
 		}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 	}
 	// the same index, byte for byte, as `pkg push` uploads for the multi-platform tag
-	if out.Digest, err = mutate.AppendManifests(empty.Index, adds...).Digest(); err != nil {
+	if out.Digest, err = b.Cache.PublishedDigest(ref); err != nil {
 		return nil, fmt.Errorf("image %s: index: %w", out.Ref, err)
 	}
 	b.log().Info("multi-platform image ready", "ref", out.Ref, "index", out.Digest, "platforms", len(plats), "cached", out.Cached, "took", time.Since(start).Round(time.Millisecond))

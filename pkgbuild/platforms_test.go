@@ -184,6 +184,11 @@ func TestBuildMultiPlatform(t *testing.T) {
 			if m := helloMachine(t, img); m != want[arch] {
 				t.Errorf("%s (%s): /hello is for %s", ref, arch, m)
 			}
+			if d, err := img.Digest(); err != nil {
+				t.Fatal(err)
+			} else if _, ok := b.Cache.Attestation(nr, d); !ok {
+				t.Errorf("%s (%s): no SBOM attached", ref, arch)
+			}
 		}
 	}
 

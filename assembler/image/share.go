@@ -106,58 +106,94 @@ func (r *Resolver) Push(ctx context.Context, src, dst string) (*Pushed, error) {
 	if err != nil {
 		return nil, err
 	}
-	imgs, plats, err := r.cache.cachedPlatforms(sr)
+	pub, err := r.cache.published(sr)
 	if err != nil {
 		return nil, err
 	}
-	if len(imgs) == 0 {
+	if pub == nil {
 		return nil, fmt.Errorf("image %s: %w %s", src, ErrNotCached, r.cache.Dir())
 	}
 	where := fmt.Sprintf("push image %s to registry %s", sr.Context().RepositoryStr(), dr.Context().RegistryStr())
 	opts := r.pushOptions(ctx)
-	out := &Pushed{Ref: dr.Name()}
-	for _, p := range plats {
+	out := &Pushed{Ref: dr.Name(), SBOMs: pub.sboms}
+	for _, p := range pub.plats {
 		out.Platforms = append(out.Platforms, p.String())
 	}
-	for _, img := range imgs {
+	for _, img := range pub.imgs {
 		d, err := img.Digest()
 		if err != nil {
 			return nil, err
 		}
 		out.Images = append(out.Images, d)
 	}
-	atts, subjects := r.cache.attestationsFor(sr, imgs)
-	out.SBOMs = len(atts)
-	if len(imgs) == 1 && len(atts) == 0 {
-		if err := remote.Write(dr, imgs[0], opts...); err != nil {
+	if pub.index == nil {
+		if err := remote.Write(dr, pub.imgs[0], opts...); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		out.Digest = out.Images[0]
 	} else {
-		// An index of the platforms, with each image's attestation manifest (its SBOM) next
-		// to it, as buildkit pushes them.
-		var adds []mutate.IndexAddendum
-		for i, img := range imgs {
-			p := plats[i]
-			adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
-		}
-		for i, att := range atts {
-			desc, err := sbom.Descriptor(att, subjects[i])
-			if err != nil {
-				return nil, err
-			}
-			adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{Platform: desc.Platform, Annotations: desc.Annotations}})
-		}
-		idx := mutate.IndexMediaType(mutate.AppendManifests(empty.Index, adds...), types.OCIImageIndex)
-		if err := remote.WriteIndex(dr, idx, opts...); err != nil {
+		if err := remote.WriteIndex(dr, pub.index, opts...); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		if out.Digest, err = idx.Digest(); err != nil {
+		if out.Digest, err = pub.index.Digest(); err != nil {
 			return nil, err
 		}
 	}
 	slog.Debug("pushed image", "image", sr.Context().RepositoryStr(), "registry", dr.Context().RegistryStr(), "digest", out.Digest)
 	return out, nil
+}
+
+// publication is what Push uploads for a cached reference: its one image when the cache holds
+// a single platform and no SBOM, else an OCI index of the platforms' images, each with its
+// attestation manifest (its SBOM) next to it, as buildkit pushes them.
+type publication struct {
+	imgs  []v1.Image
+	plats []v1.Platform
+	sboms int
+	index v1.ImageIndex // nil: imgs[0] is pushed as is
+}
+
+// published returns what Push uploads for ref, or nil when the cache does not hold it.
+func (c *Cache) published(ref name.Reference) (*publication, error) {
+	imgs, plats, err := c.cachedPlatforms(ref)
+	if err != nil || len(imgs) == 0 {
+		return nil, err
+	}
+	atts, subjects := c.attestationsFor(ref, imgs)
+	pub := &publication{imgs: imgs, plats: plats, sboms: len(atts)}
+	if len(imgs) == 1 && len(atts) == 0 {
+		return pub, nil
+	}
+	var adds []mutate.IndexAddendum
+	for i, img := range imgs {
+		p := plats[i]
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	for i, att := range atts {
+		desc, err := sbom.Descriptor(att, subjects[i])
+		if err != nil {
+			return nil, err
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{Platform: desc.Platform, Annotations: desc.Annotations}})
+	}
+	pub.index = mutate.IndexMediaType(mutate.AppendManifests(empty.Index, adds...), types.OCIImageIndex)
+	return pub, nil
+}
+
+// PublishedDigest returns the digest ref gets in a registry when it is pushed: its image's
+// when the cache holds one platform and no SBOM, else the index's.
+func (c *Cache) PublishedDigest(ref name.Reference) (v1.Hash, error) {
+	pub, err := c.published(ref)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if pub == nil {
+		return v1.Hash{}, fmt.Errorf("image %s: %w %s", ref, ErrNotCached, c.Dir())
+	}
+	if pub.index == nil {
+		return pub.imgs[0].Digest()
+	}
+	return pub.index.Digest()
 }
 
 func (r *Resolver) pushOptions(ctx context.Context) []remote.Option {
