@@ -26,6 +26,11 @@ func (kernelEROFS) Write(ctx context.Context, in *Input) ([]string, error) {
 	if err != nil {
 		return out, fmt.Errorf("kernel+erofs: %w", err)
 	}
+	loader, err := writeLoader(ctx, in)
+	if err != nil {
+		return out, fmt.Errorf("kernel+erofs: %w", err)
+	}
+	out = append(out, loader)
 	p := filepath.Join(in.Dir, in.Name+"-erofs.img")
 	if err := WriteFile(p, 0o644, func(w io.Writer) error { return StreamEROFS(ctx, in, w) }); err != nil {
 		return out, fmt.Errorf("kernel+erofs: %w", err)
