@@ -20,7 +20,9 @@ const LoaderSuffix = "-loader.img"
 // and reads squashfs, EROFS and ISO 9660 only through modules, so it cannot mount a root file
 // system image by itself; booted with this initramfs and mobykit.root=DEVICE
 // mobykit.rootfstype=TYPE on its command line, init loads the modules, mounts the image and
-// moves there (`mobykit run qemu PREFIX` does all that).
+// moves there (`mobykit run qemu PREFIX` does all that). A spec without /init (no mobykit init)
+// still gets a loader, which then has nothing to run: such an image boots only in a way of the
+// user's own.
 func writeLoader(ctx context.Context, in *Input) (string, error) {
 	p := filepath.Join(in.Dir, in.Name+LoaderSuffix)
 	err := WriteFile(p, 0o644, func(w io.Writer) error {
@@ -34,7 +36,6 @@ func writeLoader(ctx context.Context, in *Input) (string, error) {
 				return err
 			}
 		}
-		hasInit := false
 		for _, s := range in.Segments {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -44,7 +45,6 @@ func writeLoader(ctx context.Context, in *Input) (string, error) {
 				if name != "init" && name != "lib" && name != "lib/modules" && !strings.HasPrefix(name, "lib/modules/") {
 					return nil
 				}
-				hasInit = hasInit || name == "init"
 				nh := *h
 				nh.Name, nh.Ino, nh.NLink = name, 0, 0
 				if h.Mode&initrd.TypeMask == initrd.TypeReg && h.NLink > 1 && h.Size == 0 {
@@ -63,9 +63,6 @@ func writeLoader(ctx context.Context, in *Input) (string, error) {
 			if err != nil {
 				return fmt.Errorf("loader: segment %s: %w", filepath.Base(s), err)
 			}
-		}
-		if !hasInit {
-			return fmt.Errorf("loader: the image has no /init")
 		}
 		if err := cw.Close(); err != nil {
 			return err
