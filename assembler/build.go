@@ -168,14 +168,71 @@ type builder struct {
 	boot     bootloader
 }
 
-// Build assembles m according to o.
+// Build assembles m according to o, in named steps (as Cluster API writes its rollouts):
+// fill in the defaults, choose the formats, set up the builder, resolve the images, plan the
+// initramfs segments, produce them, assemble the initramfs, write the formats.
 func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) {
 	start := time.Now()
+	if o, err = withDefaults(o); err != nil {
+		return nil, err
+	}
+	comp, err := initrd.ParseCompression(string(o.Compression))
+	if err != nil {
+		return nil, err
+	}
+	formats, stream, err := chooseFormats(o)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newBuilder(m, o, comp)
+	if err != nil {
+		return nil, err
+	}
+	// Background downloads (see resolveAll) finish before Build returns;
+	// after a failure they are cancelled rather than awaited.
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+		b.prefetch.Wait()
+		cancel()
+	}()
+	if err := b.resolve(ctx, start); err != nil {
+		return nil, err
+	}
+	ucode, kernelPath, segs, err := b.plan()
+	if err != nil {
+		return nil, err
+	}
+	res := b.newResult(kernelPath, segs)
+	files, err := b.produceSegments(ctx, segs, res)
+	if err != nil {
+		return nil, err
+	}
+	in, err := b.assemble(ucode, kernelPath, files, res)
+	if in != nil {
+		defer os.Remove(in.Initrd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer b.closeBootloader()
+	if err := b.writeFormats(ctx, formats, stream, in, res); err != nil {
+		return res, err
+	}
+	res.Duration = time.Since(start)
+	slog.Debug("build done", "segments", res.Segments, "reused", res.Reused, "seconds", res.Duration.Seconds())
+	return res, nil
+}
+
+// withDefaults checks the output name and fills in what o leaves out.
+func withDefaults(o Options) (Options, error) {
 	if o.Name == "" {
 		o.Name = "mobykit"
 	}
 	if strings.ContainsAny(o.Name, "/\x00") || o.Name == "." || o.Name == ".." {
-		return nil, fmt.Errorf("output name %q: must be a plain file name", o.Name)
+		return o, fmt.Errorf("output name %q: must be a plain file name", o.Name)
 	}
 	if o.OutputDir == "" {
 		o.OutputDir = "."
@@ -192,35 +249,42 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	if o.BaseDir == "" {
 		o.BaseDir = "."
 	}
-	comp, err := initrd.ParseCompression(string(o.Compression))
-	if err != nil {
-		return nil, err
-	}
+	return o, nil
+}
+
+// chooseFormats looks the formats up; with an output file (-o FILE, -o -) it returns the one
+// streamer that writes it.
+func chooseFormats(o Options) ([]format.Format, format.Streamer, error) {
 	var formats []format.Format
 	for _, n := range o.Formats {
 		f, err := format.Lookup(n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		formats = append(formats, f)
 	}
-	var stream format.Streamer
-	if o.OutputFile != "" {
-		s, ok := formats[0].(format.Streamer)
-		switch {
-		case len(formats) != 1:
-			return nil, fmt.Errorf("output file %s: takes a single format, not %d", o.OutputFile, len(formats))
-		case !ok:
-			return nil, fmt.Errorf("output file %s: format %s writes several files", o.OutputFile, formats[0].Name())
-		case o.OutputFile == "-" && o.Stdout == nil:
-			return nil, errors.New("output file -: no Stdout to stream to")
-		}
-		stream = s
+	if o.OutputFile == "" {
+		return formats, nil, nil
 	}
+	s, ok := formats[0].(format.Streamer)
+	switch {
+	case len(formats) != 1:
+		return nil, nil, fmt.Errorf("output file %s: takes a single format, not %d", o.OutputFile, len(formats))
+	case !ok:
+		return nil, nil, fmt.Errorf("output file %s: format %s writes several files", o.OutputFile, formats[0].Name())
+	case o.OutputFile == "-" && o.Stdout == nil:
+		return nil, nil, errors.New("output file -: no Stdout to stream to")
+	}
+	return formats, s, nil
+}
+
+// newBuilder opens the cache and sets up the resolver and the segment store.
+func newBuilder(m *spec.Moby, o Options, comp initrd.Compression) (*builder, error) {
 	b := &builder{o: o, m: m, limit: o.SizeLimit}
 	if b.limit <= 0 {
 		b.limit = initrd.Limit
 	}
+	var err error
 	if o.MTime != nil {
 		b.mtime = *o.MTime
 	} else if b.mtime, err = MTimeFromEnv(); err != nil {
@@ -238,38 +302,37 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 		ropts = append(ropts, image.WithProgress(o.Progress))
 	}
 	b.res = image.NewResolver(b.cache, ropts...)
-	// Background downloads (see resolveAll) finish before Build returns;
-	// after a failure they are cancelled rather than awaited.
-	ctx, cancel := context.WithCancel(ctx)
-	defer func() {
-		if err != nil {
-			cancel()
-		}
-		b.prefetch.Wait()
-		cancel()
-	}()
 	b.store = &segmentStore{dir: filepath.Join(b.cache.Dir(), "segments"), comp: comp, mtime: b.mtime, limit: b.limit}
+	return b, nil
+}
 
-	for _, a := range o.Archives {
+// resolve imports the --input-tar archives, then resolves every image of the spec.
+func (b *builder) resolve(ctx context.Context, start time.Time) error {
+	for _, a := range b.o.Archives {
 		refs, err := b.cache.Import(a)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		slog.Info("imported", "archive", a, "images", refs)
 	}
 	if err := b.resolveAll(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	slog.Debug("images resolved", "images", len(b.imgs), "seconds", time.Since(start).Seconds())
+	return nil
+}
 
-	ucode, kernelPath, segs, err := b.plan()
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Kernel: kernelPath, Cmdline: m.Kernel.Cmdline, Segments: len(segs), Images: map[string]string{}}
+func (b *builder) newResult(kernelPath string, segs []*segment) *Result {
+	res := &Result{Kernel: kernelPath, Cmdline: b.m.Kernel.Cmdline, Segments: len(segs), Images: map[string]string{}}
 	for r, i := range b.imgs {
 		res.Images[r] = i.digest
 	}
+	return res
+}
+
+// produceSegments builds (or reuses) every segment and returns their files in order, refusing
+// an initramfs larger than the limit.
+func (b *builder) produceSegments(ctx context.Context, segs []*segment, res *Result) ([]string, error) {
 	if err := b.produce(ctx, segs); err != nil {
 		return nil, err
 	}
@@ -284,7 +347,14 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	if res.UncompressedSize > b.limit {
 		return nil, fmt.Errorf("initramfs of %d bytes: %w", res.UncompressedSize, initrd.ErrTooLarge)
 	}
+	return files, nil
+}
 
+// assemble concatenates the microcode and the segments into a temporary initramfs in the
+// output directory and returns what the formats are given. The caller removes in.Initrd; in
+// is non-nil once that file exists, even with an error.
+func (b *builder) assemble(ucode, kernelPath string, files []string, res *Result) (*format.Input, error) {
+	o := b.o
 	outDir := o.OutputDir
 	switch o.OutputFile {
 	case "":
@@ -296,14 +366,19 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
-	if outDir, err = filepath.Abs(outDir); err != nil {
+	outDir, err := filepath.Abs(outDir)
+	if err != nil {
 		return nil, err
 	}
 	tmp, err := os.CreateTemp(outDir, "."+o.Name+"-initrd-*")
 	if err != nil {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	in := &format.Input{
+		Name: o.Name, Dir: outDir, Kernel: kernelPath, Cmdline: b.m.Kernel.Cmdline,
+		Initrd: tmp.Name(), UCode: ucode, Segments: files, Arch: o.Arch, MTime: b.mtime,
+		DiskSize: o.DiskSize, Bootloader: b.bootloaderFile,
+	}
 	parts := files
 	if ucode != "" {
 		parts = append([]string{ucode}, files...)
@@ -311,44 +386,39 @@ func Build(ctx context.Context, m *spec.Moby, o Options) (_ *Result, err error) 
 	for _, p := range parts {
 		if err := appendFile(tmp, p); err != nil {
 			tmp.Close()
-			return nil, fmt.Errorf("assemble initramfs: %w", err)
+			return in, fmt.Errorf("assemble initramfs: %w", err)
 		}
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, err
+		return in, err
 	}
 	if st, err := os.Stat(tmp.Name()); err == nil {
 		res.InitrdSize = st.Size()
 	}
-	in := &format.Input{
-		Name: o.Name, Dir: outDir, Kernel: kernelPath, Cmdline: m.Kernel.Cmdline,
-		Initrd: tmp.Name(), UCode: ucode, Segments: files, Arch: o.Arch, MTime: b.mtime,
-		DiskSize: o.DiskSize, Bootloader: b.bootloaderFile,
-	}
-	defer b.closeBootloader()
+	return in, nil
+}
+
+// writeFormats streams the one output file, or has every format write its outputs.
+func (b *builder) writeFormats(ctx context.Context, formats []format.Format, stream format.Streamer, in *format.Input, res *Result) error {
 	if stream != nil {
 		if err := b.writeStream(ctx, stream, in); err != nil {
-			return res, err
+			return err
 		}
-		if o.OutputFile != "-" {
-			res.Outputs = append(res.Outputs, o.OutputFile)
+		if b.o.OutputFile != "-" {
+			res.Outputs = append(res.Outputs, b.o.OutputFile)
 		}
-		res.Duration = time.Since(start)
-		return res, nil
+		return nil
 	}
 	for _, f := range formats {
 		out, err := f.Write(ctx, in)
 		res.Outputs = append(res.Outputs, out...)
 		if err != nil {
-			return res, err
+			return err
 		}
 	}
-	res.Duration = time.Since(start)
-	slog.Debug("build done", "segments", res.Segments, "reused", res.Reused, "seconds", res.Duration.Seconds())
-	return res, nil
+	return nil
 }
 
-// writeStream writes the single output of s to o.OutputFile (atomically) or to o.Stdout.
 func (b *builder) writeStream(ctx context.Context, s format.Streamer, in *format.Input) error {
 	if b.o.OutputFile == "-" {
 		if err := s.Stream(ctx, in, b.o.Stdout); err != nil {

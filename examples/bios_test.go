@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,27 +38,67 @@ func TestHelloBootsBIOSFormats(t *testing.T) {
 		}
 	}
 	for _, f := range images {
-		t.Run(f, func(t *testing.T) {
-			v := boot(t, filepath.Join(outs[0], f))
-			defer func() {
-				if t.Failed() || testing.Verbose() {
-					t.Logf("console:\n%s", v.con)
+		t.Run(f, func(t *testing.T) { bootsToHelloMarker(t, filepath.Join(outs[0], f)) })
+	}
+}
+
+// TestHelloBootsRootFSFormats builds examples/hello.yml as kernel+squashfs, kernel+erofs and
+// kernel+iso and boots each as `mobykit run qemu PREFIX` does (TCG): the kernel with the
+// format's loader initramfs, the root file system image as a read-only virtio disk, to
+// hello's service marker.
+func TestHelloBootsRootFSFormats(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots VMs; skipped with -short")
+	}
+	cacheDir := buildImages(t)
+	for _, c := range []struct{ format, image string }{
+		{"kernel+squashfs", "hello-squashfs.img"},
+		{"kernel+erofs", "hello-erofs.img"},
+		{"kernel+iso", "hello.iso"},
+	} {
+		t.Run(c.format, func(t *testing.T) {
+			out := t.TempDir()
+			if _, err := assembler.BuildFiles(context.Background(), []string{"hello.yml"}, assembler.Options{
+				Name: "hello", OutputDir: out, CacheDir: cacheDir, Formats: []string{c.format},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"hello-kernel", "hello-cmdline", "hello-loader.img", c.image} {
+				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+					t.Fatal(err)
 				}
-			}()
-			at := 0
-			for _, s := range []struct{ what, re string }{
-				{"init started", `mobykit init: init started`},
-				{"service marker", `hello: HELLO-SERVICE: service running`},
-			} {
-				i, when, err := v.con.expect(at, regexp.MustCompile(s.re), 180*time.Second)
-				if err != nil {
-					t.Fatalf("%s: %v", s.what, err)
-				}
-				t.Logf("%6.2fs %s", when.Seconds(), s.what)
-				at = i + 1
+			}
+			v := bootsToHelloMarker(t, filepath.Join(out, "hello"))
+			if !strings.Contains(v.con.String(), "mobykit.root=/dev/vda") {
+				t.Error("the kernel was not told where its root is")
 			}
 		})
 	}
+}
+
+// bootsToHelloMarker boots path (vm.FindBoot: a prefix, an ISO or a disk) and waits for init
+// and then hello's service marker, logging when each came.
+func bootsToHelloMarker(t *testing.T, path string) *vm {
+	t.Helper()
+	v := boot(t, path)
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("console:\n%s", v.con)
+		}
+	})
+	at := 0
+	for _, s := range []struct{ what, re string }{
+		{"init started", `mobykit init: init started`},
+		{"service marker", `hello: HELLO-SERVICE: service running`},
+	} {
+		i, when, err := v.con.expect(at, regexp.MustCompile(s.re), 180*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+		t.Logf("%6.2fs %s", when.Seconds(), s.what)
+		at = i + 1
+	}
+	return v
 }
 
 func mustReadFile(t *testing.T, p string) []byte {

@@ -14,6 +14,15 @@ type Boot struct {
 	Kernel, Initrd, Cmdline string
 	ISO                     string
 	Disk, DiskFormat        string
+	// RootDisk is a root file system image (kernel+squashfs, kernel+erofs, kernel+iso) that
+	// Initrd, the image's loader (PREFIX-loader.img), mounts: attach it read-only and add
+	// RootArgs(device) to the command line. RootFSType is squashfs, erofs or iso9660.
+	RootDisk, RootFSType string
+}
+
+// RootArgs is what the command line needs for the loader to mount RootDisk attached as dev.
+func (b Boot) RootArgs(dev string) string {
+	return "mobykit.root=" + dev + " mobykit.rootfstype=" + b.RootFSType
 }
 
 // FindBoot resolves a path as `linuxkit run` does: a file ending in .iso boots as a CD; one
@@ -52,6 +61,21 @@ func FindBoot(path string) (Boot, error) {
 		b.Initrd = ""
 	} else if err != nil {
 		return b, fmt.Errorf("boot prefix %s: initrd: %w", path, err)
+	}
+	if b.Initrd == "" {
+		// kernel+squashfs, kernel+erofs or kernel+iso: the root file system on a disk,
+		// mounted by the loader initramfs written beside it
+		for _, r := range []struct{ suffix, fstype string }{{"-squashfs.img", "squashfs"}, {"-erofs.img", "erofs"}, {".iso", "iso9660"}} {
+			if _, err := os.Stat(path + r.suffix); err != nil {
+				continue
+			}
+			b.Initrd = path + "-loader.img"
+			if _, err := os.Stat(b.Initrd); err != nil {
+				return b, fmt.Errorf("boot prefix %s: root file system %s%s without its loader: %w", path, path, r.suffix, err)
+			}
+			b.RootDisk, b.RootFSType = path+r.suffix, r.fstype
+			break
+		}
 	}
 	c, err := os.ReadFile(path + "-cmdline")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -71,4 +72,30 @@ func TestParseDisk(t *testing.T) {
 func FuzzParseDisk(f *testing.F) {
 	f.Add("file=d.qcow2,size=1G,format=qcow2")
 	f.Fuzz(func(t *testing.T, s string) { ParseDisk(s) })
+}
+
+// TestFindBootRootDisk: a prefix with a root file system image and no initrd boots through the
+// image's loader with the image as root disk; the loader missing is an error naming it; an
+// initrd wins over a root file system image (kernel+initrd beside kernel+squashfs).
+func TestFindBootRootDisk(t *testing.T) {
+	for _, c := range []struct{ file, fstype string }{{"-squashfs.img", "squashfs"}, {"-erofs.img", "erofs"}, {".iso", "iso9660"}} {
+		p := filepath.Join(t.TempDir(), "h")
+		os.WriteFile(p+"-kernel", nil, 0o644)
+		os.WriteFile(p+c.file, nil, 0o644)
+		if _, err := FindBoot(p); err == nil || !strings.Contains(err.Error(), "h-loader.img") {
+			t.Errorf("%s without loader: %v", c.file, err)
+		}
+		os.WriteFile(p+"-loader.img", nil, 0o644)
+		b, err := FindBoot(p)
+		if err != nil || b.Initrd != p+"-loader.img" || b.RootDisk != p+c.file || b.RootFSType != c.fstype {
+			t.Errorf("%s: %+v, %v", c.file, b, err)
+		}
+		if got := b.RootArgs("/dev/vda"); got != "mobykit.root=/dev/vda mobykit.rootfstype="+c.fstype {
+			t.Errorf("%s: RootArgs %q", c.file, got)
+		}
+		os.WriteFile(p+"-initrd.img", nil, 0o644)
+		if b, err := FindBoot(p); err != nil || b.Initrd != p+"-initrd.img" || b.RootDisk != "" {
+			t.Errorf("%s with an initrd: %+v, %v", c.file, b, err)
+		}
+	}
 }

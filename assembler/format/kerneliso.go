@@ -27,6 +27,11 @@ func (kernelISO) Write(ctx context.Context, in *Input) ([]string, error) {
 	if err != nil {
 		return out, fmt.Errorf("kernel+iso: %w", err)
 	}
+	loader, err := writeLoader(ctx, in)
+	if err != nil {
+		return out, fmt.Errorf("kernel+iso: %w", err)
+	}
+	out = append(out, loader)
 	p := filepath.Join(in.Dir, in.Name+".iso")
 	if err := WriteFile(p, 0o644, func(w io.Writer) error { return StreamRootISO(ctx, in, w) }); err != nil {
 		return out, fmt.Errorf("kernel+iso: %w", err)

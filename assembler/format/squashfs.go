@@ -26,6 +26,11 @@ func (f kernelSquashFS) Write(ctx context.Context, in *Input) ([]string, error) 
 	if err != nil {
 		return out, fmt.Errorf("kernel+squashfs: %w", err)
 	}
+	loader, err := writeLoader(ctx, in)
+	if err != nil {
+		return out, fmt.Errorf("kernel+squashfs: %w", err)
+	}
+	out = append(out, loader)
 	p := filepath.Join(in.Dir, in.Name+"-squashfs.img")
 	if err := WriteFile(p, 0o644, func(w io.Writer) error { return StreamSquashFS(ctx, in, w) }); err != nil {
 		return out, fmt.Errorf("kernel+squashfs: %w", err)

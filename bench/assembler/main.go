@@ -14,7 +14,10 @@
 //	incremental  one file of the spec's files: changed
 //	service      one service image changed (a new tag with one new layer)
 //
-// each with gzip, zstd and lz4.
+// each with gzip, zstd and lz4. Then, with the gzip cache warm, every output format (-formats)
+// next to kernel+initrd: seconds, CPU seconds, peak RSS and the size of what it wrote. A
+// stand-in bootloader image (random bytes of ISOLINUX's sizes) serves the BIOS formats: the
+// bytes are never booted here, only written.
 package main
 
 import (
@@ -50,6 +53,8 @@ var (
 	mobykit = flag.String("mobykit", "mobykit", "mobykit binary to run")
 	scale   = flag.Float64("scale", 1, "multiply the amount of data")
 	keep    = flag.Bool("keep", false, "keep the work directory")
+	formats = flag.String("formats", "kernel+initrd,tar,tar-kernel-initrd,kernel+squashfs,kernel+erofs,kernel+iso,iso-bios,raw-bios,qcow2-bios,vmdk,vhd,dynamic-vhd,aws,gcp,docker", "formats to time on a warm cache (comma-separated; empty: none)")
+	only    = flag.Bool("formats-only", false, "time only the formats (gzip), not the compression scenarios")
 )
 
 func main() {
@@ -116,7 +121,18 @@ func main() {
 	write := func(p, s string) { check(os.WriteFile(p, []byte(s), 0o644)) }
 	specA := filepath.Join(work, "bench.yml")
 	fmt.Printf("%-22s %8s %8s %9s %10s %10s %9s\n", "scenario", "seconds", "cpu s", "MB/s", "initrd MB", "cpio MB", "RSS MB")
-	for _, comp := range []string{"gzip", "zstd", "lz4"} {
+	pushImg(host+"/bench/bootloader:1", []file{
+		{name: "isolinux.bin", data: binary(rng, 40<<10, 1)},
+		{name: "isohdpfx.bin", data: binary(rng, 432, 1)},
+		{name: "ldlinux.c32", data: binary(rng, 120<<10, 1)},
+	})
+	comps := []string{"gzip", "zstd", "lz4"}
+	if *only {
+		comps = nil
+		write(specA, spec("hello", "1"))
+		measure("cold gzip", filepath.Join(work, "cache-gzip"), filepath.Join(work, "out-gzip"), "gzip", specA)
+	}
+	for _, comp := range comps {
 		cache := filepath.Join(work, "cache-"+comp)
 		out := filepath.Join(work, "out-"+comp)
 		run := func(label string) {
@@ -132,6 +148,49 @@ func main() {
 		write(specA, spec("changed", "2"))
 		measure("service "+comp, cache, out, comp, specA)
 	}
+	if *formats != "" {
+		write(specA, spec("hello", "1"))
+		cache := filepath.Join(work, "cache-gzip")
+		measure("warm gzip", cache, filepath.Join(work, "out-gzip"), "gzip", specA) // segments reused from here on
+		fmt.Printf("\n%-22s %8s %8s %9s %10s\n", "format (warm, gzip)", "seconds", "cpu s", "RSS MB", "output MB")
+		for _, f := range strings.Split(*formats, ",") {
+			measureFormat(f, cache, filepath.Join(work, "fmt"), host, specA)
+		}
+	}
+}
+
+// measureFormat builds spec as format f with everything cached and prints the time, CPU time,
+// peak RSS and bytes written (allocated: disk images are sparse where they hold nothing).
+func measureFormat(f, cache, out, host, spec string) {
+	check(os.RemoveAll(out))
+	cmd := exec.Command(*mobykit, "build", "--cache", cache, "--dir", out, "--name", "bench", "--format", f,
+		"--bootloader", host+"/bench/bootloader:1", spec)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	t := time.Now()
+	if err := cmd.Run(); err != nil {
+		// a row, not log.Fatal: the registry must still be stopped, the other formats timed
+		fmt.Printf("%-22s failed: %v: %s\n", f, err, strings.TrimSpace(stderr.String()))
+		return
+	}
+	d := time.Since(t).Seconds()
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	var rss float64
+	if i := strings.Index(stderr.String(), "peak RSS "); i >= 0 {
+		fmt.Sscanf(stderr.String()[i+len("peak RSS "):], "%f", &rss)
+	}
+	var size int64
+	ents, err := os.ReadDir(out)
+	check(err)
+	for _, e := range ents {
+		fi, err := e.Info()
+		check(err)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			size += st.Blocks * 512
+		}
+	}
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	fmt.Printf("%-22s %8.2f %8.2f %9.0f %10.1f\n", f, d, cpu, rss, float64(size)/1e6)
 }
 
 func measure(label, cache, out, comp, spec string) {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -325,7 +326,9 @@ func (f *Plugin) buildOnce(ctx context.Context, key string, p *parsed) (image, e
 		return image{}, err
 	}
 	img = image{Digest: digest}
-	if p.Format == "kernel+initrd" {
+	if p.Format == "kernel+initrd" || slices.Contains(outs, filepath.Join(tmp, "image-kernel")) {
+		// a boot prefix: kernel+initrd, and kernel+squashfs, kernel+erofs, kernel+iso
+		// (vm.FindBoot finds their root file system image and loader beside the kernel)
 		img.Boot = filepath.Join(dir, "image")
 	} else {
 		img.Boot = filepath.Join(dir, filepath.Base(outs[0]))

@@ -186,6 +186,12 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 			}
 			cfg.Disks = append(cfg.Disks, d)
 		}
+		if boot.RootDisk != "" {
+			// kernel+squashfs, kernel+erofs, kernel+iso: the root file system image, shared
+			// read-only by every member, is the first virtio disk
+			cfg.Disks = append(cfg.Disks, qemu.Disk{Path: boot.RootDisk, Format: "raw", ReadOnly: true})
+			cfg.Cmdline = strings.TrimSpace(cfg.Cmdline + " " + boot.RootArgs("/dev/vda"))
+		}
 	case p.Kernel != "":
 		cfg.Kernel, cfg.Initrd, cfg.Cmdline = p.Kernel, p.Initrd, p.Cmdline
 	case p.ISO != "":

@@ -68,6 +68,8 @@ type Disk struct {
 	Format string // "raw", "qcow2", ...; "" guesses from the extension (.qcow2 → qcow2, else raw)
 	// Boot marks the disk to boot from (no kernel given).
 	Boot bool
+	// ReadOnly attaches the disk read-only.
+	ReadOnly bool
 }
 
 // FwCfg is one fw_cfg entry: the guest reads it at /sys/firmware/qemu_fw_cfg/by_name/NAME/raw.
@@ -281,7 +283,11 @@ func (c Config) Args() ([]string, error) {
 			}
 		}
 		id := fmt.Sprintf("disk%d", i)
-		a = append(a, "-drive", "file="+escape(d.Path)+",format="+f+",if=none,id="+id)
+		drive := "file=" + escape(d.Path) + ",format=" + f + ",if=none,id=" + id
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		}
+		a = append(a, "-drive", drive)
 		dev := "virtio-blk-pci,drive=" + id
 		if d.Boot {
 			dev += ",bootindex=0"

@@ -178,6 +178,11 @@ func Run(ctx context.Context, o RunOptions) error {
 	if boot.Disk != "" {
 		cfg.Disks = append(cfg.Disks, Disk{Path: boot.Disk, Format: boot.DiskFormat, Boot: true})
 	}
+	if boot.RootDisk != "" {
+		// the first virtio disk: /dev/vda
+		cfg.Disks = append(cfg.Disks, Disk{Path: boot.RootDisk, Format: "raw", ReadOnly: true})
+		cfg.Cmdline = strings.TrimSpace(cfg.Cmdline + " " + boot.RootArgs("/dev/vda"))
+	}
 	for i, d := range o.Disks {
 		p := d.Path
 		if p == "" {

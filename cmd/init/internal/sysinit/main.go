@@ -24,6 +24,15 @@ func Main(args []string) {
 	// LinuxKit's init does. If both fail, containers run with runc --no-pivot.
 	noPivot := false
 	if NeedsSwitchRoot(args) {
+		if d, ok, err := ParseRootDisk(readCmdline()); err != nil {
+			fmt.Fprintf(os.Stdout, "mobykit init: %v\n", err)
+		} else if ok {
+			err := d.Boot(args) // executes the root disk's init on success
+			fmt.Fprintf(os.Stdout, "mobykit init: booting from %s failed: %v\n", d.Device, err)
+			os.Exit(1)
+		}
+	}
+	if NeedsSwitchRoot(args) {
 		var err error
 		if cmdlineHas("mobykit.switchroot") {
 			err = SwitchRoot(args[0]) // re-executes init on success
@@ -128,17 +137,19 @@ func Main(args []string) {
 }
 
 // cmdlineHas reports whether the kernel command line holds word (alone or as word=...).
-func cmdlineHas(word string) bool {
+// readCmdline returns the kernel command line, "" when /proc cannot be read.
+func readCmdline() string {
 	os.MkdirAll("/proc", 0o555)
 	if err := unix.Mount("proc", "/proc", "proc", 0, ""); err != nil && err != unix.EBUSY {
-		return false
+		return ""
 	}
 	defer unix.Unmount("/proc", unix.MNT_DETACH)
-	data, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return false
-	}
-	for _, f := range strings.Fields(string(data)) {
+	data, _ := os.ReadFile("/proc/cmdline")
+	return string(data)
+}
+
+func cmdlineHas(word string) bool {
+	for _, f := range strings.Fields(readCmdline()) {
 		if f == word || strings.HasPrefix(f, word+"=") {
 			return true
 		}
