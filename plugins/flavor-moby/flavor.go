@@ -447,7 +447,7 @@ func (f *Plugin) Healthy(ctx context.Context, properties spi.Any, inst spi.Descr
 		return spi.Unknown, err
 	}
 	h := p.Health
-	if h == nil || (h.HTTP == nil && h.TCP == nil && h.Console == "") {
+	if h == nil || (h.HTTP == nil && h.TCP == nil && h.Etcd == nil && h.Console == "") {
 		return spi.Healthy, nil
 	}
 	var ip instanceProps
@@ -527,6 +527,12 @@ func probe(ctx context.Context, p *parsed, ip instanceProps) error {
 			return err
 		}
 		return c.Close()
+	case h.Etcd != nil:
+		ep, err := ip.endpoint(h.Etcd.Port)
+		if err != nil {
+			return err
+		}
+		return probeEtcd(ctx, ep)
 	default:
 		if ip.Console == "" {
 			return errors.New("instance reports no console log")

@@ -55,13 +55,17 @@ type Properties struct {
 	Insecure []string `json:"insecure"`
 }
 
-// Health is a readiness check. At most one of HTTP, TCP and Console is used, in that order.
+// Health is a readiness check. At most one of HTTP, TCP, Etcd and Console is used, in that
+// order.
 type Health struct {
 	// HTTP probes http://HOST:PORT/Path on the instance's published guest Port and wants a
 	// 2xx answer, containing Expect when set.
 	HTTP *HTTPCheck `json:"http"`
 	// TCP wants a TCP connection to the published guest port.
 	TCP *TCPCheck `json:"tcp"`
+	// Etcd wants the instance to be a started, voting member of an etcd cluster that has a
+	// leader, asked on its client port (see EtcdCheck).
+	Etcd *EtcdCheck `json:"etcd"`
 	// Console wants a console line matching this regular expression.
 	Console string `json:"console"`
 	// Timeout of one probe; default "2s".
@@ -80,6 +84,14 @@ type HTTPCheck struct {
 
 // TCPCheck probes a TCP port.
 type TCPCheck struct {
+	Port int `json:"port"`
+}
+
+// EtcdCheck asks an etcd member, through the JSON gateway of its client port
+// (http://HOST:PORT/v3/...), for its status and the cluster's member list, and wants: a
+// leader, no alarm, the member started (named) in the list and not a learner. The list is
+// read linearizably, so the leader the member names is one a quorum follows.
+type EtcdCheck struct {
 	Port int `json:"port"`
 }
 
@@ -172,6 +184,9 @@ func parse(raw spi.Any) (*parsed, error) {
 		}
 		if h.TCP != nil && (h.TCP.Port < 1 || h.TCP.Port > 65535) {
 			return nil, fmt.Errorf("flavor-moby: Properties.health.tcp.port %d: want 1-65535", h.TCP.Port)
+		}
+		if h.Etcd != nil && (h.Etcd.Port < 1 || h.Etcd.Port > 65535) {
+			return nil, fmt.Errorf("flavor-moby: Properties.health.etcd.port %d: want 1-65535", h.Etcd.Port)
 		}
 		if h.Console != "" {
 			if p.console, err = regexp.Compile(h.Console); err != nil {
