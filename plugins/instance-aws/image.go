@@ -11,8 +11,8 @@ import (
 	"github.com/mobykit/mobykit/plugins/instance-aws/ami"
 )
 
-// resolveImage finds the newest available AMI matching ref.
-func (p *Plugin) resolveImage(ctx context.Context, ref *ImageRef) (string, error) {
+// resolveImage finds the newest available AMI matching ref and returns its ID and architecture.
+func (p *Plugin) resolveImage(ctx context.Context, ref *ImageRef) (id, arch string, err error) {
 	owners := ref.Owners
 	if len(owners) == 0 {
 		owners = []string{"self"}
@@ -26,13 +26,13 @@ func (p *Plugin) resolveImage(ctx context.Context, ref *ImageRef) (string, error
 	}
 	out, err := p.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: owners, Filters: filters})
 	if err != nil {
-		return "", fmt.Errorf("DescribeImages (image %s): %w", ref, err)
+		return "", "", fmt.Errorf("DescribeImages (image %s): %w", ref, err)
 	}
 	img := ami.Newest(out.Images)
 	if img == nil {
-		return "", fmt.Errorf("no available AMI owned by %v matches image %s (run `mobykit aws import` first)", owners, ref)
+		return "", "", fmt.Errorf("no available AMI owned by %v matches image %s (run `mobykit aws import` first)", owners, ref)
 	}
-	return aws.ToString(img.ImageId), nil
+	return aws.ToString(img.ImageId), string(img.Architecture), nil
 }
 
 func (r *ImageRef) String() string {

@@ -30,18 +30,22 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	if len(spec.Attachments) > 0 {
 		p.log.Warn("instance-aws does not attach Spec.Attachments; ignoring them", "group", tags[spi.GroupTag], "attachments", len(spec.Attachments))
 	}
-	var imageID string
+	var imageID, imageArch string // imageArch stays "" when only EC2 knows it (ImageId)
 	switch {
 	case props.RunInstancesInput.ImageId != "":
 		imageID = props.RunInstancesInput.ImageId
 	case props.Image != nil:
-		imageID, err = p.resolveImage(ctx, props.Image)
+		imageID, imageArch, err = p.resolveImage(ctx, props.Image)
 	case props.Moby != "":
-		imageID, err = p.importMoby(ctx, props.Moby, props.Import)
+		imageArch = props.importArch()
+		imageID, err = p.importMoby(ctx, props.Moby, props.Import, imageArch)
 	default:
 		err = errors.New("no image: set RunInstancesInput.ImageId or Image in the Instance Properties, or use flavor-moby, which sets moby")
 	}
 	if err != nil {
+		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
+	}
+	if err := checkArch(props.RunInstancesInput.InstanceType, imageArch, imageID); err != nil {
 		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
 	in := runInput(props, imageID, tags)
