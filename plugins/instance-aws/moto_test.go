@@ -433,6 +433,91 @@ func TestMotoProvisionArm64MobyImage(t *testing.T) {
 	}
 }
 
+// TestMotoVolumePerLogicalID: a member with a logical ID gets an EBS volume created in its
+// subnet's zone, tagged with group, logical ID and name, and attached at the device; Destroy
+// keeps it; the member's replacement gets the same volume re-attached; another logical ID
+// gets its own.
+func TestMotoVolumePerLogicalID(t *testing.T) {
+	env := newMoto(t, Options{VolumePoll: 20 * time.Millisecond})
+	ctx := context.Background()
+	group := groupName(t)
+	props := spi.Any(fmt.Sprintf(`{"RunInstancesInput":{"ImageId":"ami-12c6146b","InstanceType":"t3.micro","SubnetId":%q},
+		"Volumes":[{"Name":"data","DeviceName":"/dev/sdf","Size":3,"VolumeType":"gp3"}]}`, env.subnet))
+	provision := func(lid string) spi.ID {
+		t.Helper()
+		l := spi.LogicalID(lid)
+		id, err := env.plugin.Provision(ctx, spi.Spec{Properties: props, LogicalID: &l, Tags: map[string]string{spi.GroupTag: group}})
+		if err != nil {
+			t.Fatalf("Provision %s: %v", lid, err)
+		}
+		return *id
+	}
+	volumes := func(lid string) []types.Volume {
+		t.Helper()
+		out, err := env.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + spi.GroupTag), Values: []string{group}},
+			{Name: aws.String("tag:" + spi.LogicalIDTag), Values: []string{lid}},
+			{Name: aws.String("tag:" + VolumeTag), Values: []string{"data"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Volumes
+	}
+	// attachedTo waits (bounded) for the volume of lid to be attached to instance.
+	attachedTo := func(lid string, instance spi.ID) types.Volume {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			vols := volumes(lid)
+			if len(vols) != 1 {
+				t.Fatalf("%d volumes for %s, want 1: %+v", len(vols), lid, vols)
+			}
+			for _, a := range vols[0].Attachments {
+				if aws.ToString(a.InstanceId) == string(instance) {
+					if d := aws.ToString(a.Device); d != "/dev/sdf" {
+						t.Errorf("attached at %s, want /dev/sdf", d)
+					}
+					return vols[0]
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("volume %s of %s not attached to %s: %+v", *vols[0].VolumeId, lid, instance, vols[0].Attachments)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	first := provision("a")
+	vol := attachedTo("a", first)
+	if *vol.Size != 3 || vol.VolumeType != types.VolumeTypeGp3 || *vol.AvailabilityZone != "us-east-1a" {
+		t.Errorf("volume %s: %d GiB %s in %s, want 3 GiB gp3 in the subnet's zone us-east-1a", *vol.VolumeId, *vol.Size, vol.VolumeType, *vol.AvailabilityZone)
+	}
+	if err := env.plugin.Destroy(ctx, first, spi.Context{Reason: "rolling"}); err != nil {
+		t.Fatal(err)
+	}
+	if vols := volumes("a"); len(vols) != 1 || *vols[0].VolumeId != *vol.VolumeId {
+		t.Fatalf("after Destroy: volumes %+v, want %s kept", vols, *vol.VolumeId)
+	}
+	second := provision("a")
+	if again := attachedTo("a", second); *again.VolumeId != *vol.VolumeId {
+		t.Errorf("replacement got volume %s, want the member's %s", *again.VolumeId, *vol.VolumeId)
+	}
+	b1 := provision("b")
+	other := attachedTo("b", b1)
+	if *other.VolumeId == *vol.VolumeId {
+		t.Errorf("logical ID b got a's volume %s", *vol.VolumeId)
+	}
+	// A replacement launched while the old instance still holds the volume gets it once the
+	// old one is gone.
+	b2 := provision("b")
+	if vols := volumes("b"); len(vols) != 1 || len(vols[0].Attachments) != 1 || aws.ToString(vols[0].Attachments[0].InstanceId) != string(b1) {
+		t.Fatalf("volume of b while b1 runs: %+v, want attached to %s only", vols, b1)
+	}
+	if err := env.plugin.Destroy(ctx, b1, spi.Context{Reason: "rolling"}); err != nil {
+		t.Fatal(err)
+	}
+	attachedTo("b", b2)
+}
+
 // TestMotoNoSecretsInLogs captures every log line (debug level) while the plugin provisions,
 // labels and destroys, and checks that neither the user data nor the secret key appear.
 func TestMotoNoSecretsInLogs(t *testing.T) {

@@ -40,6 +40,11 @@ type Properties struct {
 	// arch (x86_64 when unset).
 	Import *ImportOptions `json:",omitempty"`
 
+	// Volumes are EBS volumes that belong to a member's logical ID, not to its instance:
+	// found by tag or created, attached after launch, re-attached to the member's
+	// replacement, never deleted by the plugin. Members without a logical ID get none.
+	Volumes []Volume `json:",omitempty"`
+
 	// Tags are extra tags put on each instance (and its volumes). The spec's own tags (the group
 	// controller's) win over these on a key collision. Keys must not start with "aws:".
 	Tags map[string]string `json:",omitempty"`
@@ -269,6 +274,7 @@ func (p *Properties) Validate() error {
 			bad(ri+"InstanceType", "%v", err)
 		}
 	}
+	validateVolumes(p, bad)
 	if im := p.Image; im != nil {
 		if im.Digest == "" && im.Name == "" {
 			bad("Image", "set Digest or Name")

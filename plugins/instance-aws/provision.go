@@ -45,6 +45,16 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	if err != nil {
 		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
+	var volumeIDs []string
+	if len(props.Volumes) > 0 && spec.LogicalID != nil {
+		zone, err := p.volumeZone(ctx, &props.RunInstancesInput)
+		if err == nil {
+			volumeIDs, err = p.memberVolumes(ctx, props, tags[spi.GroupTag], *spec.LogicalID, zone)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
+		}
+	}
 	if err := checkArch(props.RunInstancesInput.InstanceType, imageArch, imageID); err != nil {
 		return nil, fmt.Errorf("instance-aws: provision %s: %w", what, err)
 	}
@@ -90,6 +100,7 @@ func (p *Plugin) Provision(ctx context.Context, spec spi.Spec) (*spi.ID, error) 
 	id := spi.ID(aws.ToString(out.Instances[0].InstanceId))
 	d := spi.Description{ID: id, Tags: tags, LogicalID: logicalID(tags)}
 	p.recent.launch(d, p.now())
+	p.attachVolumes(id, props, volumeIDs)
 	p.log.Info("launched instance", "instance", id, "image", imageID,
 		"type", props.RunInstancesInput.InstanceType, "private_ip", privIP,
 		"group", tags[spi.GroupTag], "spot", props.RunInstancesInput.InstanceMarketOptions != nil)
