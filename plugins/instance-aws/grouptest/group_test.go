@@ -41,8 +41,6 @@ type member struct {
 	id, ip, hash, typ, image, userData string
 }
 
-// live lists the group's pending or running instances straight from EC2 (moto), not through
-// the plugin.
 // waitVolumes waits (bounded) until each member's logical ID (its IP) has exactly one "data"
 // volume and it is attached to that member, and returns logical ID -> volume ID.
 func waitVolumes(t *testing.T, c *ec2.Client, groupID string, members []member) map[string]string {
@@ -85,6 +83,8 @@ func waitVolumes(t *testing.T, c *ec2.Client, groupID string, members []member) 
 	return got
 }
 
+// live lists the group's pending or running instances straight from EC2 (moto), not through
+// the plugin.
 func live(t *testing.T, c *ec2.Client, groupID string) []member {
 	t.Helper()
 	ctx := context.Background()
