@@ -36,6 +36,9 @@ type Options struct {
 	// PageSize is DescribeInstances' MaxResults (5..1000); default 1000. Every page is read
 	// whatever the size; small sizes are for tests.
 	PageSize int32
+	// VolumePoll is how often a persistent volume waiting to be attached (Properties.Volumes)
+	// is checked; default 5s.
+	VolumePoll time.Duration
 	// Logger receives the plugin's and the SDK's (retries only) debug logs; default
 	// slog.Default(). Request and response bodies are never logged: they carry user data.
 	Logger *slog.Logger
@@ -51,6 +54,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 5 * time.Second
+	}
+	if o.VolumePoll <= 0 {
+		o.VolumePoll = 5 * time.Second
 	}
 	if o.PageSize == 0 {
 		o.PageSize = 1000

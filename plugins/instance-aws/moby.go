@@ -42,7 +42,7 @@ func (j *importJob) status() string {
 // waits at most importWait for it (Provision must answer within InfraKit's client timeout) and
 // otherwise fails with the import's progress, so that the group controller provisions again on
 // its next pass. A failed import is retried by the next call.
-func (p *Plugin) importMoby(ctx context.Context, path string, opts *ImportOptions) (string, error) {
+func (p *Plugin) importMoby(ctx context.Context, path string, opts *ImportOptions, arch string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("moby image %s: %w", path, err)
@@ -55,16 +55,15 @@ func (p *Plugin) importMoby(ctx context.Context, path string, opts *ImportOption
 		return "", fmt.Errorf("moby image: %w", err)
 	}
 	// Builds are immutable files in content-keyed folders: path, size and time name the content.
-	key := fmt.Sprintf("%s\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano())
+	key := fmt.Sprintf("%s\x00%d\x00%d\x00%s", abs, st.Size(), st.ModTime().UnixNano(), arch)
 	p.mu.Lock()
 	job := p.imports[key]
 	if job == nil {
 		job = &importJob{done: make(chan struct{})}
 		p.imports[key] = job
-		in := ami.Input{Path: abs, Progress: job.progress, Name: "mobykit-" + trimExt(filepath.Base(abs))}
+		in := ami.Input{Path: abs, Progress: job.progress, Name: "mobykit-" + trimExt(filepath.Base(abs)), Architecture: arch}
 		if opts != nil {
 			in.BootMode = ami.BootMode(opts.BootMode)
-			in.Architecture = opts.Architecture
 		}
 		go func() {
 			defer close(job.done)

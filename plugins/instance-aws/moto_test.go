@@ -39,6 +39,7 @@ type motoEnv struct {
 
 	mu    sync.Mutex
 	calls map[string]int // API operation -> calls made by the plugin
+	archs []string       // Architecture of each RegisterImage call (moto does not keep it)
 }
 
 func (e *motoEnv) count(op string) int {
@@ -69,6 +70,9 @@ func newMoto(t *testing.T, opts Options) *motoEnv {
 		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("count", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			env.mu.Lock()
 			env.calls[awsmiddleware.GetOperationName(ctx)]++
+			if r, ok := in.Parameters.(*ec2.RegisterImageInput); ok {
+				env.archs = append(env.archs, string(r.Architecture))
+			}
 			env.mu.Unlock()
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
@@ -351,6 +355,167 @@ func TestMotoProvisionByImageDigest(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "mobykit aws import") || !strings.Contains(err.Error(), group) {
 		t.Errorf("Provision with an unknown digest: %v; want an error naming the group and suggesting mobykit aws import", err)
 	}
+}
+
+// TestMotoGraviton: an arm64 AMI (found by digest) launches on a Graviton instance type and is
+// refused, naming both architectures, on an x86 one.
+func TestMotoGraviton(t *testing.T) {
+	env := newMoto(t, Options{})
+	ctx := context.Background()
+	digest := "sha256:" + strings.Repeat("a6", 32)
+	// moto does not keep the Architecture of a registered image; it ships arm64 AMIs of its own.
+	imgs, err := env.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{Filters: []types.Filter{
+		{Name: aws.String("architecture"), Values: []string{"arm64"}}}})
+	if err != nil || len(imgs.Images) == 0 {
+		t.Fatalf("DescribeImages (arm64): %d images, %v", len(imgs.Images), err)
+	}
+	arm := imgs.Images[0]
+	if arm.Architecture != types.ArchitectureValuesArm64 {
+		t.Fatalf("moto's AMI %s is %q, want arm64", *arm.ImageId, arm.Architecture)
+	}
+	if _, err := env.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{*arm.ImageId},
+		Tags: []types.Tag{{Key: aws.String(ami.DigestTag), Value: aws.String(digest)}}}); err != nil {
+		t.Fatal(err)
+	}
+	out := struct{ ImageId *string }{arm.ImageId}
+	owner := aws.ToString(arm.OwnerId)
+	group := groupName(t)
+	provision := func(instanceType string) (*spi.ID, error) {
+		props := fmt.Sprintf(`{"RunInstancesInput":{"InstanceType":%q,"SubnetId":%q},"Image":{"Digest":%q,"Owners":[%q]}}`, instanceType, env.subnet, digest, owner)
+		return env.plugin.Provision(ctx, spi.Spec{Properties: spi.Any(props), Tags: map[string]string{spi.GroupTag: group}})
+	}
+	_, err = provision("t3.micro")
+	if err == nil || !strings.Contains(err.Error(), `"t3.micro" runs x86_64`) || !strings.Contains(err.Error(), *out.ImageId+" is arm64") {
+		t.Fatalf("Provision of an arm64 AMI on t3.micro: %v; want an error naming both architectures", err)
+	}
+	if n := env.count("RunInstances"); n != 0 {
+		t.Errorf("%d RunInstances calls for a refused architecture", n)
+	}
+	id, err := provision("t4g.micro")
+	if err != nil {
+		t.Fatalf("Provision on t4g.micro: %v", err)
+	}
+	descs, err := env.plugin.DescribeInstances(ctx, map[string]string{spi.GroupTag: group}, true)
+	if err != nil || len(descs) != 1 || descs[0].ID != *id {
+		t.Fatalf("DescribeInstances = %+v, %v", descs, err)
+	}
+	var info InstanceInfo
+	json.Unmarshal(descs[0].Properties, &info)
+	if info.ImageId != *out.ImageId || info.InstanceType != "t4g.micro" {
+		t.Errorf("launched %s on %s, want %s on t4g.micro", info.ImageId, info.InstanceType, *out.ImageId)
+	}
+}
+
+// TestMotoProvisionArm64MobyImage: a moby image flavor-moby built for arm64 ("arch") is
+// registered as an arm64 AMI and launched on a Graviton type.
+func TestMotoProvisionArm64MobyImage(t *testing.T) {
+	env := newMoto(t, Options{})
+	env.plugin.importer.PollInterval = 10 * time.Millisecond
+	ctx := context.Background()
+	disk := filepath.Join(t.TempDir(), "image.raw")
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	data[510], data[511] = 0x55, 0xAA
+	if err := os.WriteFile(disk, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	props := spi.Any(fmt.Sprintf(`{"RunInstancesInput":{"InstanceType":"m7g.medium","SubnetId":%q},"moby":%q,"arch":"arm64"}`, env.subnet, disk))
+	spec := spi.Spec{Properties: props, Tags: map[string]string{spi.GroupTag: groupName(t)}}
+	env.plugin.importWait = time.Minute
+	if _, err := env.plugin.Provision(ctx, spec); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	env.mu.Lock()
+	archs := env.archs
+	env.mu.Unlock()
+	if len(archs) != 1 || archs[0] != "arm64" {
+		t.Errorf("RegisterImage architectures %q, want [arm64]", archs)
+	}
+}
+
+// TestMotoVolumePerLogicalID: a member with a logical ID gets an EBS volume created in its
+// subnet's zone, tagged with group, logical ID and name, and attached at the device; Destroy
+// keeps it; the member's replacement gets the same volume re-attached; another logical ID
+// gets its own.
+func TestMotoVolumePerLogicalID(t *testing.T) {
+	env := newMoto(t, Options{VolumePoll: 20 * time.Millisecond})
+	ctx := context.Background()
+	group := groupName(t)
+	props := spi.Any(fmt.Sprintf(`{"RunInstancesInput":{"ImageId":"ami-12c6146b","InstanceType":"t3.micro","SubnetId":%q},
+		"Volumes":[{"Name":"data","DeviceName":"/dev/sdf","Size":3,"VolumeType":"gp3"}]}`, env.subnet))
+	provision := func(lid string) spi.ID {
+		t.Helper()
+		l := spi.LogicalID(lid)
+		id, err := env.plugin.Provision(ctx, spi.Spec{Properties: props, LogicalID: &l, Tags: map[string]string{spi.GroupTag: group}})
+		if err != nil {
+			t.Fatalf("Provision %s: %v", lid, err)
+		}
+		return *id
+	}
+	volumes := func(lid string) []types.Volume {
+		t.Helper()
+		out, err := env.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + spi.GroupTag), Values: []string{group}},
+			{Name: aws.String("tag:" + spi.LogicalIDTag), Values: []string{lid}},
+			{Name: aws.String("tag:" + VolumeTag), Values: []string{"data"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Volumes
+	}
+	// attachedTo waits (bounded) for the volume of lid to be attached to instance.
+	attachedTo := func(lid string, instance spi.ID) types.Volume {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			vols := volumes(lid)
+			if len(vols) != 1 {
+				t.Fatalf("%d volumes for %s, want 1: %+v", len(vols), lid, vols)
+			}
+			for _, a := range vols[0].Attachments {
+				if aws.ToString(a.InstanceId) == string(instance) {
+					if d := aws.ToString(a.Device); d != "/dev/sdf" {
+						t.Errorf("attached at %s, want /dev/sdf", d)
+					}
+					return vols[0]
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("volume %s of %s not attached to %s: %+v", *vols[0].VolumeId, lid, instance, vols[0].Attachments)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	first := provision("a")
+	vol := attachedTo("a", first)
+	if *vol.Size != 3 || vol.VolumeType != types.VolumeTypeGp3 || *vol.AvailabilityZone != "us-east-1a" {
+		t.Errorf("volume %s: %d GiB %s in %s, want 3 GiB gp3 in the subnet's zone us-east-1a", *vol.VolumeId, *vol.Size, vol.VolumeType, *vol.AvailabilityZone)
+	}
+	if err := env.plugin.Destroy(ctx, first, spi.Context{Reason: "rolling"}); err != nil {
+		t.Fatal(err)
+	}
+	if vols := volumes("a"); len(vols) != 1 || *vols[0].VolumeId != *vol.VolumeId {
+		t.Fatalf("after Destroy: volumes %+v, want %s kept", vols, *vol.VolumeId)
+	}
+	second := provision("a")
+	if again := attachedTo("a", second); *again.VolumeId != *vol.VolumeId {
+		t.Errorf("replacement got volume %s, want the member's %s", *again.VolumeId, *vol.VolumeId)
+	}
+	b1 := provision("b")
+	other := attachedTo("b", b1)
+	if *other.VolumeId == *vol.VolumeId {
+		t.Errorf("logical ID b got a's volume %s", *vol.VolumeId)
+	}
+	// A replacement launched while the old instance still holds the volume gets it once the
+	// old one is gone.
+	b2 := provision("b")
+	if vols := volumes("b"); len(vols) != 1 || len(vols[0].Attachments) != 1 || aws.ToString(vols[0].Attachments[0].InstanceId) != string(b1) {
+		t.Fatalf("volume of b while b1 runs: %+v, want attached to %s only", vols, b1)
+	}
+	if err := env.plugin.Destroy(ctx, b1, spi.Context{Reason: "rolling"}); err != nil {
+		t.Fatal(err)
+	}
+	attachedTo("b", b2)
 }
 
 // TestMotoNoSecretsInLogs captures every log line (debug level) while the plugin provisions,

@@ -30,8 +30,20 @@ type Properties struct {
 	// RunInstancesInput.ImageId, Image and moby may be set; one of them is needed to Provision.
 	Moby string `json:"moby,omitempty"`
 
-	// Import sets how a moby image is registered. Default: uefi-preferred, x86_64.
+	// Arch is the moby image's architecture in Go's names ("amd64", "arm64"; EC2's "x86_64"
+	// is accepted too). A moby image is imported as an AMI of this architecture unless
+	// Import.Architecture says otherwise, and the instance type must run it (Graviton types
+	// such as t4g, m7g and c7g run arm64).
+	Arch string `json:"arch,omitempty"`
+
+	// Import sets how a moby image is registered. Default: uefi-preferred, the architecture of
+	// arch (x86_64 when unset).
 	Import *ImportOptions `json:",omitempty"`
+
+	// Volumes are EBS volumes that belong to a member's logical ID, not to its instance:
+	// found by tag or created, attached after launch, re-attached to the member's
+	// replacement, never deleted by the plugin. Members without a logical ID get none.
+	Volumes []Volume `json:",omitempty"`
 
 	// Tags are extra tags put on each instance (and its volumes). The spec's own tags (the group
 	// controller's) win over these on a key collision. Keys must not start with "aws:".
@@ -250,6 +262,19 @@ func (p *Properties) Validate() error {
 			bad("Import.Architecture", "%q: want \"x86_64\" or \"arm64\"", im.Architecture)
 		}
 	}
+	if p.Arch != "" {
+		if a, ok := ec2Arch(p.Arch); !ok {
+			bad("arch", "%q: want \"amd64\" or \"arm64\"", p.Arch)
+		} else if p.Import != nil && p.Import.Architecture != "" && p.Import.Architecture != a {
+			bad("Import.Architecture", "%q contradicts the image's arch %q", p.Import.Architecture, p.Arch)
+		}
+	}
+	if p.Moby != "" && reInstanceType.MatchString(r.InstanceType) {
+		if err := checkArch(r.InstanceType, p.importArch(), p.Moby); err != nil {
+			bad(ri+"InstanceType", "%v", err)
+		}
+	}
+	validateVolumes(p, bad)
 	if im := p.Image; im != nil {
 		if im.Digest == "" && im.Name == "" {
 			bad("Image", "set Digest or Name")

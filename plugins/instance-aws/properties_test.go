@@ -36,7 +36,22 @@ func TestValidate(t *testing.T) {
 		{"plugin-owned field", `{"RunInstancesInput":{` + ok + `,"UserData":"eA=="}}`, []string{`unknown field "UserData"`}},
 		{"trailing data", `{"RunInstancesInput":{` + ok + `}} {}`, []string{"trailing data"}},
 		{"no image (flavor-moby sets moby later)", `{"RunInstancesInput":{"InstanceType":"t3.small"}}`, nil},
-		{"moby image", `{"RunInstancesInput":{"InstanceType":"t3.small"},"moby":"/var/lib/mobykit/builds/x/image.raw","Import":{"BootMode":"uefi","Architecture":"arm64"}}`, nil},
+		{"moby image", `{"RunInstancesInput":{"InstanceType":"t4g.small"},"moby":"/var/lib/mobykit/builds/x/image.raw","Import":{"BootMode":"uefi","Architecture":"arm64"}}`, nil},
+		{"arm64 moby image on Graviton", `{"RunInstancesInput":{"InstanceType":"m7g.large"},"moby":"/b/image.raw","arch":"arm64"}`, nil},
+		{"amd64 moby image", `{"RunInstancesInput":{"InstanceType":"c7i.large"},"moby":"/b/image.raw","arch":"amd64"}`, nil},
+		{"arm64 moby image on x86", `{"RunInstancesInput":{"InstanceType":"t3.small"},"moby":"/b/image.raw","arch":"arm64"}`,
+			[]string{"RunInstancesInput.InstanceType", `"t3.small" runs x86_64`, "/b/image.raw is arm64"}},
+		{"amd64 moby image on Graviton", `{"RunInstancesInput":{"InstanceType":"c7g.xlarge"},"moby":"/b/image.raw"}`,
+			[]string{`"c7g.xlarge" runs arm64`, "/b/image.raw is x86_64"}},
+		{"volumes", `{"RunInstancesInput":{` + ok + `,"SubnetId":"subnet-0123abcd"},"Volumes":[{"Name":"data","DeviceName":"/dev/sdf","Size":20,"Encrypted":true}]}`, nil},
+		{"volumes without a zone", `{"RunInstancesInput":{` + ok + `},"Volumes":[{"Name":"data","DeviceName":"/dev/sdf","Size":20}]}`,
+			[]string{"Volumes: set RunInstancesInput.SubnetId or Placement.AvailabilityZone"}},
+		{"bad volumes", `{"RunInstancesInput":{` + ok + `,"Placement":{"AvailabilityZone":"eu-west-1a"},"BlockDeviceMappings":[{"DeviceName":"/dev/sdg","Ebs":{}}]},
+			"Volumes":[{"Name":"Data","DeviceName":"/dev/sdf","Size":0,"VolumeType":"fast"},{"Name":"x","DeviceName":"/dev/sdg","Size":1},{"Name":"x","DeviceName":"sda1x","Size":1}]}`,
+			[]string{`Volumes[0].Name: "Data"`, "Volumes[0].Size: 0 GiB", `Volumes[0].VolumeType: "fast"`, `Volumes[1].DeviceName: "/dev/sdg" is used`, `Volumes[2].Name: "x" used twice`, `Volumes[2].DeviceName: "sda1x"`}},
+		{"unknown arch", `{"RunInstancesInput":{"InstanceType":"t3.small"},"arch":"riscv64"}`, []string{`arch: "riscv64"`}},
+		{"arch contradicts Import", `{"RunInstancesInput":{"InstanceType":"t4g.small"},"arch":"arm64","Import":{"Architecture":"x86_64"}}`,
+			[]string{"Import.Architecture", "contradicts"}},
 		{"both images", `{"RunInstancesInput":{` + ok + `},"Image":{"Name":"x"}}`, []string{"Image: set only one of"}},
 		{"moby and AMI", `{"RunInstancesInput":{` + ok + `},"moby":"/x.raw"}`, []string{"Image: set only one of"}},
 		{"import boot mode", `{"RunInstancesInput":{"InstanceType":"t3.small"},"moby":"/x.raw","Import":{"BootMode":"bios"}}`, []string{"Import.BootMode"}},
@@ -161,4 +176,19 @@ func FuzzParseProperties(f *testing.F) {
 			runInput(p, "ami-0123456789abcdef0", map[string]string{"k": "v"}) // must not panic
 		}
 	})
+}
+
+func TestInstanceArch(t *testing.T) {
+	for typ, want := range map[string]string{
+		"t3.small": archX86, "m7i.large": archX86, "c5n.xlarge": archX86, "g4dn.xlarge": archX86,
+		"p4d.24xlarge": archX86, "x2iedn.xlarge": archX86, "mac1.metal": archX86, "inf2.xlarge": archX86,
+		"t4g.nano": archARM, "m7g.large": archARM, "c7g.medium": archARM, "c7gn.large": archARM,
+		"m6gd.large": archARM, "r8g.large": archARM, "x2gd.medium": archARM, "im4gn.large": archARM,
+		"is4gen.large": archARM, "g5g.xlarge": archARM, "hpc7g.4xlarge": archARM, "a1.medium": archARM,
+		"mac2.metal": archARM, "mac2-m2pro.metal": archARM,
+	} {
+		if got := instanceArch(typ); got != want {
+			t.Errorf("instanceArch(%q) = %s, want %s", typ, got, want)
+		}
+	}
 }

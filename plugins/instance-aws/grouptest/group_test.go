@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,6 +39,48 @@ func TestMain(m *testing.M) { awstest.Main(m) }
 
 type member struct {
 	id, ip, hash, typ, image, userData string
+}
+
+// waitVolumes waits (bounded) until each member's logical ID (its IP) has exactly one "data"
+// volume and it is attached to that member, and returns logical ID -> volume ID.
+func waitVolumes(t *testing.T, c *ec2.Client, groupID string, members []member) map[string]string {
+	t.Helper()
+	var got map[string]string
+	var last string
+	waitFor(t, "the data volumes attached", 30*time.Second, func() bool {
+		out, err := c.DescribeVolumes(context.Background(), &ec2.DescribeVolumesInput{Filters: []types.Filter{
+			{Name: aws.String("tag:" + spi.GroupTag), Values: []string{groupID}},
+			{Name: aws.String("tag:" + instanceaws.VolumeTag), Values: []string{"data"}}}})
+		if err != nil {
+			t.Fatalf("DescribeVolumes: %v", err)
+		}
+		got = map[string]string{}
+		attached := map[string]string{} // logical ID -> instance
+		for _, v := range out.Volumes {
+			for _, tg := range v.Tags {
+				if *tg.Key == spi.LogicalIDTag {
+					if _, dup := got[*tg.Value]; dup {
+						t.Fatalf("two data volumes for %s", *tg.Value)
+					}
+					got[*tg.Value] = *v.VolumeId
+					if len(v.Attachments) == 1 {
+						attached[*tg.Value] = aws.ToString(v.Attachments[0].InstanceId)
+					}
+				}
+			}
+		}
+		last = fmt.Sprint(got, attached)
+		for _, m := range members {
+			if attached[m.ip] != m.id {
+				return false
+			}
+		}
+		return len(got) == len(members)
+	})
+	if t.Failed() {
+		t.Logf("volumes: %s", last)
+	}
+	return got
 }
 
 // live lists the group's pending or running instances straight from EC2 (moto), not through
@@ -214,6 +257,9 @@ func TestExampleQuorumOnMoto(t *testing.T) {
 			t.Errorf("DescribeGroup member %s: logical ID %v tags %v", d.ID, d.LogicalID, d.Tags)
 		}
 	}
+	// Each member's data volume (the example's Volumes) is created once per logical ID and
+	// attached to the member holding it.
+	volumes := waitVolumes(t, raw, groupID, first)
 	t.Logf("import + commit: 3 members in %s", time.Since(start).Round(time.Millisecond))
 
 	// 2. A new image: import, commit its digest, and the quorum rolls one member at a time
@@ -261,6 +307,10 @@ func TestExampleQuorumOnMoto(t *testing.T) {
 				t.Errorf("member %s survived the rolling update", m.id)
 			}
 		}
+	}
+	// The replacements got their predecessors' volumes back: same volume per logical ID.
+	if again := waitVolumes(t, raw, groupID, second); !maps.Equal(again, volumes) {
+		t.Errorf("volumes per logical ID after the rollout %v, want the same as before %v", again, volumes)
 	}
 	var oldIDs []string
 	for _, m := range first {

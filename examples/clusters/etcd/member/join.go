@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,36 @@ type Config struct {
 	PeerPort, ClientPort int
 	// Timeout bounds the attempt to reach a running cluster; default 5s.
 	Timeout time.Duration
+}
+
+// hostname is what a member's name and its peers may be: an IP address or a DNS name.
+var hostname = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// maxPeers bounds the peer list read from userdata (etcd itself advises at most 7 members).
+const maxPeers = 64
+
+// Validate checks what came from userdata before any of it reaches etcd's environment file,
+// which a shell sources: the name and every peer must be an IP address or a DNS name (no
+// spaces, quotes, `$` or newlines), the peers at most 64 and the name one of them.
+func (c Config) Validate() error {
+	ok := func(h string) bool { return len(h) <= 253 && (net.ParseIP(h) != nil || hostname.MatchString(h)) }
+	if !ok(c.Name) {
+		return fmt.Errorf("etcd-member: userdata name %q is not an IP address or a DNS name", c.Name)
+	}
+	if len(c.Peers) == 0 || len(c.Peers) > maxPeers {
+		return fmt.Errorf("etcd-member: userdata peers: %d peers, want 1 to %d", len(c.Peers), maxPeers)
+	}
+	self := false
+	for _, p := range c.Peers {
+		if !ok(p) {
+			return fmt.Errorf("etcd-member: userdata peer %q is not an IP address or a DNS name", p)
+		}
+		self = self || p == c.Name
+	}
+	if !self {
+		return fmt.Errorf("etcd-member: userdata name %q is not among the peers %q", c.Name, c.Peers)
+	}
+	return nil
 }
 
 func (c Config) peerURL(host string) string {

@@ -162,3 +162,41 @@ func TestDecideJoinsAndRestarts(t *testing.T) {
 		t.Fatalf("restarted member ID %x, want %x", got, id)
 	}
 }
+
+// TestUserdataShellInjectionRefused: the name and peers come from userdata and end up in
+// /run/etcd/env, which the etcd service's shell sources; anything but an address or a DNS name
+// (a command substitution, a newline adding a variable, a quote) is refused before it is
+// written, as are an empty or oversized peer list and a name that is not a peer.
+func TestUserdataShellInjectionRefused(t *testing.T) {
+	peers := []string{"10.99.1.11", "10.99.1.12", "etcd-3.example.com"}
+	if err := (Config{Name: "10.99.1.11", Peers: peers}).Validate(); err != nil {
+		t.Fatalf("good userdata refused: %v", err)
+	}
+	if err := (Config{Name: "etcd-3.example.com", Peers: peers}).Validate(); err != nil {
+		t.Fatalf("a DNS name refused: %v", err)
+	}
+	many := make([]string, maxPeers+1)
+	for i := range many {
+		many[i] = "10.0.0." + strconv.Itoa(i%250+1)
+	}
+	for _, c := range []Config{
+		{Name: "$(reboot)", Peers: append(peers, "$(reboot)")},
+		{Name: "10.99.1.11\nETCD_UNSAFE_NO_FSYNC=true", Peers: peers},
+		{Name: "10.99.1.11", Peers: []string{"10.99.1.11", "x'; rm -rf /var/lib/etcd; '"}},
+		{Name: "10.99.1.11", Peers: []string{"10.99.1.11", "`id`"}},
+		{Name: "", Peers: peers},
+		{Name: "10.99.1.11", Peers: nil},
+		{Name: "10.99.1.11", Peers: many},
+		{Name: "10.99.1.14", Peers: peers},
+		{Name: strings.Repeat("a", 64), Peers: []string{strings.Repeat("a", 64)}},
+	} {
+		err := c.Validate()
+		if err == nil {
+			t.Errorf("Validate(%q, %d peers) accepted", c.Name, len(c.Peers))
+			continue
+		}
+		if !strings.Contains(err.Error(), "userdata") {
+			t.Errorf("error does not name the userdata: %v", err)
+		}
+	}
+}

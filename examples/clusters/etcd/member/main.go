@@ -115,6 +115,9 @@ func run() error {
 		dataDir = "/var/lib/etcd/data"
 	}
 	c := Config{Name: name, Peers: strings.Fields(peers), DataDir: dataDir}
+	if err := c.Validate(); err != nil {
+		return err
+	}
 	p, err := Decide(context.Background(), c, c.cluster())
 	if err != nil {
 		return err
