@@ -49,6 +49,8 @@ type BuildRequest struct {
 	// names them.
 	Dir, Name string
 	Insecure  []string
+	// Arch is the target architecture ("" = the plugin's own).
+	Arch string
 }
 
 // Builder builds an image spec. AssemblerBuilder is the real one; tests use fakes.
@@ -64,7 +66,7 @@ type AssemblerBuilder struct {
 
 // Build implements Builder.
 func (a AssemblerBuilder) Build(ctx context.Context, r BuildRequest) ([]string, error) {
-	o := assembler.Options{Name: r.Name, OutputDir: r.Dir, Formats: []string{r.Format}, CacheDir: a.CacheDir, Insecure: r.Insecure}
+	o := assembler.Options{Name: r.Name, OutputDir: r.Dir, Formats: []string{r.Format}, CacheDir: a.CacheDir, Insecure: r.Insecure, Arch: r.Arch}
 	var res *assembler.Result
 	var err error
 	if r.SpecContent != nil {
@@ -236,10 +238,18 @@ type image struct {
 	Digest string
 }
 
+// arch is the architecture the image is built for.
+func (p *parsed) arch() string {
+	if p.Arch != "" {
+		return p.Arch
+	}
+	return runtime.GOARCH
+}
+
 // contentKey identifies a build: format, architecture and spec content.
 func (p *parsed) contentKey() (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "format=%s\x00arch=%s\x00", p.Format, runtime.GOARCH)
+	fmt.Fprintf(h, "format=%s\x00arch=%s\x00", p.Format, p.arch())
 	if len(p.Spec) > 0 {
 		d, err := p.specDigest()
 		if err != nil {
@@ -314,7 +324,7 @@ func (f *Plugin) buildOnce(ctx context.Context, key string, p *parsed) (image, e
 	}
 	defer os.RemoveAll(tmp)
 	start := time.Now()
-	outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecContent: p.SpecContent, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure})
+	outs, err := f.Builder.Build(ctx, BuildRequest{SpecFiles: p.Spec, SpecContent: p.SpecContent, SpecYAML: []byte(p.SpecYAML), Format: p.Format, Dir: tmp, Name: "image", Insecure: p.Insecure, Arch: p.Arch})
 	if err != nil {
 		return image{}, fmt.Errorf("flavor-moby: build %s: %w", p.describe(), err)
 	}
@@ -395,6 +405,9 @@ func (f *Plugin) Prepare(ctx context.Context, properties spi.Any, s spi.Spec, a 
 		}
 	}
 	props["moby"] = img.Boot
+	if p.Arch != "" {
+		props["arch"] = p.Arch
+	}
 	b, err := json.Marshal(props)
 	if err != nil {
 		return s, err

@@ -34,10 +34,12 @@ services:
 type fakeBuilder struct {
 	builds atomic.Int32
 	delay  time.Duration
+	arches sync.Map // architectures asked for
 }
 
 func (b *fakeBuilder) Build(_ context.Context, r BuildRequest) ([]string, error) {
 	b.builds.Add(1)
+	b.arches.Store(r.Arch, true)
 	time.Sleep(b.delay)
 	content := string(r.SpecYAML) + strings.Join(r.SpecContent, "")
 	for _, f := range r.SpecFiles {
@@ -481,5 +483,50 @@ func TestConsoleProbeMemoryBounded(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
 		t.Fatalf("one console probe allocated %d MiB for a 64 MiB log", n>>20)
+	}
+}
+
+// TestArchBuildsAndReachesInstance: flavor-moby's arch is the assembler's target, a build per
+// architecture (same spec, another image), and is passed to the instance plugin as "arch"
+// beside "moby" (instance-aws imports the AMI with it); without it nothing is added, and an
+// unknown architecture is refused naming the field.
+func TestArchBuildsAndReachesInstance(t *testing.T) {
+	f, b := newFlavor(t)
+	specPath := writeSpec(t, specYAML)
+	ctx := context.Background()
+	prepare := func(arch string) map[string]any {
+		t.Helper()
+		m := map[string]any{"spec": specPath}
+		if arch != "" {
+			m["arch"] = arch
+		}
+		props, _ := json.Marshal(m)
+		s, err := f.Prepare(ctx, props, spi.Spec{Properties: spi.Any(`{"instance_type":"t4g.micro"}`)}, spi.Allocation{Size: 1}, spi.Index{Group: "g"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p map[string]any
+		if err := json.Unmarshal(s.Properties, &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	def := prepare("")
+	if _, ok := def["arch"]; ok {
+		t.Fatalf("arch passed without being asked for: %v", def)
+	}
+	arm := prepare("aarch64")
+	if arm["arch"] != "arm64" || arm["instance_type"] != "t4g.micro" {
+		t.Fatalf("instance properties %v, want arch arm64 beside the instance's own", arm)
+	}
+	if arm["moby"] == def["moby"] {
+		t.Fatalf("the arm64 build reused the default one: %v", arm["moby"])
+	}
+	if _, ok := b.arches.Load("arm64"); !ok || b.builds.Load() != 2 {
+		t.Fatalf("%d builds; the assembler was not asked for arm64", b.builds.Load())
+	}
+	props, _ := json.Marshal(map[string]any{"spec": specPath, "arch": "riscv"})
+	if err := f.Validate(ctx, props, spi.Allocation{Size: 1}); err == nil || !strings.Contains(err.Error(), "arch") {
+		t.Fatalf("arch riscv: %v, want an error naming arch", err)
 	}
 }

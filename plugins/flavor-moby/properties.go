@@ -42,6 +42,11 @@ type Properties struct {
 	// Format is the output format the instance plugin boots: "kernel+initrd" (default) or any
 	// other name the assembler knows (e.g. an ISO or disk format).
 	Format string `json:"format"`
+	// Arch is the architecture the image is built for, amd64 or arm64 (default: the plugin's
+	// own). When set, it is also passed to the instance plugin as Properties "arch" beside
+	// "moby", so that instance-aws imports the image as an AMI of that architecture and
+	// refuses instance types of the other.
+	Arch string `json:"arch"`
 	// Userdata is a template filled per instance and passed as the instance's Init: a JSON
 	// object in LinuxKit's format ({"name":{"content":"...","perm":"0644"}, "dir":{"entries":
 	// {...}}}), whose strings are templates, or a plain string template. See TemplateData.
@@ -159,6 +164,15 @@ func parse(raw spi.Any) (*parsed, error) {
 	}
 	if p.Format == "" {
 		p.Format = "kernel+initrd"
+	}
+	switch p.Arch {
+	case "", "amd64", "arm64":
+	case "x86_64":
+		p.Arch = "amd64"
+	case "aarch64":
+		p.Arch = "arm64"
+	default:
+		return nil, fmt.Errorf("flavor-moby: Properties.arch %q: want amd64 or arm64", p.Arch)
 	}
 	var err error
 	if p.render, err = p.template(); err != nil {
