@@ -37,26 +37,31 @@ func TestHelloBootsBIOSFormats(t *testing.T) {
 		}
 	}
 	for _, f := range images {
-		t.Run(f, func(t *testing.T) {
-			v := boot(t, filepath.Join(outs[0], f))
-			defer func() {
-				if t.Failed() || testing.Verbose() {
-					t.Logf("console:\n%s", v.con)
-				}
-			}()
-			at := 0
-			for _, s := range []struct{ what, re string }{
-				{"init started", `mobykit init: init started`},
-				{"service marker", `hello: HELLO-SERVICE: service running`},
-			} {
-				i, when, err := v.con.expect(at, regexp.MustCompile(s.re), 180*time.Second)
-				if err != nil {
-					t.Fatalf("%s: %v", s.what, err)
-				}
-				t.Logf("%6.2fs %s", when.Seconds(), s.what)
-				at = i + 1
-			}
-		})
+		t.Run(f, func(t *testing.T) { bootsToService(t, filepath.Join(outs[0], f)) })
+	}
+}
+
+// bootsToService boots a disk or ISO image in QEMU (TCG; UEFI for the EFI formats' names) and
+// waits for init and hello's service marker on the console.
+func bootsToService(t *testing.T, image string) {
+	t.Helper()
+	v := boot(t, image)
+	defer func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("console:\n%s", v.con)
+		}
+	}()
+	at := 0
+	for _, s := range []struct{ what, re string }{
+		{"init started", `mobykit init: init started`},
+		{"service marker", `hello: HELLO-SERVICE: service running`},
+	} {
+		i, when, err := v.con.expect(at, regexp.MustCompile(s.re), 180*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+		t.Logf("%6.2fs %s", when.Seconds(), s.what)
+		at = i + 1
 	}
 }
 

@@ -14,6 +14,10 @@ type Boot struct {
 	Kernel, Initrd, Cmdline string
 	ISO                     string
 	Disk, DiskFormat        string
+	// UEFI is set when the image's name says it boots with UEFI firmware only: the names
+	// `mobykit build` (and `linuxkit build`) give the EFI formats, NAME-efi.iso,
+	// NAME-efi-initrd.iso, NAME-efi.img, NAME-efi-initrd.img and NAME-efi.qcow2.
+	UEFI bool
 }
 
 // FindBoot resolves a path as `linuxkit run` does: a file ending in .iso boots as a CD; one
@@ -33,6 +37,8 @@ func FindBoot(path string) (Boot, error) {
 		}
 	}
 	if b.ISO != "" || b.Disk != "" {
+		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		b.UEFI = strings.HasSuffix(base, "-efi") || strings.HasSuffix(base, "-efi-initrd")
 		if _, err := os.Stat(path); err != nil {
 			return b, fmt.Errorf("boot image: %w", err)
 		}

@@ -1,6 +1,7 @@
 package format
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -130,6 +131,12 @@ func efiDisk(ctx context.Context, in *Input, grub bool, size int64) (*gptDisk, e
 // espVolume lays out the EFI system partition of in: the unified kernel image, or GRUB with
 // its configuration, the kernel and the initramfs. hidden is its first sector on the disk.
 func espVolume(ctx context.Context, in *Input, grub bool, id [16]byte, hidden int64) (*fatVolume, error) {
+	return espVolumeWith(ctx, in, grub, true, id, hidden)
+}
+
+// espVolumeWith is espVolume; with grub, withFiles puts GRUB's configuration, the kernel and
+// the initramfs in the partition too (on a disk), else GRUB finds them on the ISO.
+func espVolumeWith(ctx context.Context, in *Input, grub, withFiles bool, id [16]byte, hidden int64) (*fatVolume, error) {
 	if in.Kernel == "" {
 		return nil, errors.New("the spec has no kernel to boot")
 	}
@@ -146,7 +153,7 @@ func espVolume(ctx context.Context, in *Input, grub bool, id [16]byte, hidden in
 	}
 	var files []fatFile
 	if grub {
-		cfg, err := grubConfig(in.Cmdline)
+		cfg, err := grubConfig(in.Cmdline, "/"+espKernel, "/"+espInitrd)
 		if err != nil {
 			return nil, err
 		}
@@ -154,11 +161,12 @@ func espVolume(ctx context.Context, in *Input, grub bool, id [16]byte, hidden in
 		if err != nil {
 			return nil, err
 		}
-		files = []fatFile{
-			memFile(espLoader, boot[0]),
-			memFile(espGRUB, cfg),
-			{path: espKernel, size: kernel.size, write: kernel.copyTo},
-			{path: espInitrd, size: initrd.size, write: initrd.copyTo},
+		files = []fatFile{memFile(espLoader, boot[0])}
+		if withFiles {
+			files = append(files,
+				memFile(espGRUB, cfg),
+				fatFile{path: espKernel, size: kernel.size, write: kernel.copyTo},
+				fatFile{path: espInitrd, size: initrd.size, write: initrd.copyTo})
 		}
 	} else {
 		if strings.ContainsRune(in.Cmdline, 0) {
@@ -181,12 +189,12 @@ func espVolume(ctx context.Context, in *Input, grub bool, id [16]byte, hidden in
 	return newFAT(files, time.Unix(in.MTime, 0), binary.LittleEndian.Uint32(id[4:]), "MOBYKIT", hidden)
 }
 
-// grubConfig boots /KERNEL with /INITRD.IMG and the spec's command line, at once.
-func grubConfig(cmdline string) ([]byte, error) {
+// grubConfig boots kernel with initrd and the spec's command line, at once.
+func grubConfig(cmdline, kernel, initrd string) ([]byte, error) {
 	if i := strings.IndexAny(cmdline, "\r\n\"'\\$;|&<>{}#`"); i >= 0 {
 		return nil, fmt.Errorf("kernel command line: %q cannot be passed through GRUB's configuration as is", cmdline[i:i+1])
 	}
-	return []byte("set timeout=0\nlinux /" + espKernel + " " + cmdline + "\ninitrd /" + espInitrd + "\nboot\n"), nil
+	return []byte("set timeout=0\nlinux " + kernel + " " + cmdline + "\ninitrd " + initrd + "\nboot\n"), nil
 }
 
 func memFile(p string, b []byte) fatFile {
@@ -222,16 +230,17 @@ func (s section) copyTo(w io.Writer) error {
 	return err
 }
 
-// writeEFIISO writes the ISO: one file, the EFI system partition image, as El Torito's EFI
-// boot image.
+// writeEFIISO writes the ISO: the EFI system partition image as El Torito's EFI boot image.
+// With grub, the partition holds GRUB only, which finds the kernel, the initramfs and its
+// configuration on the ISO 9660 file system (GRUB sees the CD, not the partition image in it):
+// its built-in configuration looks for /.disk/info and reads /boot/grub/grub.cfg next to it.
 func writeEFIISO(ctx context.Context, in *Input, w io.Writer, grub bool) error {
 	id := contentID(in)
-	esp, err := espVolume(ctx, in, grub, id, 0)
+	esp, err := espVolumeWith(ctx, in, grub, false, id, 0)
 	if err != nil {
 		return err
 	}
-	const name = "efiboot.img"
-	files := []iso.File{{Name: name, Size: esp.size, Open: func() (io.ReadCloser, error) {
+	espOpen := func() (io.ReadCloser, error) {
 		r, pw := io.Pipe()
 		go func() {
 			err := esp.write(pw)
@@ -241,9 +250,60 @@ func writeEFIISO(ctx context.Context, in *Input, w io.Writer, grub bool) error {
 			pw.CloseWithError(err)
 		}()
 		return r, nil
-	}}}
-	return iso.Write(w, files, iso.Options{
-		Label: "MOBYKIT", ModTime: time.Unix(in.MTime, 0),
-		Boot: &iso.Boot{File: name, EFI: true},
+	}
+	const name = "efiboot.img"
+	opts := iso.Options{Label: "MOBYKIT", ModTime: time.Unix(in.MTime, 0)}
+	if !grub {
+		opts.Boot = &iso.Boot{File: name, EFI: true}
+		return iso.Write(w, []iso.File{{Name: name, Size: esp.size, Open: espOpen}}, opts)
+	}
+	cfg, err := grubConfig(in.Cmdline, "/kernel", "/initrd.img")
+	if err != nil {
+		return err
+	}
+	kernel, err := fileSection(in.Kernel)
+	if err != nil {
+		return err
+	}
+	initrd, err := fileSection(in.Initrd)
+	if err != nil {
+		return err
+	}
+	info := []byte("mobykit\n")
+	file := func(size int64) *iso.Node { return &iso.Node{Mode: 0o100644, Size: size} }
+	dir := func(c ...iso.Child) *iso.Node { return &iso.Node{Mode: 0o40755, Children: c} }
+	espNode, kernelNode, initrdNode := file(esp.size), file(kernel.size), file(initrd.size)
+	infoNode, cfgNode := file(int64(len(info))), file(int64(len(cfg)))
+	root := dir(
+		iso.Child{Name: ".disk", Node: dir(iso.Child{Name: "info", Node: infoNode})},
+		iso.Child{Name: "boot", Node: dir(iso.Child{Name: "grub", Node: dir(iso.Child{Name: "grub.cfg", Node: cfgNode})})},
+		iso.Child{Name: name, Node: espNode},
+		iso.Child{Name: "kernel", Node: kernelNode},
+		iso.Child{Name: "initrd.img", Node: initrdNode},
+	)
+	opts.Boot = &iso.Boot{EFI: true, Node: espNode}
+	order := []*iso.Node{infoNode, cfgNode, espNode, kernelNode, initrdNode}
+	return iso.WriteTree(w, root, order, opts, func(put func(*iso.Node, io.Reader) error) error {
+		if err := put(infoNode, bytes.NewReader(info)); err != nil {
+			return err
+		}
+		if err := put(cfgNode, bytes.NewReader(cfg)); err != nil {
+			return err
+		}
+		for _, f := range []struct {
+			n    *iso.Node
+			open func() (io.ReadCloser, error)
+		}{{espNode, espOpen}, {kernelNode, kernel.open}, {initrdNode, initrd.open}} {
+			r, err := f.open()
+			if err != nil {
+				return err
+			}
+			err = put(f.n, r)
+			r.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

@@ -29,6 +29,8 @@ func init() {
 		cmdline, network string
 		metadataVia      string
 		grace            time.Duration
+		uefi             bool
+		firmwareDir      string
 	)
 	q := &cobra.Command{
 		Use:   "qemu PATH",
@@ -37,6 +39,10 @@ func init() {
 power the guest off). PATH is a prefix naming PATH-kernel, PATH-initrd.img and PATH-cmdline as
 mobykit build writes them, or a file ending in .iso, or a disk image (.qcow2, .raw, .img, .vhd, .vmdk).
 
+An ISO or disk boots with SeaBIOS, or with UEFI firmware (OVMF) with --uefi or when its
+name is one the EFI formats get (NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img,
+NAME-efi-initrd.img, NAME-efi.qcow2); the VM's UEFI variables are kept in the state folder.
+
 The state folder (default PATH-state) holds the QMP socket, the process record and the disks
 created with --disk size=... ; it is kept so disks persist across runs.`,
 		Args: cobra.ExactArgs(1),
@@ -44,6 +50,7 @@ created with --disk size=... ; it is kept so disks persist across runs.`,
 			o := qemu.RunOptions{
 				Path: args[0], Cmdline: cmdline, CPUs: cpus, MemoryMB: mem, Accel: accel,
 				StateDir: state, Networking: network, Grace: grace,
+				UEFI: uefi, FirmwareDir: firmwareDir,
 			}
 			for _, d := range disks {
 				ds, err := vm.ParseDisk(d)
@@ -100,6 +107,8 @@ created with --disk size=... ; it is kept so disks persist across runs.`,
 	f.StringVar(&cmdline, "cmdline", "", "kernel command line (default: the contents of PATH-cmdline)")
 	f.StringVar(&network, "networking", "user", "networking: user (user-mode, outbound and --publish) or none")
 	f.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "on ^C/SIGTERM, how long to wait for an ACPI shutdown before killing QEMU")
+	f.BoolVar(&uefi, "uefi", false, "boot the ISO or disk with UEFI firmware (OVMF) instead of SeaBIOS")
+	f.StringVar(&firmwareDir, "firmware-dir", qemu.DefaultFirmwareDir, "folder holding OVMF_CODE_4M.fd and OVMF_VARS_4M.fd (Debian's ovmf package)")
 	run.AddCommand(q)
 	addCommand(run)
 }

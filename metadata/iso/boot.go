@@ -28,6 +28,9 @@ type Boot struct {
 	// in 512-byte sectors, or 0 ("to the end of the image") when that does not fit in 16 bits,
 	// as xorriso writes it: place it last (name order) in that case.
 	EFI bool
+	// Node is the boot image's file in a tree written by WriteTree, which takes only EFI boot
+	// images (File is then unused).
+	Node *Node
 }
 
 // cylinder is the unit an isohybrid image is padded to: 64 heads of 32 sectors of 512 bytes,

@@ -35,6 +35,9 @@ type Config struct {
 	ISO string
 	// UEFI firmware image (OVMF) for ISO or disk boot; "" uses QEMU's BIOS.
 	UEFI string
+	// UEFIVars is the VM's own, writable copy of the firmware's variable store (OVMF_VARS),
+	// the second flash chip; "" for none.
+	UEFIVars string
 	// Disks are attached as virtio block devices in order.
 	Disks []Disk
 	// DataISO is attached as a second CD-ROM: the metadata CD.
@@ -234,7 +237,12 @@ func (c Config) Args() ([]string, error) {
 		return nil, errors.New("qemu: give only one of a kernel, an ISO or a boot disk")
 	}
 	if c.UEFI != "" {
-		a = append(a, "-drive", "if=pflash,format=raw,readonly=on,file="+escape(c.UEFI))
+		a = append(a, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+escape(c.UEFI))
+		if c.UEFIVars != "" {
+			a = append(a, "-drive", "if=pflash,format=raw,unit=1,file="+escape(c.UEFIVars))
+		}
+	} else if c.UEFIVars != "" {
+		return nil, errors.New("qemu: a UEFI variable store without UEFI firmware")
 	}
 	if c.ISO != "" {
 		a = append(a, "-drive", "file="+escape(c.ISO)+",format=raw,media=cdrom,readonly=on,if=ide,index=0", "-boot", "d")

@@ -49,6 +49,53 @@ type RunOptions struct {
 	Grace time.Duration
 	// Binary overrides the QEMU executable.
 	Binary string
+	// UEFI boots the ISO or disk with UEFI firmware (OVMF) instead of SeaBIOS; an image named
+	// as the EFI formats are (vm.Boot.UEFI) boots with UEFI without it.
+	UEFI bool
+	// FirmwareDir holds OVMF_CODE_4M.fd and OVMF_VARS_4M.fd; default /usr/share/OVMF, where
+	// Debian's ovmf package puts them.
+	FirmwareDir string
+}
+
+// OVMF files, as Debian's ovmf package names them.
+const (
+	DefaultFirmwareDir = "/usr/share/OVMF"
+	OVMFCode           = "OVMF_CODE_4M.fd"
+	OVMFVars           = "OVMF_VARS_4M.fd"
+	// VarsFile is the VM's copy of the variable store in its state folder.
+	VarsFile = "OVMF_VARS.fd"
+)
+
+// uefiFirmware returns the firmware code image and the VM's variable store, copied from the
+// firmware's template into the state folder the first time (later boots keep what the guest
+// stored there, as a machine's NVRAM does).
+func uefiFirmware(fwDir string, dir vm.Dir) (code, vars string, err error) {
+	if fwDir == "" {
+		fwDir = DefaultFirmwareDir
+	}
+	code, tmpl := filepath.Join(fwDir, OVMFCode), filepath.Join(fwDir, OVMFVars)
+	for _, p := range []string{code, tmpl} {
+		if _, err := os.Stat(p); err != nil {
+			return "", "", fmt.Errorf("UEFI firmware %s: %w (install Debian's ovmf package)", p, err)
+		}
+	}
+	vars = dir.Path(VarsFile)
+	if _, err := os.Stat(vars); err == nil {
+		return code, vars, nil
+	}
+	b, err := os.ReadFile(tmpl)
+	if err != nil {
+		return "", "", fmt.Errorf("UEFI firmware: %w", err)
+	}
+	tmp := vars + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return "", "", fmt.Errorf("UEFI variable store: %w", err)
+	}
+	if err := os.Rename(tmp, vars); err != nil {
+		os.Remove(tmp)
+		return "", "", fmt.Errorf("UEFI variable store: %w", err)
+	}
+	return code, vars, nil
 }
 
 // Run boots a VM in the foreground with its serial console on Stdin/Stdout and returns when
@@ -85,6 +132,14 @@ func Run(ctx context.Context, o RunOptions) error {
 	}
 	if o.Cmdline != "" {
 		cfg.Cmdline = o.Cmdline
+	}
+	if o.UEFI || boot.UEFI {
+		if boot.Kernel != "" {
+			return fmt.Errorf("run %s: --uefi boots an ISO or a disk image, not a kernel", o.Path)
+		}
+		if cfg.UEFI, cfg.UEFIVars, err = uefiFirmware(o.FirmwareDir, dir); err != nil {
+			return fmt.Errorf("run %s: %w", o.Path, err)
+		}
 	}
 	if boot.Disk != "" {
 		cfg.Disks = append(cfg.Disks, Disk{Path: boot.Disk, Format: boot.DiskFormat, Boot: true})
