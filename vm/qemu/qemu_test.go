@@ -1,11 +1,13 @@
 package qemu
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mobykit/mobykit/internal/golden"
+	"github.com/mobykit/mobykit/vm"
 )
 
 func TestArgsGolden(t *testing.T) {
@@ -26,6 +28,7 @@ func TestArgsGolden(t *testing.T) {
 			Console: "/s/console.log", QMP: "/s/qmp.sock", NoReboot: true,
 		}},
 		{"raw-netdev", Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{{Kind: NICUser, MAC: "52:54:00:00:00:01", Netdev: "user,id=net0,net=169.254.169.0/24,guestfwd=tcp:169.254.169.254:80-cmd:relay 127.0.0.1:1"}}, Console: "stdio-plain"}},
+		{"disk-uefi-vars", Config{Accel: "tcg", Disks: []Disk{{Path: "/i/x-efi.img", Boot: true}}, UEFI: "/usr/share/OVMF/OVMF_CODE_4M.fd", UEFIVars: "/s/OVMF_VARS.fd", Console: "stdio-plain"}},
 		{"iso-uefi-vde", Config{Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/OVMF/OVMF_CODE.fd",
 			NICs: []NIC{{Kind: NICVDE, Addr: "/s/switch"}}, Console: "stdio"}},
 		{"disk-boot-aarch64", Config{Arch: "aarch64", Accel: "tcg", Disks: []Disk{{Path: "/i/d.qcow2", Boot: true}}, Console: "stdio-plain"}},
@@ -113,5 +116,33 @@ func TestUserNICRestrict(t *testing.T) {
 	}
 	if _, err := (Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{{Kind: NICMcast, Addr: "230.0.0.1:1", Restrict: true}}}).Args(); err == nil {
 		t.Error("restrict on a multicast NIC accepted")
+	}
+}
+
+// TestUEFIFirmware: the variable store is copied into the state folder once (later boots keep
+// what the guest wrote), and a missing firmware file is named in the error.
+func TestUEFIFirmware(t *testing.T) {
+	fw, state := t.TempDir(), vm.Dir(t.TempDir())
+	if _, _, err := uefiFirmware(fw, state); err == nil || !strings.Contains(err.Error(), filepath.Join(fw, OVMFCode)) || !strings.Contains(err.Error(), "ovmf") {
+		t.Errorf("no firmware: %v", err)
+	}
+	os.WriteFile(filepath.Join(fw, OVMFCode), []byte("code"), 0o644)
+	if _, _, err := uefiFirmware(fw, state); err == nil || !strings.Contains(err.Error(), filepath.Join(fw, OVMFVars)) {
+		t.Errorf("no variable store template: %v", err)
+	}
+	os.WriteFile(filepath.Join(fw, OVMFVars), []byte("vars"), 0o644)
+	code, vars, err := uefiFirmware(fw, state)
+	if err != nil || code != filepath.Join(fw, OVMFCode) || vars != state.Path(VarsFile) {
+		t.Fatalf("got %s %s %v", code, vars, err)
+	}
+	os.WriteFile(vars, []byte("written by the guest"), 0o644)
+	if _, _, err := uefiFirmware(fw, state); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(vars); string(b) != "written by the guest" {
+		t.Errorf("variable store replaced on the second boot: %q", b)
+	}
+	if _, err := (Config{Accel: "tcg", ISO: "/x.iso", UEFIVars: "/v"}).Args(); err == nil {
+		t.Error("a variable store without firmware accepted")
 	}
 }
