@@ -95,6 +95,10 @@ type Options struct {
 	// LayerLimits bound the entries and name bytes read from the layers
 	// of one image; zero fields take layer's defaults.
 	LayerLimits layer.Limits
+	// NoSBOM leaves out the merged SBOM (--no-sbom).
+	NoSBOM bool
+	// SBOMOutput is the path of the merged SBOM in the image; default DefaultSBOMOutput.
+	SBOMOutput string
 }
 
 // Result describes a finished build.
@@ -617,6 +621,13 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 			return "", "", nil, err
 		}
 		segs = append(segs, ms)
+	}
+	if !b.o.NoSBOM {
+		ss, err := b.sbomSegment()
+		if err != nil {
+			return "", "", nil, err
+		}
+		segs = append(segs, ss)
 	}
 	return ucode, kernel, segs, nil
 }

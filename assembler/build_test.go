@@ -185,8 +185,8 @@ func TestBuildLayout(t *testing.T) {
 	if rt := ents["containers/services/web/runtime.json"].data; !strings.Contains(rt, `"/containers/services/web/rootfs"`) || !strings.Contains(rt, "bind") {
 		t.Errorf("read-only container runtime.json lacks its rootfs bind:\n%s", rt)
 	}
-	if res.Segments != 5 || res.Reused != 0 {
-		t.Errorf("segments %d reused %d; want 5 (kernel, init, two root filesystems, generated files) and 0", res.Segments, res.Reused)
+	if res.Segments != 6 || res.Reused != 0 {
+		t.Errorf("segments %d reused %d; want 6 (kernel, init, two root filesystems, generated files, SBOM) and 0", res.Segments, res.Reused)
 	}
 }
 

@@ -21,7 +21,8 @@ func TestHelloBootsEFIFormats(t *testing.T) {
 		t.Skip("boots VMs; skipped with -short")
 	}
 	testenv.RequireQEMU(t)
-	testenv.RequireFile(t, filepath.Join(qemu.DefaultFirmwareDir, qemu.OVMFCode), "ovmf")
+	code, _ := qemu.DefaultFirmware("x86_64")
+	testenv.RequireFile(t, code, "ovmf")
 	cacheDir := buildImages(t)
 	formats := []string{"iso-efi", "iso-efi-initrd", "raw-efi", "raw-efi-initrd", "qcow2-efi"}
 	var outs [2]string

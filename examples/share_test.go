@@ -66,6 +66,7 @@ func TestPushedImagesBuildHello(t *testing.T) {
 	if err != nil || len(recipes) == 0 {
 		t.Fatalf("no recipes under ../images: %v", err)
 	}
+	pushedImages := map[string]map[string]bool{} // destination reference -> image manifest digests
 	pushAll := func() map[string]string {
 		pushed := map[string]string{} // destination reference -> digest
 		for _, f := range recipes {
@@ -79,6 +80,13 @@ func TestPushedImagesBuildHello(t *testing.T) {
 			}
 			for _, p := range ps {
 				pushed[p.Ref] = p.Digest.String()
+				if p.SBOMs != len(p.Images) {
+					t.Errorf("pushed %s with %d SBOMs for %d images", p.Ref, p.SBOMs, len(p.Images))
+				}
+				pushedImages[p.Ref] = map[string]bool{}
+				for _, d := range p.Images {
+					pushedImages[p.Ref][d.String()] = true
+				}
 			}
 		}
 		return pushed
@@ -155,10 +163,23 @@ func TestPushedImagesBuildHello(t *testing.T) {
 	if len(ents) == 0 {
 		t.Fatal("the registry build left nothing in its cache")
 	}
+	// Each image was pulled with the manifest digest pushed, and with its SBOM (the
+	// attestation manifest next to it in the pushed index).
+	sboms := 0
 	for _, e := range ents {
-		if want, ok := pushed[e.Ref]; !ok || e.Digest.String() != want {
-			t.Errorf("pulled %s as %s; pushed %q", e.Ref, e.Digest, want)
+		if e.Subject != "" {
+			sboms++
+			if !pushedImages[e.Ref][e.Subject] {
+				t.Errorf("pulled an SBOM of %s for %s, not an image pushed", e.Ref, e.Subject)
+			}
+			continue
 		}
+		if !pushedImages[e.Ref][e.Digest.String()] {
+			t.Errorf("pulled %s as %s; pushed %v", e.Ref, e.Digest, pushedImages[e.Ref])
+		}
+	}
+	if sboms == 0 {
+		t.Error("the registry build pulled no SBOM")
 	}
 
 	if again := pushAll(); len(again) != len(pushed) {

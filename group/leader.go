@@ -182,6 +182,11 @@ func (m *Member) run(ctx context.Context) {
 // ctx ends.
 func (m *Member) lead(ctx context.Context) error {
 	ttl := max(int(m.eo.LeaseTTL/time.Second), 1)
+	// A bounded linearizable read first: without a quorum the session's lease grant would wait
+	// silently; this says why this member does not lead (and run retries with backoff).
+	if err := m.probe(ctx); err != nil {
+		return err
+	}
 	sess, err := concurrency.NewSession(m.eo.Client, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("etcd session: %w", err)
@@ -254,14 +259,30 @@ func (m *Member) resign(el *concurrency.Election) {
 	}
 }
 
+// etcdTimeout bounds the reads that find the leader, so that a member whose etcd has no
+// quorum says so instead of waiting.
+const etcdTimeout = 5 * time.Second
+
+// probe is one linearizable read of the election, bounded by etcdTimeout.
+func (m *Member) probe(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	if _, err := m.eo.Client.Get(pctx, m.eo.Election+"/", clientv3.WithFirstCreate()...); err != nil {
+		return fmt.Errorf("not leading: etcd unreachable or without a quorum of its members: %w", err)
+	}
+	return nil
+}
+
 // leader returns the running controller, or a client of the leader to forward to.
 func (m *Member) leader(ctx context.Context) (Forwarder, error) {
 	if c := m.Controller(); c != nil {
 		return c, nil
 	}
-	resp, err := m.eo.Client.Get(ctx, m.eo.Election+"/", clientv3.WithFirstCreate()...)
+	gctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	defer cancel()
+	resp, err := m.eo.Client.Get(gctx, m.eo.Election+"/", clientv3.WithFirstCreate()...)
 	if err != nil {
-		return nil, fmt.Errorf("group controller: finding the leader in etcd: %w", err)
+		return nil, fmt.Errorf("group controller: finding the leader in etcd (unreachable or without a quorum of its members?): %w", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, errors.New("group controller: no controller leads now (election under way); try again")
@@ -359,7 +380,7 @@ func (m *Member) UpdateStatus(ctx context.Context, id spi.GroupID) (spi.RolloutS
 }
 
 // fencedPlugins checks leadership (one linearizable etcd read) before every call that changes
-// the world: Provision, Destroy and Label. Reads and flavor calls go through.
+// the world: Provision, Destroy, Label and Flavor.Drain. Reads, Prepare and Healthy go through.
 type fencedPlugins struct {
 	inner Plugins
 	check func(context.Context) error
@@ -373,7 +394,27 @@ func (p fencedPlugins) Instance(name spi.PluginName) (spi.Instance, error) {
 	return fencedInstance{Instance: i, check: p.check}, nil
 }
 
-func (p fencedPlugins) Flavor(name spi.PluginName) (spi.Flavor, error) { return p.inner.Flavor(name) }
+func (p fencedPlugins) Flavor(name spi.PluginName) (spi.Flavor, error) {
+	f, err := p.inner.Flavor(name)
+	if err != nil {
+		return nil, err
+	}
+	return fencedFlavor{Flavor: f, check: p.check}, nil
+}
+
+// fencedFlavor checks leadership before Drain: draining takes a member out of service (a
+// cluster leaves it), which a controller that lost its lease must not do either.
+type fencedFlavor struct {
+	spi.Flavor
+	check func(context.Context) error
+}
+
+func (f fencedFlavor) Drain(ctx context.Context, props spi.Any, d spi.Description) error {
+	if err := f.check(ctx); err != nil {
+		return err
+	}
+	return f.Flavor.Drain(ctx, props, d)
+}
 
 type fencedInstance struct {
 	spi.Instance

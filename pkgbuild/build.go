@@ -41,10 +41,17 @@ type Builder struct {
 	WorkDir string
 	// Arch is the target architecture (GOARCH names); default amd64.
 	Arch string
+	// Arches, when it names several architectures (sorted, distinct: see ParsePlatforms),
+	// makes Build and Tag work on one multi-platform image instead: one image per
+	// architecture under a single tag, Arch being ignored.
+	Arches []string
 	// Force rebuilds even when the cache holds the tag.
 	Force bool
 	// Log receives progress; default slog.Default().
 	Log *slog.Logger
+
+	// pre holds Debian packages resolved for several architectures at once (see buildAll).
+	pre preResolved
 }
 
 // DefaultWorkDir returns $MOBYKIT_PKG_CACHE, else ~/.mobykit/pkgbuild.
@@ -69,8 +76,11 @@ type Result struct {
 	Digest v1.Hash
 	// Cached reports that the cache already held Ref and nothing was built.
 	Cached bool
-	// Size is the compressed size of the image's layer.
+	// Size is the compressed size of the image's layer (of every platform's layer).
 	Size int64
+	// Platforms are the platforms' images of a multi-platform build, whose Digest is
+	// then that of the OCI index of them; nil for a single-platform build.
+	Platforms []PlatformResult
 }
 
 func (b *Builder) arch() string {
@@ -100,6 +110,9 @@ type resolved struct {
 // Tag returns the tag of the image the recipe would build: a hash of the recipe and the
 // identity of every input, computed without building anything.
 func (b *Builder) Tag(ctx context.Context, r *Recipe) (string, error) {
+	if b.multi() {
+		return b.tagAll(ctx, r)
+	}
 	res, err := b.resolve(ctx, r)
 	if err != nil {
 		return "", err
@@ -108,6 +121,9 @@ func (b *Builder) Tag(ctx context.Context, r *Recipe) (string, error) {
 }
 
 func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
+	if !r.BuildsFor(b.arch()) {
+		return nil, fmt.Errorf("image %s: built only for %s (the recipe's platforms), not %s", r.Name, strings.Join(r.Platforms, ", "), b.arch())
+	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\narch %s\n", hashVersion, b.arch())
 	h.Write(r.raw)
@@ -135,9 +151,10 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 	for _, g := range r.GoModules {
 		fmt.Fprintf(h, "gomod %s %s cgo=%v tags=%s\n", g.Module, g.Package, g.Cgo, strings.Join(g.Tags, ","))
 		if g.Cgo {
-			out, err := exec.CommandContext(ctx, "gcc", "--version").Output()
+			cc := cCompiler(b.arch())
+			out, err := exec.CommandContext(ctx, cc, "--version").Output()
 			if err != nil {
-				return nil, fmt.Errorf("image %s: %s needs cgo: gcc --version: %w (apt-get install gcc libc6-dev)", r.Name, g.Module, err)
+				return nil, fmt.Errorf("image %s: %s needs cgo for %s: %s --version: %w (apt-get install %s)", r.Name, g.Module, b.arch(), cc, err, crossPackages(b.arch()))
 			}
 			first, _, _ := strings.Cut(string(out), "\n")
 			fmt.Fprintf(h, "cc %s\n", first)
@@ -147,7 +164,10 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 	for _, d := range r.Debian {
 		names = append(names, d.Package)
 	}
-	debs, err := resolveDebs(ctx, b.arch(), names...)
+	debs, err := b.pre.lookup(b.arch(), names)
+	if debs == nil {
+		debs, err = resolveDebs(ctx, b.arch(), names...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", r.Name, err)
 	}
@@ -156,7 +176,8 @@ func (b *Builder) resolve(ctx context.Context, r *Recipe) (*resolved, error) {
 		fmt.Fprintf(h, "deb %s %s %s\n", di.Package, di.Filename, di.SHA256)
 	}
 	if r.Kernel != nil {
-		pkg, err := resolveKernelPackage(ctx, r.Kernel.Package)
+		kpkg, _ := r.Kernel.For(b.arch())
+		pkg, err := resolveKernelPackage(ctx, kpkg, b.arch())
 		if err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}
@@ -192,8 +213,12 @@ func (b *Builder) ref(repo, tag string) (name.Reference, error) {
 }
 
 // Build builds r into the cache unless the cache already holds its tag, and moves
-// ORG/NAME:latest to it.
+// ORG/NAME:latest to it. With several Arches it builds every platform's image under one tag
+// (see buildAll).
 func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
+	if b.multi() {
+		return b.buildAll(ctx, r)
+	}
 	start := time.Now()
 	res, err := b.resolve(ctx, r)
 	if err != nil {
@@ -221,6 +246,9 @@ func (b *Builder) Build(ctx context.Context, r *Recipe) (*Result, error) {
 	}
 	if _, err := b.Cache.Add(latest, img, b.platform(), nil); err != nil {
 		return nil, fmt.Errorf("image %s: tag latest: %w", out.Ref, err)
+	}
+	if err := b.attachSBOM(r, res, img, ref, latest); err != nil {
+		return nil, err
 	}
 	if out.Digest, err = img.Digest(); err != nil {
 		return nil, err
@@ -261,7 +289,7 @@ func (b *Builder) buildImage(ctx context.Context, r *Recipe, res *resolved) (v1.
 		if err != nil {
 			return nil, fmt.Errorf("image %s: debian package %s: %w", r.Name, d.Package, err)
 		}
-		if err := addDeb(t, files, d); err != nil {
+		if err := addDeb(t, files, d.For(b.arch())); err != nil {
 			return nil, fmt.Errorf("image %s: %w", r.Name, err)
 		}
 	}
@@ -323,7 +351,8 @@ func (b *Builder) addKernel(ctx context.Context, t *Tree, r *Recipe, res *resolv
 	if err != nil {
 		return fmt.Errorf("kernel package %s: %w", res.kernel.Package, err)
 	}
-	kp, err := selectKernel(files, r.Kernel.Modules)
+	_, modules := r.Kernel.For(b.arch())
+	kp, err := selectKernel(files, modules)
 	if err != nil {
 		return fmt.Errorf("kernel package %s: %w", res.kernel.Package, err)
 	}

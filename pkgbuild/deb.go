@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,9 +50,16 @@ func resolveDebs(ctx context.Context, arch string, pkgs ...string) ([]debInfo, e
 		return nil, fmt.Errorf("no Debian architecture for GOARCH %q", arch)
 	}
 	what := strings.Join(pkgs, " ")
+	qual := map[string]string{}
+	if da != debArch[runtime.GOARCH] {
+		// apt names a foreign architecture's Architecture: all packages NAME:all only
+		for _, p := range archAll(ctx, pkgs) {
+			qual[p] = "all"
+		}
+	}
 	args := []string{"download", "--print-uris"}
 	for _, p := range pkgs {
-		args = append(args, p+":"+da)
+		args = append(args, p+":"+orDefault(qual[p], da))
 	}
 	out, err := exec.CommandContext(ctx, "apt-get", args...).Output()
 	if err != nil {
@@ -70,7 +78,7 @@ func resolveDebs(ctx context.Context, arch string, pkgs ...string) ([]debInfo, e
 				return nil, fmt.Errorf("apt-get download --print-uris %s: odd file name %q", what, f[1])
 			}
 			name, _, _ := strings.Cut(f[1], "_")
-			byName[name] = debInfo{Package: name, Arch: da, Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}
+			byName[name] = debInfo{Package: name, Arch: orDefault(qual[name], da), Filename: f[1], SHA256: strings.TrimPrefix(f[3], "SHA256:")}
 		}
 	}
 	res := make([]debInfo, len(pkgs))
@@ -82,6 +90,32 @@ func resolveDebs(ctx context.Context, arch string, pkgs ...string) ([]debInfo, e
 		res[i] = d
 	}
 	return res, nil
+}
+
+// archAll returns those of pkgs whose candidate is an Architecture: all package. A package
+// apt does not know is left out (the download that follows names it).
+func archAll(ctx context.Context, pkgs []string) []string {
+	// exits non-zero when one package is unknown, but still shows the others
+	args := append([]string{"show", "--no-all-versions"}, pkgs...)
+	out, _ := exec.CommandContext(ctx, "apt-cache", args...).Output()
+	var all []string
+	var name string
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "Package: "); ok {
+			name = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "Architecture: "); ok && strings.TrimSpace(v) == "all" && name != "" {
+			all = append(all, name)
+		}
+	}
+	return all
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // fetchDeb returns the path of the package file in cacheDir, downloading it with apt-get

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 )
@@ -38,7 +39,39 @@ func goEnv(arch string, cgo bool) []string {
 	if cgo {
 		c = "1"
 	}
-	return append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED="+c, "GOFLAGS=-buildvcs=false", "GOWORK=off")
+	env := append(os.Environ(), "GOOS=linux", "GOARCH="+arch, "CGO_ENABLED="+c, "GOFLAGS=-buildvcs=false", "GOWORK=off")
+	if cgo {
+		env = append(env, "CC="+cCompiler(arch))
+	}
+	return env
+}
+
+// crossTriplets are the GNU triplets of Debian's cross compilers (gcc-TRIPLET) by GOARCH.
+var crossTriplets = map[string]string{
+	"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "arm": "arm-linux-gnueabihf",
+	"386": "i686-linux-gnu", "ppc64le": "powerpc64le-linux-gnu", "s390x": "s390x-linux-gnu",
+	"riscv64": "riscv64-linux-gnu",
+}
+
+// cCompiler is the C compiler cgo uses for arch: gcc for the host's architecture, else
+// Debian's cross compiler TRIPLET-gcc (packages gcc-TRIPLET and libc6-dev-DEBARCH-cross).
+func cCompiler(arch string) string {
+	if arch == runtime.GOARCH {
+		return "gcc"
+	}
+	if t, ok := crossTriplets[arch]; ok {
+		return t + "-gcc"
+	}
+	return "no-cross-compiler-for-" + arch
+}
+
+// crossPackages names the Debian packages that provide cCompiler(arch).
+func crossPackages(arch string) string {
+	if arch == runtime.GOARCH {
+		return "gcc libc6-dev"
+	}
+	t := crossTriplets[arch]
+	return fmt.Sprintf("gcc-%s libc6-dev-%s-cross", t, debArch[arch])
 }
 
 func runGo(ctx context.Context, dir string, env []string, args ...string) ([]byte, error) {

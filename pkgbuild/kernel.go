@@ -14,16 +14,24 @@ import (
 )
 
 // resolveKernelPackage turns a meta-package (linux-image-cloud-amd64) into the versioned
-// package it depends on; a versioned package is returned unchanged.
-func resolveKernelPackage(ctx context.Context, pkg string) (string, error) {
-	out, err := exec.CommandContext(ctx, "apt-cache", "depends", pkg).Output()
+// package it depends on, for arch (GOARCH name); a versioned package is returned unchanged.
+func resolveKernelPackage(ctx context.Context, pkg, arch string) (string, error) {
+	da, ok := debArch[arch]
+	if !ok {
+		return "", fmt.Errorf("no Debian architecture for GOARCH %q", arch)
+	}
+	out, err := exec.CommandContext(ctx, "apt-cache", "depends", pkg+":"+da).Output()
 	if err != nil {
-		return "", fmt.Errorf("apt-cache depends %s: %w (run apt-get update?)", pkg, err)
+		return "", fmt.Errorf("apt-cache depends %s:%s: %w (run apt-get update?)", pkg, da, err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		line = strings.TrimSpace(line)
-		if p, ok := strings.CutPrefix(line, "Depends: "); ok && strings.HasPrefix(p, "linux-image-") && p != pkg {
-			return p, nil
+		if p, ok := strings.CutPrefix(line, "Depends: "); ok && strings.HasPrefix(p, "linux-image-") {
+			// apt-cache names a foreign architecture's package NAME:ARCH
+			p = strings.TrimSuffix(p, ":"+da)
+			if p != pkg {
+				return p, nil
+			}
 		}
 	}
 	return pkg, nil

@@ -42,6 +42,9 @@ type Recipe struct {
 	Files []File `yaml:"files"`
 	// Config is the image config.
 	Config ImageConfig `yaml:"config"`
+	// Platforms restricts the architectures (GOARCH names) the image is built for, e.g.
+	// [amd64] for x86 boot code; default every architecture asked for.
+	Platforms []string `yaml:"platforms"`
 	// Label is the org.mobyproject.config label: LinuxKit per-image defaults (capabilities,
 	// binds, net, …), with the same keys as a spec's image entry. Checked against the spec schema.
 	Label map[string]any `yaml:"label"`
@@ -86,6 +89,36 @@ type DebianPackage struct {
 	// a maintainer script's output is made without running it, e.g. the CA bundle that
 	// update-ca-certificates builds from ca-certificates' usr/share/ca-certificates/mozilla/*.crt.
 	Concat map[string]string `yaml:"concat"`
+	// Arches adds Extract entries for one target architecture (GOARCH names), for paths only
+	// one architecture has (amd64's lib64/, arm64's lib/ld-linux-aarch64.so.1).
+	Arches map[string]map[string]string `yaml:"arches"`
+}
+
+// MultiarchVar in an Extract path stands for the target's multiarch triplet
+// (x86_64-linux-gnu, aarch64-linux-gnu): lib/{multiarch}/.
+const MultiarchVar = "{multiarch}"
+
+// For returns d for arch: {multiarch} replaced in Extract and Concat, and the arch's own
+// extract entries added.
+func (d DebianPackage) For(arch string) DebianPackage {
+	r := strings.NewReplacer(MultiarchVar, crossTriplets[arch])
+	out := d
+	out.Arches = nil
+	if len(d.Extract) > 0 || len(d.Arches[arch]) > 0 {
+		out.Extract = map[string]string{}
+		for _, m := range []map[string]string{d.Extract, d.Arches[arch]} {
+			for from, to := range m {
+				out.Extract[r.Replace(from)] = r.Replace(to)
+			}
+		}
+	}
+	if len(d.Concat) > 0 {
+		out.Concat = map[string]string{}
+		for to, glob := range d.Concat {
+			out.Concat[r.Replace(to)] = r.Replace(glob)
+		}
+	}
+	return out
 }
 
 // KernelSource selects a Debian kernel package and the modules kept in kernel.tar.
@@ -97,6 +130,24 @@ type KernelSource struct {
 	Modules []string `yaml:"modules"`
 	// SystemMap adds /System.map.
 	SystemMap bool `yaml:"systemMap"`
+	// Arches overrides Package and Modules for a target architecture (GOARCH names, e.g.
+	// arm64: linux-image-cloud-arm64, whose modules differ: no ata_piix, virtio_mmio).
+	// An architecture not listed uses Package and Modules.
+	Arches map[string]KernelArch `yaml:"arches"`
+}
+
+// KernelArch is the kernel package and modules of one architecture.
+type KernelArch struct {
+	Package string   `yaml:"package"`
+	Modules []string `yaml:"modules"`
+}
+
+// For returns the package and modules to use for arch.
+func (k *KernelSource) For(arch string) (pkg string, modules []string) {
+	if a, ok := k.Arches[arch]; ok {
+		return a.Package, a.Modules
+	}
+	return k.Package, k.Modules
 }
 
 // File is a plain file, directory or symlink.
@@ -204,6 +255,32 @@ func (r *Recipe) validate() error {
 				return err
 			}
 		}
+		for a, m := range d.Arches {
+			if _, ok := debArch[a]; !ok {
+				return fmt.Errorf("debian[%d].arches.%s: unknown architecture (want a GOARCH name: amd64, arm64, ...)", i, a)
+			}
+			for from, to := range m {
+				if strings.Contains(from, "..") {
+					return fmt.Errorf("debian[%d].arches.%s: %q must not contain \"..\"", i, a, from)
+				}
+				if err := imagePath(fmt.Sprintf("debian[%d].arches.%s[%s]", i, a, from), to); err != nil {
+					return err
+				}
+			}
+		}
+		for a, m := range d.Arches {
+			if _, ok := debArch[a]; !ok {
+				return fmt.Errorf("debian[%d].arches.%s: unknown architecture (want a GOARCH name: amd64, arm64, ...)", i, a)
+			}
+			for from, to := range m {
+				if strings.Contains(from, "..") {
+					return fmt.Errorf("debian[%d].arches.%s: %q must not contain \"..\"", i, a, from)
+				}
+				if err := imagePath(fmt.Sprintf("debian[%d].arches.%s[%s]", i, a, from), to); err != nil {
+					return err
+				}
+			}
+		}
 		for to, glob := range d.Concat {
 			if err := imagePath(fmt.Sprintf("debian[%d].concat", i), to); err != nil {
 				return err
@@ -213,8 +290,23 @@ func (r *Recipe) validate() error {
 			}
 		}
 	}
+	for i, a := range r.Platforms {
+		if _, ok := debArch[a]; !ok {
+			return fmt.Errorf("platforms[%d]: %q is not a known architecture (GOARCH names: amd64, arm64, ...)", i, a)
+		}
+	}
 	if r.Kernel != nil && r.Kernel.Package == "" {
 		return errors.New("kernel.package: required")
+	}
+	if r.Kernel != nil {
+		for a, k := range r.Kernel.Arches {
+			if _, ok := debArch[a]; !ok {
+				return fmt.Errorf("kernel.arches.%s: unknown architecture (want a GOARCH name: amd64, arm64, ...)", a)
+			}
+			if k.Package == "" {
+				return fmt.Errorf("kernel.arches.%s.package: required", a)
+			}
+		}
 	}
 	for i, f := range r.Files {
 		if err := imagePath(fmt.Sprintf("files[%d].path", i), f.Path); err != nil {
@@ -270,6 +362,19 @@ func (r *Recipe) labelJSON() (string, error) {
 		return "", fmt.Errorf("label: not a valid org.mobyproject.config: %w", err)
 	}
 	return string(b), nil
+}
+
+// BuildsFor reports whether the recipe builds for arch.
+func (r *Recipe) BuildsFor(arch string) bool {
+	if len(r.Platforms) == 0 {
+		return true
+	}
+	for _, a := range r.Platforms {
+		if a == arch {
+			return true
+		}
+	}
+	return false
 }
 
 // Repo returns ORG/NAME.

@@ -20,6 +20,7 @@ pkgs=(
   cpio zstd         # inspecting initramfs in tests
   openssh-client    # logs in to the sshd image in its boot test
   gcc libc6-dev      # cgo build of the static runc for the runc system image
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross  # the same runc cross-compiled for arm64 (pkg build --platforms)
   iproute2 dpkg-dev ca-certificates git curl
 )
 missing=()

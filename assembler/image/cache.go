@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mobykit/mobykit/assembler/sbom"
 	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
@@ -80,6 +81,8 @@ type Entry struct {
 	Digest   v1.Hash
 	Platform string
 	Size     int64 // manifest + config + layers, compressed
+	// Subject is, for an attestation manifest (an SBOM), the digest of the image it is about.
+	Subject string
 }
 
 func (c *Cache) index() (*v1.IndexManifest, error) {
@@ -132,6 +135,22 @@ func (c *Cache) Lookup(ref name.Reference, p v1.Platform) (v1.Image, bool) {
 	return nil, false
 }
 
+// platformsOf returns the platforms the cache records ref for, sorted.
+func (c *Cache) platformsOf(ref name.Reference) []string {
+	im, err := c.index()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, d := range im.Manifests {
+		if d.Annotations[RefAnnotation] == ref.Name() && d.Platform != nil {
+			out = append(out, d.Platform.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (c *Cache) blobPath(h v1.Hash) string { return filepath.Join(c.dir, "blobs", h.Algorithm, h.Hex) }
 
 func (c *Cache) hasBlob(h v1.Hash, size int64) bool {
@@ -177,11 +196,19 @@ func (c *Cache) writeBlob(h v1.Hash, size int64, open func() (io.ReadCloser, err
 		return nil, atomicfile.Write(c.blobPath(h), 0o644, func(w io.Writer) error {
 			hw := sha256.New()
 			var r io.Reader = rc
-			if progress != nil {
-				r = &countReader{r: rc, f: progress}
+			if size >= 0 {
+				// a registry sending more than the descriptor said is cut off here
+				r = io.LimitReader(rc, size+1)
 			}
-			if _, err := io.Copy(io.MultiWriter(w, hw), r); err != nil {
+			if progress != nil {
+				r = &countReader{r: r, f: progress}
+			}
+			n, err := io.Copy(io.MultiWriter(w, hw), r)
+			if err != nil {
 				return err
+			}
+			if size >= 0 && n != size {
+				return fmt.Errorf("blob %s: size differs from the descriptor's %d bytes", h, size)
 			}
 			if h.Algorithm == "sha256" && hex.EncodeToString(hw.Sum(nil)) != h.Hex {
 				return fmt.Errorf("blob %s: digest mismatch", h)
@@ -364,6 +391,24 @@ func bytesOpener(b []byte) func() (io.ReadCloser, error) {
 // setIndex replaces the index entry for (ref, platform) with desc, or
 // removes it when desc is nil.
 func (c *Cache) setIndex(ref string, p v1.Platform, desc *v1.Descriptor) error {
+	return c.updateIndex(func(ms []v1.Descriptor) []v1.Descriptor {
+		out := ms[:0]
+		for _, d := range ms {
+			if d.Annotations[RefAnnotation] == ref && platformMatches(d.Platform, p) {
+				continue
+			}
+			out = append(out, d)
+		}
+		if desc != nil {
+			out = append(out, *desc)
+		}
+		return out
+	})
+}
+
+// updateIndex replaces the index's entries with what edit makes of them (a copy), under the
+// cache's lock, sorted by reference, platform and attested digest.
+func (c *Cache) updateIndex(edit func([]v1.Descriptor) []v1.Descriptor) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	unlock, err := c.lockFile()
@@ -376,22 +421,16 @@ func (c *Cache) setIndex(ref string, p v1.Platform, desc *v1.Descriptor) error {
 		return err
 	}
 	out := im.DeepCopy()
-	out.Manifests = out.Manifests[:0]
-	for _, d := range im.Manifests {
-		if d.Annotations[RefAnnotation] == ref && platformMatches(d.Platform, p) {
-			continue
-		}
-		out.Manifests = append(out.Manifests, d)
-	}
-	if desc != nil {
-		out.Manifests = append(out.Manifests, *desc)
-	}
+	out.Manifests = edit(out.Manifests)
 	sort.SliceStable(out.Manifests, func(i, j int) bool {
 		a, b := out.Manifests[i], out.Manifests[j]
 		if a.Annotations[RefAnnotation] != b.Annotations[RefAnnotation] {
 			return a.Annotations[RefAnnotation] < b.Annotations[RefAnnotation]
 		}
-		return platformString(a.Platform) < platformString(b.Platform)
+		if platformString(a.Platform) != platformString(b.Platform) {
+			return platformString(a.Platform) < platformString(b.Platform)
+		}
+		return a.Annotations[sbom.RefDigestAnnotation] < b.Annotations[sbom.RefDigestAnnotation]
 	})
 	raw, err := jsonIndent(out)
 	if err != nil {
@@ -412,6 +451,9 @@ func (c *Cache) List() ([]Entry, error) {
 	var out []Entry
 	for _, d := range im.Manifests {
 		e := Entry{Ref: d.Annotations[RefAnnotation], Digest: d.Digest, Platform: platformString(d.Platform), Size: d.Size}
+		if sbom.IsAttestation(d) {
+			e.Subject = d.Annotations[sbom.RefDigestAnnotation]
+		}
 		if img, err := c.lp.Image(d.Digest); err == nil {
 			if m, err := img.Manifest(); err == nil {
 				e.Size += m.Config.Size

@@ -327,3 +327,35 @@ func TestProgress(t *testing.T) {
 		t.Errorf("progress output %q", buf.String())
 	}
 }
+
+// TestMissingPlatformNamesImage: an image the cache holds for amd64 only, asked for arm64 when
+// its registry cannot supply it, fails with an error that names the image, the platform asked
+// for and the platforms the cache holds.
+func TestMissingPlatformNamesImage(t *testing.T) {
+	cache, err := OpenCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := memRegistry(t) // empty: the pull fails with "not found"
+	ref := host + "/mobykit/init:latest"
+	if _, err := cache.Add(pushRef(t, ref), randomImage(t, "amd64", 1), v1.Platform{OS: "linux", Architecture: "amd64"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewResolver(cache, WithArch("amd64")).Resolve(context.Background(), ref); err != nil {
+		t.Fatalf("amd64 from the cache: %v", err)
+	}
+	_, err = NewResolver(cache, WithArch("arm64")).Resolve(context.Background(), ref)
+	if err == nil {
+		t.Fatal("arm64 resolved from an amd64-only cache and an empty registry")
+	}
+	for _, want := range []string{ref, "no linux/arm64 variant", "holds it for linux/amd64 only", "--platforms linux/amd64,linux/arm64"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// an image the cache does not hold at all keeps the plain pull error
+	_, err = NewResolver(cache, WithArch("arm64")).Resolve(context.Background(), host+"/other:1")
+	if err == nil || strings.Contains(err.Error(), "variant") {
+		t.Errorf("uncached image: %v", err)
+	}
+}

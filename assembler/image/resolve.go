@@ -139,6 +139,10 @@ func (r *Resolver) resolve(ctx context.Context, ref string, lazy bool) (v1.Image
 		return r.pullImage(ctx, pr, lazy)
 	})
 	if err != nil {
+		if others := r.cache.platformsOf(pr); len(others) > 0 {
+			return nil, fmt.Errorf("image %s has no %s variant: the cache holds it for %s only, and %w (for mobykit's images: mobykit pkg build --platforms %s,%s)",
+				ref, r.platform, strings.Join(others, ", "), err, strings.Join(others, ","), r.platform)
+		}
 		return nil, err
 	}
 	return v.(v1.Image), nil
@@ -159,6 +163,7 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool)
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	var img v1.Image
+	var attest func()
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
@@ -181,6 +186,7 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool)
 		if img, err = idx.Image(found.Digest); err != nil {
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
 		}
+		attest = func() { r.pullAttestation(ctx, ref, idx, im, found.Digest) }
 	} else {
 		if img, err = desc.Image(); err != nil {
 			return nil, fmt.Errorf("pull %s: %w", ref, err)
@@ -211,6 +217,9 @@ func (r *Resolver) pullImage(ctx context.Context, ref name.Reference, lazy bool)
 	out, err := add(ref, img, r.platform, progress)
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if attest != nil {
+		attest()
 	}
 	return out, nil
 }

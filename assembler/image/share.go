@@ -15,7 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/mobykit/mobykit/assembler/sbom"
 	"github.com/mobykit/mobykit/internal/atomicfile"
 )
 
@@ -60,6 +62,10 @@ type Pushed struct {
 	Digest v1.Hash
 	// Platforms are the platforms pushed.
 	Platforms []string
+	// Images are the image manifest digests pushed, in the order of Platforms.
+	Images []v1.Hash
+	// SBOMs counts the attestation manifests (SBOMs) pushed with them.
+	SBOMs int
 }
 
 // cachedPlatforms returns every complete cached image recorded for ref,
@@ -72,7 +78,7 @@ func (c *Cache) cachedPlatforms(ref name.Reference) ([]v1.Image, []v1.Platform, 
 	var imgs []v1.Image
 	var plats []v1.Platform
 	for _, d := range im.Manifests {
-		if d.Annotations[RefAnnotation] != ref.Name() || d.Platform == nil {
+		if d.Annotations[RefAnnotation] != ref.Name() || d.Platform == nil || sbom.IsAttestation(d) {
 			continue
 		}
 		img, err := c.lp.Image(d.Digest)
@@ -113,20 +119,36 @@ func (r *Resolver) Push(ctx context.Context, src, dst string) (*Pushed, error) {
 	for _, p := range plats {
 		out.Platforms = append(out.Platforms, p.String())
 	}
-	if len(imgs) == 1 {
+	for _, img := range imgs {
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		out.Images = append(out.Images, d)
+	}
+	atts, subjects := r.cache.attestationsFor(sr, imgs)
+	out.SBOMs = len(atts)
+	if len(imgs) == 1 && len(atts) == 0 {
 		if err := remote.Write(dr, imgs[0], opts...); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		if out.Digest, err = imgs[0].Digest(); err != nil {
-			return nil, err
-		}
+		out.Digest = out.Images[0]
 	} else {
+		// An index of the platforms, with each image's attestation manifest (its SBOM) next
+		// to it, as buildkit pushes them.
 		var adds []mutate.IndexAddendum
 		for i, img := range imgs {
 			p := plats[i]
 			adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 		}
-		idx := mutate.AppendManifests(empty.Index, adds...)
+		for i, att := range atts {
+			desc, err := sbom.Descriptor(att, subjects[i])
+			if err != nil {
+				return nil, err
+			}
+			adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: v1.Descriptor{Platform: desc.Platform, Annotations: desc.Annotations}})
+		}
+		idx := mutate.IndexMediaType(mutate.AppendManifests(empty.Index, adds...), types.OCIImageIndex)
 		if err := remote.WriteIndex(dr, idx, opts...); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -180,8 +202,15 @@ func (c *Cache) Remove(ref string, p *v1.Platform) (int, error) {
 	out := im.DeepCopy()
 	out.Manifests = out.Manifests[:0]
 	var gone []v1.Descriptor
+	goneImages := map[string]bool{}
 	for _, d := range im.Manifests {
-		if d.Annotations[RefAnnotation] == pr.Name() && (p == nil || platformMatches(d.Platform, *p)) {
+		if d.Annotations[RefAnnotation] == pr.Name() && !sbom.IsAttestation(d) && (p == nil || platformMatches(d.Platform, *p)) {
+			goneImages[d.Digest.String()] = true
+		}
+	}
+	for _, d := range im.Manifests {
+		if d.Annotations[RefAnnotation] == pr.Name() && (p == nil && sbom.IsAttestation(d) || goneImages[d.Digest.String()] ||
+			sbom.IsAttestation(d) && goneImages[d.Annotations[sbom.RefDigestAnnotation]]) {
 			gone = append(gone, d)
 			continue
 		}

@@ -23,7 +23,6 @@ func init() {
 		compress string
 		dryRun   bool
 		jsonOut  bool
-		noSBOM   bool
 	)
 	c := &cobra.Command{
 		Use:   "build [flags] spec.yml [more.yml ...]",
@@ -98,7 +97,8 @@ Formats: ` + strings.Join(format.Names(), ", ") + `.`,
 	f.BoolVar(&o.DecompressKernel, "decompress-kernel", false, "write the kernel decompressed (gzip'ed image or bzImage payload)")
 	f.StringVar(&fl.InputTar, "input-tar", "", "tar of an earlier build (linuxkit's reuse hint; mobykit's cache already reuses unchanged images, so it is only checked)")
 	f.StringVar(&o.Bootloader, "bootloader", assembler.DefaultBootloader, "image the disk and ISO formats take their bootloader from (mobykit pkg build images/bootloader)")
-	f.BoolVar(&noSBOM, "no-sbom", false, "accepted for linuxkit compatibility: mobykit writes no SBOM yet")
+	f.BoolVar(&o.NoSBOM, "no-sbom", false, "do not merge the images' SBOMs into /"+assembler.DefaultSBOMOutput)
+	f.StringVar(&o.SBOMOutput, "sbom-output", assembler.DefaultSBOMOutput, "path of the merged SBOM in the image")
 	f.StringVar(&o.Arch, "arch", "", "target architecture (default: the host's)")
 	f.StringVar(&o.CacheDir, "cache", "", "image cache directory (default $MOBYKIT_CACHE or ~/.mobykit/cache)")
 	f.StringSliceVar(&o.Insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (loopback always is)")

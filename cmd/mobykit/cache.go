@@ -51,7 +51,11 @@ compressed initramfs parts that make rebuilds fast.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REFERENCE\tPLATFORM\tDIGEST\tSIZE")
 			for _, e := range ents {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\n", e.Ref, e.Platform, e.Digest.String()[:19], float64(e.Size)/1e6)
+				plat := e.Platform
+				if e.Subject != "" && len(e.Subject) > 19 {
+					plat = "SBOM of " + e.Subject[:19] // an attestation manifest
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f MB\n", e.Ref, plat, e.Digest.String()[:19], float64(e.Size)/1e6)
 			}
 			return tw.Flush()
 		},

@@ -22,7 +22,27 @@ func init() {
 		push     bool
 		registry string
 		insecure []string
+		plats    []string
 	)
+	// builder returns a Builder for --arch, or for --platforms (several: one multi-platform
+	// image per recipe).
+	builder := func(cmd *cobra.Command, c *image.Cache) (*pkgbuild.Builder, error) {
+		b := &pkgbuild.Builder{Cache: c, WorkDir: workDir, Arch: arch, Force: force, Log: slog.Default()}
+		if len(plats) == 0 {
+			return b, nil
+		}
+		if cmd.Flags().Changed("arch") {
+			return nil, fmt.Errorf("give --arch or --platforms, not both")
+		}
+		arches, err := pkgbuild.ParsePlatforms(plats...)
+		if err != nil {
+			return nil, fmt.Errorf("--platforms: %w", err)
+		}
+		if b.Arch = arches[0]; len(arches) > 1 {
+			b.Arches = arches
+		}
+		return b, nil
+	}
 	pusher := func(c *image.Cache) *image.Resolver {
 		return image.NewResolver(c, image.WithInsecure(insecure...))
 	}
@@ -31,7 +51,7 @@ func init() {
 	emitPushed := func(cmd *cobra.Command, ps []*image.Pushed, w io.Writer) error {
 		for _, p := range ps {
 			if output == "json" {
-				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"pushed": p.Ref, "digest": p.Digest.String(), "platforms": p.Platforms}); err != nil {
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"pushed": p.Ref, "digest": p.Digest.String(), "platforms": p.Platforms, "sboms": p.SBOMs}); err != nil {
 					return err
 				}
 				continue
@@ -46,6 +66,9 @@ func init() {
 			v := map[string]any{"ref": ref}
 			if res != nil {
 				v["latest"], v["digest"], v["cached"], v["size"] = res.Latest, res.Digest.String(), res.Cached, res.Size
+				if res.Platforms != nil {
+					v["platforms"] = res.Platforms
+				}
 			}
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(v)
 		case "text", "":
@@ -63,14 +86,22 @@ func init() {
 		Short: "Build the images whose recipes are DIR/build.yml; prints ORG/NAME:TAG of each",
 		Long: `Build each recipe into the local OCI-layout cache (the one mobykit build reads), tagged
 ORG/NAME:HASH (a hash of the recipe and its inputs) and ORG/NAME:latest. An image whose tag the
-cache already holds is not rebuilt.`,
+cache already holds is not rebuilt.
+
+--platforms linux/amd64,linux/arm64 builds every image for each platform (Go cross-compiled,
+cgo with Debian's cross compiler, Debian packages and the kernel of the target architecture)
+under one tag, ORG/NAME:HASH derived from the platforms' own tags; pkg push (with the same
+--platforms) uploads it as one OCI index.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := image.OpenCache(cacheDir)
 			if err != nil {
 				return err
 			}
-			b := &pkgbuild.Builder{Cache: c, WorkDir: workDir, Arch: arch, Force: force, Log: slog.Default()}
+			b, err := builder(cmd, c)
+			if err != nil {
+				return err
+			}
 			for _, dir := range args {
 				r, err := pkgbuild.LoadRecipe(dir)
 				if err != nil {
@@ -110,7 +141,10 @@ again. An image cached for several platforms is pushed as one multi-platform ind
 			if err != nil {
 				return err
 			}
-			b := &pkgbuild.Builder{Cache: c, WorkDir: workDir, Arch: arch, Log: slog.Default()}
+			b, err := builder(cmd, c)
+			if err != nil {
+				return err
+			}
 			for _, dir := range args {
 				r, err := pkgbuild.LoadRecipe(dir)
 				if err != nil {
@@ -132,7 +166,10 @@ again. An image cached for several platforms is pushed as one multi-platform ind
 		Short: "Print the ORG/NAME:TAG each recipe would build, without building",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b := &pkgbuild.Builder{WorkDir: workDir, Arch: arch, Log: slog.Default()}
+			b, err := builder(cmd, nil)
+			if err != nil {
+				return err
+			}
 			for _, dir := range args {
 				r, err := pkgbuild.LoadRecipe(dir)
 				if err != nil {
@@ -152,6 +189,7 @@ again. An image cached for several platforms is pushed as one multi-platform ind
 	for _, c := range []*cobra.Command{build, showTag, pushCmd} {
 		c.Flags().StringVar(&workDir, "work-dir", pkgbuild.DefaultWorkDir(), "where downloaded packages and scratch modules are kept ($MOBYKIT_PKG_CACHE)")
 		c.Flags().StringVar(&arch, "arch", "amd64", "target architecture")
+		c.Flags().StringSliceVar(&plats, "platforms", nil, "build for these platforms (linux/amd64,linux/arm64): one multi-platform image per recipe, tagged as one")
 		c.Flags().StringVarP(&output, "output", "o", "text", "text (one reference a line) or json (one object a line)")
 	}
 	for _, c := range []*cobra.Command{build, pushCmd} {

@@ -28,9 +28,9 @@ func init() {
 		accel, state     string
 		cmdline, network string
 		metadataVia      string
-		grace            time.Duration
+		arch             string
 		uefi             bool
-		firmwareDir      string
+		grace            time.Duration
 	)
 	q := &cobra.Command{
 		Use:   "qemu PATH",
@@ -39,18 +39,18 @@ func init() {
 power the guest off). PATH is a prefix naming PATH-kernel, PATH-initrd.img and PATH-cmdline as
 mobykit build writes them, or a file ending in .iso, or a disk image (.qcow2, .raw, .img, .vhd, .vmdk).
 
-An ISO or disk boots with SeaBIOS, or with UEFI firmware (OVMF) with --uefi or when its
-name is one the EFI formats get (NAME-efi.iso, NAME-efi-initrd.iso, NAME-efi.img,
-NAME-efi-initrd.img, NAME-efi.qcow2); the VM's UEFI variables are kept in the state folder.
-
 The state folder (default PATH-state) holds the QMP socket, the process record and the disks
 created with --disk size=... ; it is kept so disks persist across runs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := qemu.RunOptions{
 				Path: args[0], Cmdline: cmdline, CPUs: cpus, MemoryMB: mem, Accel: accel,
-				StateDir: state, Networking: network, Grace: grace,
-				UEFI: uefi, FirmwareDir: firmwareDir,
+				StateDir: state, Networking: network, Grace: grace, Arch: arch, UEFI: uefi,
+			}
+			// arm64 defaults to UEFI: without firmware the virt machine has no ACPI, so no
+			// power button for a clean shutdown (the cloud kernel lacks gpio-keys)
+			if a, _ := qemu.QEMUArch(arch); a == "aarch64" && !cmd.Flags().Changed("uefi") {
+				o.UEFI = true
 			}
 			for _, d := range disks {
 				ds, err := vm.ParseDisk(d)
@@ -102,13 +102,13 @@ created with --disk size=... ; it is kept so disks persist across runs.`,
 	f.StringVar(&dataFile, "data-file", "", "file holding userdata for the guest's metadata agent")
 	f.StringVar(&metadataVia, "metadata", "both", "how userdata reaches the guest: cd (metadata CD), fw_cfg, or both")
 	f.StringArrayVar(&publish, "publish", nil, "publish a guest port `[hostaddr:]hostport:guestport[/tcp|udp]` on the host (repeatable)")
+	f.StringVar(&arch, "arch", "amd64", "guest architecture: amd64 (qemu-system-x86_64) or arm64 (qemu-system-aarch64 -M virt; TCG unless the host is arm64 with KVM)")
+	f.BoolVar(&uefi, "uefi", false, "boot through UEFI firmware (OVMF, or AAVMF for arm64), its variable store kept in the state folder (default: on for arm64, where it gives ACPI power-off; --uefi=false boots the kernel directly)")
 	f.StringVar(&accel, "accel", "auto", "accelerator: kvm, tcg, or auto (KVM where /dev/kvm works, else TCG)")
 	f.StringVar(&state, "state", "", "state folder (default PATH-state)")
 	f.StringVar(&cmdline, "cmdline", "", "kernel command line (default: the contents of PATH-cmdline)")
 	f.StringVar(&network, "networking", "user", "networking: user (user-mode, outbound and --publish) or none")
 	f.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "on ^C/SIGTERM, how long to wait for an ACPI shutdown before killing QEMU")
-	f.BoolVar(&uefi, "uefi", false, "boot the ISO or disk with UEFI firmware (OVMF) instead of SeaBIOS")
-	f.StringVar(&firmwareDir, "firmware-dir", qemu.DefaultFirmwareDir, "folder holding OVMF_CODE_4M.fd and OVMF_VARS_4M.fd (Debian's ovmf package)")
 	run.AddCommand(q)
 	addCommand(run)
 }

@@ -33,10 +33,12 @@ type Config struct {
 	Kernel, Initrd, Cmdline string
 	// ISO boots from a CD image.
 	ISO string
-	// UEFI firmware image (OVMF) for ISO or disk boot; "" uses QEMU's BIOS.
+	// UEFI firmware image (OVMF, AAVMF) for ISO or disk boot, or under a direct kernel boot
+	// (QEMU hands the kernel to the firmware); "" uses QEMU's BIOS, or on aarch64 boots the
+	// kernel without firmware. Attached read-only as the first pflash unit.
 	UEFI string
-	// UEFIVars is the VM's own, writable copy of the firmware's variable store (OVMF_VARS),
-	// the second flash chip; "" for none.
+	// UEFIVars is a writable copy of the firmware's variable store (OVMF_VARS, AAVMF_VARS),
+	// the second pflash unit; "" for none (aarch64 needs it: see Firmware).
 	UEFIVars string
 	// Disks are attached as virtio block devices in order.
 	Disks []Disk
@@ -205,7 +207,9 @@ func (c Config) Args() ([]string, error) {
 	if accel == "kvm" || accel == "hvf" {
 		a = append(a, "-cpu", "host")
 	} else if arch == "aarch64" {
-		a = append(a, "-cpu", "cortex-a57")
+		// every feature TCG emulates; pointer authentication with QEMU's cheap
+		// implementation-defined algorithm instead of QARMA, which costs TCG dearly
+		a = append(a, "-cpu", "max,pauth-impdef=on")
 	}
 	a = append(a, "-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem))
 
@@ -242,10 +246,31 @@ func (c Config) Args() ([]string, error) {
 			a = append(a, "-drive", "if=pflash,format=raw,unit=1,file="+escape(c.UEFIVars))
 		}
 	} else if c.UEFIVars != "" {
-		return nil, errors.New("qemu: a UEFI variable store without UEFI firmware")
+		return nil, errors.New("qemu: UEFI variables given without UEFI firmware")
+	}
+	// the virt machine has no IDE bus: its CD-ROMs are virtio-scsi ones
+	scsi := false
+	cdrom := func(file string, index int, boot bool) {
+		if arch != "aarch64" {
+			a = append(a, "-drive", "file="+escape(file)+",format=raw,media=cdrom,readonly=on,if=ide,index="+strconv.Itoa(index))
+			return
+		}
+		if !scsi {
+			a = append(a, "-device", "virtio-scsi-pci,id=scsi0")
+			scsi = true
+		}
+		id := fmt.Sprintf("cd%d", index)
+		dev := "scsi-cd,bus=scsi0.0,drive=" + id
+		if boot {
+			dev += ",bootindex=0"
+		}
+		a = append(a, "-drive", "file="+escape(file)+",format=raw,media=cdrom,readonly=on,if=none,id="+id, "-device", dev)
 	}
 	if c.ISO != "" {
-		a = append(a, "-drive", "file="+escape(c.ISO)+",format=raw,media=cdrom,readonly=on,if=ide,index=0", "-boot", "d")
+		cdrom(c.ISO, 0, true)
+		if arch != "aarch64" {
+			a = append(a, "-boot", "d")
+		}
 	}
 	for i, d := range c.Disks {
 		f := d.Format
@@ -264,7 +289,7 @@ func (c Config) Args() ([]string, error) {
 		a = append(a, "-device", dev)
 	}
 	if c.DataISO != "" {
-		a = append(a, "-drive", "file="+escape(c.DataISO)+",format=raw,media=cdrom,readonly=on,if=ide,index=1")
+		cdrom(c.DataISO, 1, false)
 	}
 	for _, f := range c.FwCfg {
 		if !strings.HasPrefix(f.Name, "opt/") {
@@ -273,9 +298,6 @@ func (c Config) Args() ([]string, error) {
 		a = append(a, "-fw_cfg", "name="+escape(f.Name)+",file="+escape(f.File))
 	}
 	dev := "virtio-net-pci"
-	if arch == "aarch64" {
-		dev = "virtio-net-device"
-	}
 	for i, n := range c.NICs {
 		id := fmt.Sprintf("net%d", i)
 		var nd string

@@ -1,13 +1,11 @@
 package qemu
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mobykit/mobykit/internal/golden"
-	"github.com/mobykit/mobykit/vm"
 )
 
 func TestArgsGolden(t *testing.T) {
@@ -32,6 +30,13 @@ func TestArgsGolden(t *testing.T) {
 		{"iso-uefi-vde", Config{Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/OVMF/OVMF_CODE.fd",
 			NICs: []NIC{{Kind: NICVDE, Addr: "/s/switch"}}, Console: "stdio"}},
 		{"disk-boot-aarch64", Config{Arch: "aarch64", Accel: "tcg", Disks: []Disk{{Path: "/i/d.qcow2", Boot: true}}, Console: "stdio-plain"}},
+		{"kernel-aarch64-uefi", Config{Arch: "aarch64", Accel: "tcg", MemoryMB: 512,
+			Kernel: "/i/k", Initrd: "/i/initrd.img", Cmdline: "console=ttyAMA0",
+			UEFI: "/usr/share/AAVMF/AAVMF_CODE.fd", UEFIVars: "/s/uefi-vars.fd",
+			Disks: []Disk{{Path: "/s/disk0.qcow2"}}, DataISO: "/s/metadata.iso",
+			NICs:    []NIC{{Kind: NICUser, MAC: "52:54:00:12:34:56"}},
+			Console: "stdio-plain", QMP: "/s/qmp.sock", NoReboot: true}},
+		{"iso-aarch64", Config{Arch: "aarch64", Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/AAVMF/AAVMF_CODE.fd", Console: "stdio-plain"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := tc.cfg.Args()
@@ -55,6 +60,7 @@ func TestArgsErrors(t *testing.T) {
 		"mcast without port": {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: NICMcast, Addr: "230.0.0.1"}}},
 		"unknown nic":        {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: "tap"}}},
 		"unknown arch":       {Arch: "mips", Accel: "tcg", Kernel: "k"},
+		"vars without code":  {Accel: "tcg", Kernel: "k", UEFIVars: "v.fd"},
 		"netdev without id":  {Accel: "tcg", Kernel: "k", NICs: []NIC{{Kind: NICUser, Netdev: "user,id=net1"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -116,33 +122,5 @@ func TestUserNICRestrict(t *testing.T) {
 	}
 	if _, err := (Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{{Kind: NICMcast, Addr: "230.0.0.1:1", Restrict: true}}}).Args(); err == nil {
 		t.Error("restrict on a multicast NIC accepted")
-	}
-}
-
-// TestUEFIFirmware: the variable store is copied into the state folder once (later boots keep
-// what the guest wrote), and a missing firmware file is named in the error.
-func TestUEFIFirmware(t *testing.T) {
-	fw, state := t.TempDir(), vm.Dir(t.TempDir())
-	if _, _, err := uefiFirmware(fw, state); err == nil || !strings.Contains(err.Error(), filepath.Join(fw, OVMFCode)) || !strings.Contains(err.Error(), "ovmf") {
-		t.Errorf("no firmware: %v", err)
-	}
-	os.WriteFile(filepath.Join(fw, OVMFCode), []byte("code"), 0o644)
-	if _, _, err := uefiFirmware(fw, state); err == nil || !strings.Contains(err.Error(), filepath.Join(fw, OVMFVars)) {
-		t.Errorf("no variable store template: %v", err)
-	}
-	os.WriteFile(filepath.Join(fw, OVMFVars), []byte("vars"), 0o644)
-	code, vars, err := uefiFirmware(fw, state)
-	if err != nil || code != filepath.Join(fw, OVMFCode) || vars != state.Path(VarsFile) {
-		t.Fatalf("got %s %s %v", code, vars, err)
-	}
-	os.WriteFile(vars, []byte("written by the guest"), 0o644)
-	if _, _, err := uefiFirmware(fw, state); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(vars); string(b) != "written by the guest" {
-		t.Errorf("variable store replaced on the second boot: %q", b)
-	}
-	if _, err := (Config{Accel: "tcg", ISO: "/x.iso", UEFIVars: "/v"}).Args(); err == nil {
-		t.Error("a variable store without firmware accepted")
 	}
 }

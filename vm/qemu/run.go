@@ -49,53 +49,69 @@ type RunOptions struct {
 	Grace time.Duration
 	// Binary overrides the QEMU executable.
 	Binary string
-	// UEFI boots the ISO or disk with UEFI firmware (OVMF) instead of SeaBIOS; an image named
-	// as the EFI formats are (vm.Boot.UEFI) boots with UEFI without it.
+	// Arch is the guest architecture, a GOARCH or QEMU name: amd64/x86_64 (default) or
+	// arm64/aarch64 (qemu-system-aarch64 -M virt, TCG on other hosts; console ttyAMA0).
+	Arch string
+	// UEFI boots through UEFI firmware (a kernel is handed to it by QEMU): OVMF on x86_64,
+	// AAVMF on aarch64, with a copy of the firmware's variable store kept in the state
+	// folder. Without it, x86_64 uses QEMU's BIOS and aarch64 boots the kernel directly.
 	UEFI bool
-	// FirmwareDir holds OVMF_CODE_4M.fd and OVMF_VARS_4M.fd; default /usr/share/OVMF, where
-	// Debian's ovmf package puts them.
-	FirmwareDir string
+	// Firmware overrides the UEFI firmware code image (its variable store, FirmwareVars).
+	Firmware, FirmwareVars string
 }
 
-// OVMF files, as Debian's ovmf package names them.
-const (
-	DefaultFirmwareDir = "/usr/share/OVMF"
-	OVMFCode           = "OVMF_CODE_4M.fd"
-	OVMFVars           = "OVMF_VARS_4M.fd"
-	// VarsFile is the VM's copy of the variable store in its state folder.
-	VarsFile = "OVMF_VARS.fd"
-)
-
-// uefiFirmware returns the firmware code image and the VM's variable store, copied from the
-// firmware's template into the state folder the first time (later boots keep what the guest
-// stored there, as a machine's NVRAM does).
-func uefiFirmware(fwDir string, dir vm.Dir) (code, vars string, err error) {
-	if fwDir == "" {
-		fwDir = DefaultFirmwareDir
+// QEMUArch returns QEMU's name of a guest architecture given by its GOARCH or QEMU name.
+func QEMUArch(arch string) (string, error) {
+	switch arch {
+	case "", "amd64", "x86_64":
+		return "x86_64", nil
+	case "arm64", "aarch64":
+		return "aarch64", nil
 	}
-	code, tmpl := filepath.Join(fwDir, OVMFCode), filepath.Join(fwDir, OVMFVars)
-	for _, p := range []string{code, tmpl} {
-		if _, err := os.Stat(p); err != nil {
-			return "", "", fmt.Errorf("UEFI firmware %s: %w (install Debian's ovmf package)", p, err)
+	return "", fmt.Errorf("arch %q: want amd64 (x86_64) or arm64 (aarch64)", arch)
+}
+
+// DefaultFirmware returns the UEFI code and variable store images Debian installs for a guest
+// architecture (QEMU name): ovmf's OVMF_CODE/OVMF_VARS, qemu-efi-aarch64's AAVMF_CODE/AAVMF_VARS.
+func DefaultFirmware(arch string) (code, vars string) {
+	if arch == "aarch64" {
+		return "/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"
+	}
+	return "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"
+}
+
+// uefiVars returns the VM's own copy of the firmware's variable store, made from vars in the
+// state folder on first use (temp + rename) and kept, as a machine's NVRAM is.
+func uefiVars(dir vm.Dir, vars string) (string, error) {
+	dst := dir.Path("uefi-vars.fd")
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	src, err := os.ReadFile(vars)
+	if err != nil {
+		return "", fmt.Errorf("UEFI variable store: %w (install ovmf or qemu-efi-aarch64)", err)
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, src, 0o644); err != nil {
+		return "", fmt.Errorf("UEFI variable store: %w", err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("UEFI variable store: %w", err)
+	}
+	return dst, nil
+}
+
+// armConsole maps an x86 serial console name on a kernel command line (console=ttyS0, as
+// LinuxKit specs write it) to the virt machine's PL011 UART, ttyAMA0.
+func armConsole(cmdline string) string {
+	f := strings.Fields(cmdline)
+	for i, w := range f {
+		if rest, ok := strings.CutPrefix(w, "console=ttyS0"); ok {
+			f[i] = "console=ttyAMA0" + rest
 		}
 	}
-	vars = dir.Path(VarsFile)
-	if _, err := os.Stat(vars); err == nil {
-		return code, vars, nil
-	}
-	b, err := os.ReadFile(tmpl)
-	if err != nil {
-		return "", "", fmt.Errorf("UEFI firmware: %w", err)
-	}
-	tmp := vars + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return "", "", fmt.Errorf("UEFI variable store: %w", err)
-	}
-	if err := os.Rename(tmp, vars); err != nil {
-		os.Remove(tmp)
-		return "", "", fmt.Errorf("UEFI variable store: %w", err)
-	}
-	return code, vars, nil
+	return strings.Join(f, " ")
 }
 
 // Run boots a VM in the foreground with its serial console on Stdin/Stdout and returns when
@@ -119,8 +135,13 @@ func Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	dir := vm.Dir(state)
+	arch, err := QEMUArch(o.Arch)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", o.Path, err)
+	}
 	cfg := Config{
 		Binary:   o.Binary,
+		Arch:     arch,
 		Name:     "mobykit-run:" + state,
 		Accel:    o.Accel,
 		CPUs:     o.CPUs,
@@ -133,12 +154,26 @@ func Run(ctx context.Context, o RunOptions) error {
 	if o.Cmdline != "" {
 		cfg.Cmdline = o.Cmdline
 	}
-	if o.UEFI || boot.UEFI {
-		if boot.Kernel != "" {
-			return fmt.Errorf("run %s: --uefi boots an ISO or a disk image, not a kernel", o.Path)
+	if arch == "aarch64" {
+		if c := armConsole(cfg.Cmdline); c != cfg.Cmdline {
+			slog.Info("console=ttyS0 is the virt machine's ttyAMA0", "cmdline", c)
+			cfg.Cmdline = c
 		}
-		if cfg.UEFI, cfg.UEFIVars, err = uefiFirmware(o.FirmwareDir, dir); err != nil {
-			return fmt.Errorf("run %s: %w", o.Path, err)
+	}
+	// An image named as the EFI formats name theirs boots only with UEFI (vm.Boot.UEFI).
+	if o.UEFI || o.Firmware != "" || boot.UEFI {
+		code, vars := DefaultFirmware(arch)
+		if o.Firmware != "" {
+			code, vars = o.Firmware, o.FirmwareVars
+		}
+		if _, err := os.Stat(code); err != nil {
+			return fmt.Errorf("run %s: UEFI firmware: %w (install ovmf or qemu-efi-aarch64)", o.Path, err)
+		}
+		cfg.UEFI = code
+		if vars != "" {
+			if cfg.UEFIVars, err = uefiVars(dir, vars); err != nil {
+				return fmt.Errorf("run %s: %w", o.Path, err)
+			}
 		}
 	}
 	if boot.Disk != "" {
