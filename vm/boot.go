@@ -18,6 +18,10 @@ type Boot struct {
 	// Initrd, the image's loader (PREFIX-loader.img), mounts: attach it read-only and add
 	// RootArgs(device) to the command line. RootFSType is squashfs, erofs or iso9660.
 	RootDisk, RootFSType string
+	// UEFI is set when the image's name says it boots with UEFI firmware only: the names
+	// `mobykit build` (and `linuxkit build`) give the EFI formats, NAME-efi.iso,
+	// NAME-efi-initrd.iso, NAME-efi.img, NAME-efi-initrd.img and NAME-efi.qcow2.
+	UEFI bool
 }
 
 // RootArgs is what the command line needs for the loader to mount RootDisk attached as dev.
@@ -42,6 +46,8 @@ func FindBoot(path string) (Boot, error) {
 		}
 	}
 	if b.ISO != "" || b.Disk != "" {
+		base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		b.UEFI = strings.HasSuffix(base, "-efi") || strings.HasSuffix(base, "-efi-initrd")
 		if _, err := os.Stat(path); err != nil {
 			return b, fmt.Errorf("boot image: %w", err)
 		}

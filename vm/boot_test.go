@@ -11,7 +11,7 @@ import (
 func TestFindBoot(t *testing.T) {
 	dir := t.TempDir()
 	p := func(n string) string { return filepath.Join(dir, n) }
-	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw", "v.vmdk", "h.vhd", "old-bzImage", "old-initrd.img"} {
+	for _, f := range []string{"a-kernel", "a-initrd.img", "b-kernel", "x.iso", "y.qcow2", "z.raw", "v.vmdk", "h.vhd", "old-bzImage", "old-initrd.img", "h-efi.iso", "h-efi-initrd.img", "h-efi.qcow2", "refi.img"} {
 		os.WriteFile(p(f), []byte("x"), 0o644)
 	}
 	os.WriteFile(p("a-cmdline"), []byte("console=ttyS0 quiet\n"), 0o644)
@@ -28,6 +28,10 @@ func TestFindBoot(t *testing.T) {
 		{p("z.raw"), Boot{Disk: p("z.raw"), DiskFormat: "raw"}, false},
 		{p("v.vmdk"), Boot{Disk: p("v.vmdk"), DiskFormat: "vmdk"}, false},
 		{p("h.vhd"), Boot{Disk: p("h.vhd"), DiskFormat: "vpc"}, false},
+		{p("h-efi.iso"), Boot{ISO: p("h-efi.iso"), UEFI: true}, false},
+		{p("h-efi-initrd.img"), Boot{Disk: p("h-efi-initrd.img"), DiskFormat: "raw", UEFI: true}, false},
+		{p("h-efi.qcow2"), Boot{Disk: p("h-efi.qcow2"), DiskFormat: "qcow2", UEFI: true}, false},
+		{p("refi.img"), Boot{Disk: p("refi.img"), DiskFormat: "raw"}, false},
 		{p("missing"), Boot{}, true},
 		{p("missing.iso"), Boot{}, true},
 	} {

@@ -90,6 +90,9 @@ func Lookup(name string) (Format, error) {
 	mu.RLock()
 	defer mu.RUnlock()
 	f, ok := registry[name]
+	if !ok && name == "rpi3" {
+		return nil, fmt.Errorf("format rpi3 (a Raspberry Pi 3 SD card) is LinuxKit's but not mobykit's: it needs the Pi's non-free GPU firmware, see docs/formats.md (known: %v)", namesLocked())
+	}
 	if !ok {
 		return nil, fmt.Errorf("unknown format %q (known: %v)", name, namesLocked())
 	}

@@ -27,6 +27,17 @@ func TestRegistry(t *testing.T) {
 	if _, err := Lookup("nope"); err == nil || !strings.Contains(err.Error(), "kernel+initrd") {
 		t.Errorf("unknown format error %v should list the known ones", err)
 	}
+	// every LinuxKit format is written but rpi3, which says why
+	for _, n := range []string{"iso-bios", "iso-efi", "iso-efi-initrd", "raw-bios", "raw-efi", "raw-efi-initrd",
+		"qcow2-bios", "qcow2-efi", "vhd", "dynamic-vhd", "vmdk", "gcp", "aws", "kernel+iso", "kernel+squashfs",
+		"kernel+erofs", "docker", "tar", "tar-kernel-initrd", "kernel+initrd"} {
+		if _, err := Lookup(n); err != nil {
+			t.Errorf("LinuxKit's format %s: %v", n, err)
+		}
+	}
+	if _, err := Lookup("rpi3"); err == nil || !strings.Contains(err.Error(), "docs/formats.md") {
+		t.Errorf("rpi3: %v, want an error pointing at docs/formats.md", err)
+	}
 	defer func() {
 		if recover() == nil {
 			t.Error("duplicate Register did not panic")

@@ -40,6 +40,14 @@ func RequireTool(t testing.TB, name, pkg string) string {
 	return p
 }
 
+// RequireFile skips the test when the file at path, installed by Debian package pkg, is absent.
+func RequireFile(t testing.TB, path, pkg string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("%s missing (apt-get install %s); skipping", path, pkg)
+	}
+}
+
 // RequireQEMU skips the test when qemu-system-x86_64 is absent and returns its path.
 func RequireQEMU(t testing.TB) string {
 	t.Helper()

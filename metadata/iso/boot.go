@@ -22,6 +22,15 @@ type Boot struct {
 	// DiskID is the MBR's disk signature. Derive it from the content to keep the image
 	// reproducible.
 	DiskID uint32
+	// EFI makes the catalog's entry one for UEFI (platform 0xEF) instead of a PC BIOS: File is
+	// then an EFI system partition image (FAT) that firmware reads EFI/BOOT/BOOTX64.EFI from. It
+	// gets no boot info table, so it may be streamed (File.Open), and LoadSectors is its size
+	// in 512-byte sectors, or 0 ("to the end of the image") when that does not fit in 16 bits,
+	// as xorriso writes it: place it last (name order) in that case.
+	EFI bool
+	// Node is the boot image's file in a tree written by WriteTree, which takes only EFI boot
+	// images (File is then unused).
+	Node *Node
 }
 
 // cylinder is the unit an isohybrid image is padded to: 64 heads of 32 sectors of 512 bytes,
@@ -43,14 +52,17 @@ func bootRecord(catalogLBA uint32) []byte {
 	return b
 }
 
-// bootCatalog is a catalog with a validation entry and one default entry: no emulation, x86,
+// bootCatalog is a catalog with a validation entry and one default entry: no emulation, x86 (or EFI),
 // loaded at the default segment.
-func bootCatalog(bootLBA uint32, loadSectors uint16) []byte {
-	if loadSectors == 0 {
+func bootCatalog(bootLBA uint32, loadSectors uint16, efi bool) []byte {
+	if loadSectors == 0 && !efi {
 		loadSectors = 4
 	}
 	b := make([]byte, sector)
 	b[0] = 1 // validation entry, platform 0 (x86)
+	if efi {
+		b[1] = 0xEF
+	}
 	copy(b[4:28], "MOBYKIT")
 	b[30], b[31] = 0x55, 0xAA
 	var sum uint16

@@ -139,7 +139,14 @@ func write(w io.Writer, files []File, opts Options, dataOnly bool) error {
 	head = append(head, pathTable(l.rootLBA, binary.BigEndian)...)
 	head = append(head, l.root...)
 	if opts.Boot != nil {
-		head = append(head, bootCatalog(l.fileLBA[l.bootIndex], opts.Boot.LoadSectors)...)
+		load := opts.Boot.LoadSectors
+		if opts.Boot.EFI {
+			load = 0
+			if n := (l.files[l.bootIndex].size() + 511) / 512; n <= 0xFFFF {
+				load = uint16(n)
+			}
+		}
+		head = append(head, bootCatalog(l.fileLBA[l.bootIndex], load, opts.Boot.EFI)...)
 	}
 	if len(head) != int(l.dataLBA)*sector {
 		return fmt.Errorf("internal error: head is %d bytes, expected %d sectors", len(head), l.dataLBA)
@@ -148,7 +155,7 @@ func write(w io.Writer, files []File, opts Options, dataOnly bool) error {
 		return err
 	}
 	for i, f := range l.files {
-		if err := writeData(bw, f, opts.Boot != nil && i == l.bootIndex, l); err != nil {
+		if err := writeData(bw, f, opts.Boot != nil && !opts.Boot.EFI && i == l.bootIndex, l); err != nil {
 			return fmt.Errorf("file %s: %w", f.Name, err)
 		}
 	}
@@ -236,7 +243,7 @@ func plan(files []File, opts Options) (*layout, error) {
 			return nil, fmt.Errorf("file %q: %d bytes do not fit ISO9660 (at most 4 GiB - 1)", f.Name, f.size())
 		}
 		if b := opts.Boot; b != nil && f.Name == b.File {
-			if f.Open != nil || len(f.Data) < 64 {
+			if !b.EFI && (f.Open != nil || len(f.Data) < 64) {
 				return nil, fmt.Errorf("boot file %q: must be in memory and at least 64 bytes (it gets a boot info table)", f.Name)
 			}
 			l.bootIndex = i

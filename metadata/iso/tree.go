@@ -137,6 +137,10 @@ func WriteTree(w io.Writer, root *Node, order []*Node, opts Options, contents fu
 			return errors.New("a regular file with contents is missing from order")
 		}
 	}
+	boot := opts.Boot
+	if boot != nil && (!boot.EFI || boot.Node == nil || !inOrder[boot.Node] || boot.HybridMBR != nil) {
+		return errors.New("WriteTree boots only an EFI boot image (Boot.EFI, Boot.Node a file of the tree with contents, no hybrid MBR)")
+	}
 
 	// Records of each directory, with ISO names unique within it.
 	for _, d := range dirs {
@@ -191,6 +195,9 @@ func WriteTree(w io.Writer, root *Node, order []*Node, opts Options, contents fu
 	}
 	ptSectors := uint32((ptSize + sector - 1) / sector)
 	pathLBA := uint32(18)
+	if boot != nil {
+		pathLBA++ // the El Torito boot record
+	}
 	next := pathLBA + 2*ptSectors
 	for _, d := range dirs {
 		size := 0
@@ -215,6 +222,11 @@ func WriteTree(w io.Writer, root *Node, order []*Node, opts Options, contents fu
 			next += uint32((ce + sector - 1) / sector)
 		}
 	}
+	var catalogLBA uint32
+	if boot != nil {
+		catalogLBA = next
+		next++
+	}
 	for _, n := range order {
 		n.lba = next
 		next += uint32((n.Size + sector - 1) / sector)
@@ -224,6 +236,9 @@ func WriteTree(w io.Writer, root *Node, order []*Node, opts Options, contents fu
 	bw := bufio.NewWriterSize(w, 256<<10)
 	bw.Write(make([]byte, 16*sector))
 	bw.Write(pvd(label, total, pathLBA, uint32(ptSize), root.lba, root.dirSize, date, mt))
+	if boot != nil {
+		bw.Write(bootRecord(catalogLBA))
+	}
 	term := make([]byte, sector)
 	term[0] = 255
 	copy(term[1:], "CD001")
@@ -293,6 +308,13 @@ func WriteTree(w io.Writer, root *Node, order []*Node, opts Options, contents fu
 			ce = append(ce, make([]byte, sector-pad)...)
 		}
 		bw.Write(ce)
+	}
+	if boot != nil {
+		load := uint16(0)
+		if n := (boot.Node.Size + 511) / 512; n <= 0xFFFF {
+			load = uint16(n)
+		}
+		bw.Write(bootCatalog(boot.Node.lba, load, true))
 	}
 	i := 0
 	err := contents(func(n *Node, r io.Reader) error {

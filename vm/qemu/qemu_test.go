@@ -26,6 +26,7 @@ func TestArgsGolden(t *testing.T) {
 			Console: "/s/console.log", QMP: "/s/qmp.sock", NoReboot: true,
 		}},
 		{"raw-netdev", Config{Accel: "tcg", Kernel: "/k", NICs: []NIC{{Kind: NICUser, MAC: "52:54:00:00:00:01", Netdev: "user,id=net0,net=169.254.169.0/24,guestfwd=tcp:169.254.169.254:80-cmd:relay 127.0.0.1:1"}}, Console: "stdio-plain"}},
+		{"disk-uefi-vars", Config{Accel: "tcg", Disks: []Disk{{Path: "/i/x-efi.img", Boot: true}}, UEFI: "/usr/share/OVMF/OVMF_CODE_4M.fd", UEFIVars: "/s/OVMF_VARS.fd", Console: "stdio-plain"}},
 		{"iso-uefi-vde", Config{Accel: "tcg", ISO: "/i/x.iso", UEFI: "/usr/share/OVMF/OVMF_CODE.fd",
 			NICs: []NIC{{Kind: NICVDE, Addr: "/s/switch"}}, Console: "stdio"}},
 		{"disk-boot-aarch64", Config{Arch: "aarch64", Accel: "tcg", Disks: []Disk{{Path: "/i/d.qcow2", Boot: true}}, Console: "stdio-plain"}},

@@ -160,7 +160,8 @@ func Run(ctx context.Context, o RunOptions) error {
 			cfg.Cmdline = c
 		}
 	}
-	if o.UEFI || o.Firmware != "" {
+	// An image named as the EFI formats name theirs boots only with UEFI (vm.Boot.UEFI).
+	if o.UEFI || o.Firmware != "" || boot.UEFI {
 		code, vars := DefaultFirmware(arch)
 		if o.Firmware != "" {
 			code, vars = o.Firmware, o.FirmwareVars
