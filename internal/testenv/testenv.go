@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -48,10 +49,50 @@ func RequireFile(t testing.TB, path, pkg string) {
 	}
 }
 
-// RequireQEMU skips the test when qemu-system-x86_64 is absent and returns its path.
+// RequireQEMU skips the test when qemu-system-x86_64 is absent and returns its path. It also
+// holds a shared lock on the machine's VMs until the test ends (see ExclusiveVMs), so that a
+// test that needs the machine to itself waits for the VM tests of other packages running in
+// parallel, and they wait for it.
 func RequireQEMU(t testing.TB) string {
 	t.Helper()
-	return RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	p := RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	if !exclusive.Load() {
+		t.Cleanup(flockVMs(t, syscall.LOCK_SH))
+	}
+	return p
+}
+
+// exclusive is set while this process holds the VMs' lock exclusively.
+var exclusive atomic.Bool
+
+// ExclusiveVMs gives the test the machine's VMs to itself until it ends: it waits until no
+// other test binary boots VMs (they hold the lock shared through RequireQEMU) and keeps them
+// from starting. For tests whose checks depend on the guests getting the CPU they ask for: a
+// 3-member etcd quorum under TCG loses its leader when other packages' VMs take the 2 cores.
+// Call it before RequireQEMU.
+func ExclusiveVMs(t testing.TB) {
+	t.Helper()
+	unlock := flockVMs(t, syscall.LOCK_EX)
+	exclusive.Store(true)
+	t.Cleanup(func() { exclusive.Store(false); unlock() })
+}
+
+// flockVMs takes the VMs' lock (CacheDir()/vms.lock) in mode how.
+func flockVMs(t testing.TB, how int) func() {
+	t.Helper()
+	path := filepath.Join(CacheDir(), "vms.lock")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("testenv: open lock %s: %v", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("testenv: lock %s: %v", path, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }
 }
 
 // lock takes an exclusive flock on path, so that test binaries of several packages running
