@@ -88,9 +88,31 @@ type Cluster struct {
 }
 
 // StartCluster starts an n-member etcd cluster and waits until every member is ready; every
-// member still running is closed by t.Cleanup.
+// member still running is closed by t.Cleanup. Ports are picked free and then bound, so another
+// process may take one in between: the cluster is then started again on new ports (3 tries).
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	var err error
+	for range 3 {
+		var c *Cluster
+		if c, err = startCluster(t, n); err == nil {
+			t.Cleanup(func() {
+				for _, nd := range c.Nodes {
+					nd.Stop()
+				}
+			})
+			return c
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		t.Logf("etcdtest: %v; again on other ports", err)
+	}
+	t.Fatal(err)
+	return nil
+}
+
+func startCluster(t testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := range n {
@@ -110,22 +132,24 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	for _, nd := range c.Nodes {
 		nd.cfg.InitialCluster = strings.Join(initial, ",")
 	}
-	t.Cleanup(func() {
-		for _, nd := range c.Nodes {
-			nd.Stop()
-		}
-	})
 	// The members must start together: none is ready before a quorum has met.
 	errs := make(chan error, n)
 	for _, nd := range c.Nodes {
 		go func() { errs <- nd.start() }()
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return c
+	if first != nil {
+		for _, nd := range c.Nodes {
+			nd.Stop()
+		}
+		return nil, first
+	}
+	return c, nil
 }
 
 func (nd *Node) start() error {
