@@ -30,27 +30,19 @@ import (
 	"github.com/mobykit/mobykit/vm"
 )
 
-// electionTimeout is ETCD_ELECTION_TIMEOUT in etcd.yml. etcd draws each election timeout in
-// [electionTimeout, 2*electionTimeout), so one election lasts at most 2*electionTimeout; the
-// client may add one failed attempt (writeAttempt) before it tries another member.
+// electionTimeout is ETCD_ELECTION_TIMEOUT in etcd.yml. When the leader is lost, a member
+// starts an election after a timeout drawn in [electionTimeout, 2*electionTimeout), so one
+// election ends at most 2*electionTimeout after the last sign of the old leader; the client
+// adds at most one probe (probeTimeout) to see it. That is oneElection, the issue's bound on
+// an interval without a leader.
 const (
 	electionTimeout = 2 * time.Second
-	writeAttempt    = 500 * time.Millisecond
-	// oneElection is the issue's bound (measured in quiet runs: 0.73 s, 4.7 s, 4.9 s during
-	// the roll). maxLeaderless is what the test enforces during the roll: three elections,
-	// because under a full `go test ./...` the other packages' builds and tests share the 2
-	// cores with the three TCG members (even with the VMs to itself, see ExclusiveVMs) and
-	// a CI run measured 7.7 s. Both figures are printed; the gap to one election is an open
-	// item of issue 13.
-	oneElection   = 2*electionTimeout + 2*writeAttempt
-	maxLeaderless = 3*2*electionTimeout + 2*writeAttempt
-	// maxLeaderlessKill bounds the gap after the leader's QEMU is killed: measured here
-	// 4.9 s and 6.8 s, more than one election, because the replacement VM boots under TCG at
-	// the same time and starves the two survivors of CPU on 2 shared cores, so the election
-	// may need a second round. Two elections.
-	maxLeaderlessKill = maxLeaderless
-	// writeDeadline is how long the client keeps retrying one write; maxInFlight bounds the
-	// writes waiting at once.
+	probeTimeout    = time.Second
+	oneElection     = 2*electionTimeout + probeTimeout
+	// writeAttempt is how long the writer waits for one member before it tries another, and
+	// writeDeadline how long it keeps retrying one write; maxInFlight bounds the writes
+	// waiting at once.
+	writeAttempt  = 500 * time.Millisecond
 	writeDeadline = 4 * time.Second
 	maxInFlight   = 64
 )
@@ -92,6 +84,7 @@ type cluster struct {
 	ctl       *group.Controller
 	instances spi.Instance
 	flavorCli spi.Flavor
+	others    int // QEMU processes of groups other than the example's
 }
 
 func (c *cluster) socket(name string) string { return filepath.Join(c.dir, "plugins", name) }
@@ -150,10 +143,13 @@ func (c *cluster) stop() {
 }
 
 // group is the group file as `mobykit group commit` sends it (etcd.yml read and inlined).
-func (c *cluster) group() spi.GroupSpec {
+func (c *cluster) group() spi.GroupSpec { return c.groupOf(c.groupDoc) }
+
+// groupOf is the group file doc as `mobykit group commit` sends it.
+func (c *cluster) groupOf(doc []byte) spi.GroupSpec {
 	c.t.Helper()
 	var g spi.GroupSpec
-	if err := json.Unmarshal(c.groupDoc, &g); err != nil {
+	if err := json.Unmarshal(doc, &g); err != nil {
 		c.t.Fatal(err)
 	}
 	g, err := flavormoby.InlineGroup(g, filepath.Dir(c.specPath), "flavor-moby")
@@ -163,17 +159,39 @@ func (c *cluster) group() spi.GroupSpec {
 	return g
 }
 
-func (c *cluster) flavorProps() spi.Any {
-	var g struct {
+func flavorProps(g spi.GroupSpec) spi.Any {
+	var p struct {
 		Flavor struct{ Properties json.RawMessage }
 	}
-	json.Unmarshal(c.group().Properties, &g)
-	return spi.Any(g.Flavor.Properties)
+	json.Unmarshal(g.Properties, &p)
+	return spi.Any(p.Flavor.Properties)
 }
 
-func (c *cluster) commit() {
+func (c *cluster) commit() { c.commitGroup(c.group()) }
+
+// extraGroup is the example's group file made into a group id of one member, lid, whose
+// userdata names the example's 3 members and itself as peers.
+func (c *cluster) extraGroup(id, lid string) spi.GroupSpec {
 	c.t.Helper()
-	details, err := c.ctl.CommitGroup(context.Background(), c.group(), false)
+	var doc map[string]any
+	if err := json.Unmarshal(c.groupDoc, &doc); err != nil {
+		c.t.Fatal(err)
+	}
+	props := doc["Properties"].(map[string]any)
+	doc["ID"] = id
+	props["Allocation"] = map[string]any{"LogicalIDs": []string{lid}}
+	ud := props["Flavor"].(map[string]any)["Properties"].(map[string]any)["userdata"].(map[string]any)
+	ud["etcd"].(map[string]any)["entries"].(map[string]any)["peers"] = map[string]any{"content": "10.99.1.11 10.99.1.12 10.99.1.13 " + lid}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.groupOf(b)
+}
+
+func (c *cluster) commitGroup(g spi.GroupSpec) {
+	c.t.Helper()
+	details, err := c.ctl.CommitGroup(context.Background(), g, false)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -191,8 +209,12 @@ type member struct {
 	Healthy bool
 }
 
-func (c *cluster) members() ([]member, error) {
-	ds, err := c.instances.DescribeInstances(context.Background(), map[string]string{spi.GroupTag: "etcd"}, true)
+// members are the etcd group's members, ordered by logical ID.
+func (c *cluster) members() ([]member, error) { return c.membersOf(c.group()) }
+
+func (c *cluster) membersOf(g spi.GroupSpec) ([]member, error) {
+	props := flavorProps(g)
+	ds, err := c.instances.DescribeInstances(context.Background(), map[string]string{spi.GroupTag: string(g.ID)}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -204,12 +226,45 @@ func (c *cluster) members() ([]member, error) {
 			Started  time.Time `json:"started"`
 		}
 		json.Unmarshal(d.Properties, &p)
-		h, _ := c.flavorCli.Healthy(context.Background(), c.flavorProps(), d)
+		h, _ := c.flavorCli.Healthy(context.Background(), props, d)
 		out = append(out, member{ID: d.ID, LID: d.Tags[spi.LogicalIDTag], Hash: d.Tags[spi.ConfigHashTag],
 			Digest: d.Tags[flavormoby.ImageDigestTag], Client: p.Ports["2379/tcp"], State: p.StateDir, Started: p.Started, Healthy: h == spi.Healthy})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LID < out[j].LID })
 	return out, nil
+}
+
+// keepConsoles copies each member's console into the test's folder, so that the consoles of
+// members the roll destroyed can be read when the test fails.
+func (c *cluster) keepConsoles(ms []member) {
+	os.MkdirAll(filepath.Join(c.dir, "consoles"), 0o755)
+	for _, m := range ms {
+		if b, err := os.ReadFile(filepath.Join(m.State, vm.ConsoleFile)); err == nil {
+			os.WriteFile(filepath.Join(c.dir, "consoles", m.LID+"-"+string(m.ID)+".log"), b, 0o644)
+		}
+	}
+}
+
+// etcdWarnings logs what etcd said on every member's console about slow disks, slow requests
+// and leadership: what explains an interval without a leader.
+func (c *cluster) etcdWarnings() {
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "consoles", "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		var lines []string
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, k := range []string{"slow fdatasync", "took too long", "leader", "election", "heartbeat", "lost", "overloaded"} {
+				if strings.Contains(line, k) {
+					lines = append(lines, strings.TrimSpace(line))
+					break
+				}
+			}
+		}
+		if len(lines) > 30 {
+			lines = append(lines[:10], append([]string{"..."}, lines[len(lines)-20:]...)...)
+		}
+		c.t.Logf("etcd on %s said (%d lines):\n%s", filepath.Base(l), len(lines), strings.Join(lines, "\n"))
+	}
 }
 
 // qemuCount counts the QEMU processes running under the test's folder.
@@ -218,21 +273,21 @@ func (c *cluster) qemuCount() int {
 	return len(strings.Fields(string(out)))
 }
 
-// waitConverged waits until the 3 logical IDs are each served by one healthy member, all at
-// one config hash other than notHash, with never more than 3 QEMU processes (a quorum group
+// waitConverged waits until the n logical IDs are each served by one healthy member, all at
+// one config hash other than notHash, with never more than n QEMU processes (a quorum group
 // replaces in place). healthyAt records when each instance was first seen healthy.
-func (c *cluster) waitConverged(notHash string, d time.Duration, healthyAt map[spi.ID]time.Time) []member {
+func (c *cluster) waitConverged(n int, notHash string, d time.Duration, healthyAt map[spi.ID]time.Time) []member {
 	c.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		if n := c.qemuCount(); n > 3 {
-			c.t.Fatalf("%d QEMU processes: a quorum group must replace in place", n)
+		if q := c.qemuCount() - c.others; q > n {
+			c.t.Fatalf("%d QEMU processes for %d members: a quorum group must replace in place", q, n)
 		}
 		ms, err := c.members()
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		ok := len(ms) == 3
+		ok := len(ms) == n
 		hashes := map[string]bool{}
 		for _, m := range ms {
 			hashes[m.Hash] = true
@@ -261,140 +316,14 @@ func (c *cluster) waitConverged(notHash string, d time.Duration, healthyAt map[s
 	}
 }
 
-// writer writes key seq/N every 100 ms (N the tick) and records the writes etcd acknowledged
-// and when.
-type writer struct {
-	mu        sync.Mutex
-	endpoints []string
-	clients   map[string]*clientv3.Client
-	acked     map[int]time.Time
-	ticks     int
-	last      int // index of the endpoint that took the last write
-	stopped   chan struct{}
-	done      chan struct{}
-}
-
-func (w *writer) setEndpoints(eps []string) {
-	w.mu.Lock()
-	w.endpoints = eps
-	w.mu.Unlock()
-}
-
-func (w *writer) client(ep string) (*clientv3.Client, error) {
-	if c, ok := w.clients[ep]; ok {
-		return c, nil
-	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + ep}, DialTimeout: writeAttempt, Logger: zap.NewNop()})
-	if err != nil {
-		return nil, err
-	}
-	w.clients[ep] = c
-	return c, nil
-}
-
-// put writes seq/n: it tries the member that took the last write, then the others, each for
-// writeAttempt, until one acknowledges or writeDeadline has passed.
-func (w *writer) put(n int) bool {
-	deadline := time.Now().Add(writeDeadline)
-	for time.Now().Before(deadline) {
-		w.mu.Lock()
-		eps := append([]string(nil), w.endpoints...)
-		last := w.last
-		w.mu.Unlock()
-		for i := range eps {
-			k := (last + i) % len(eps)
-			w.mu.Lock()
-			c, err := w.client(eps[k])
-			w.mu.Unlock()
-			if err != nil {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), writeAttempt)
-			_, err = c.Put(ctx, fmt.Sprintf("seq/%08d", n), fmt.Sprint(n))
-			cancel()
-			if err == nil {
-				w.mu.Lock()
-				w.last = k
-				w.mu.Unlock()
-				return true
-			}
-			if time.Now().After(deadline) {
-				return false
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
-}
-
-// run starts one write every 100 ms, each in its own goroutine (a write under TCG takes longer
-// than the period), at most maxInFlight at once: a write due while that many wait is counted
-// as not acknowledged.
-func (w *writer) run() {
-	defer close(w.done)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	slots := make(chan struct{}, maxInFlight)
-	start := time.Now()
-	tk := time.NewTicker(100 * time.Millisecond)
-	defer tk.Stop()
-	for {
-		select {
-		case <-w.stopped:
-			return
-		case <-tk.C:
-		}
-		n := int(time.Since(start) / (100 * time.Millisecond))
-		w.mu.Lock()
-		w.ticks = n + 1
-		w.mu.Unlock()
-		select {
-		case slots <- struct{}{}:
-		default:
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			if w.put(n) {
-				w.mu.Lock()
-				w.acked[n] = time.Now()
-				w.mu.Unlock()
-			}
-		}()
-	}
-}
-
-// window is the writer's record between two instants: writes due, writes acknowledged, and
-// the longest time between two acknowledged writes.
-func (w *writer) window(from, to time.Time) (due, acked int, maxGap time.Duration) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var ts []time.Time
-	for _, at := range w.acked {
-		if !at.Before(from) && !at.After(to) {
-			ts = append(ts, at)
-		}
-	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-	prev := from
-	for _, at := range append(ts, to) {
-		if g := at.Sub(prev); g > maxGap {
-			maxGap = g
-		}
-		prev = at
-	}
-	return int(to.Sub(from) / (100 * time.Millisecond)), len(ts), maxGap
-}
-
 // figures are what runCluster measures.
 type figures struct {
 	Boot          time.Duration // mean boot-to-healthy of a replaced member
 	Create, Roll  time.Duration
 	Replace       time.Duration
 	RollAcked     float64 // fraction of writes due during the roll that etcd acknowledged
-	MaxGap        time.Duration
+	MaxGap        time.Duration // longest time without an acknowledged write
+	Leaderless    time.Duration // longest time without a leader
 	Writes, Acked int
 }
 
@@ -419,6 +348,42 @@ func memberIDs(t testing.TB, ms []member) map[string]uint64 {
 	return out
 }
 
+// hasAll checks that member m holds every key of keys in its own copy (serializable reads).
+func hasAll(t testing.TB, m member, keys map[string]bool) {
+	t.Helper()
+	mc, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + m.Client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp *clientv3.GetResponse
+	for i := 0; i < 20; i++ { // a member catches up with the last writes within moments
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err = mc.Get(ctx, "seq/", clientv3.WithPrefix(), clientv3.WithSerializable())
+		cancel()
+		if err == nil && int(resp.Count) >= len(keys) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	mc.Close()
+	if err != nil {
+		t.Fatalf("read from %s: %v", m.LID, err)
+	}
+	have := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		have[string(kv.Key)] = true
+	}
+	missing := 0
+	for k := range keys {
+		if !have[k] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%s: %d of %d acknowledged writes missing", m.LID, missing, len(keys))
+	}
+}
+
 // leader returns the member that leads.
 func leader(t testing.TB, ms []member) member {
 	t.Helper()
@@ -439,7 +404,7 @@ func leader(t testing.TB, ms []member) member {
 	return member{}
 }
 
-func endpoints(ms []member) []string {
+func clientAddrs(ms []member) []string {
 	var out []string
 	for _, m := range ms {
 		out = append(out, m.Client)
@@ -452,13 +417,14 @@ func endpoints(ms []member) []string {
 // commit (the group replaces one member at a time, each coming back on its disk), then kill
 // the leader's QEMU and let the group replace it. Every write etcd acknowledged is then
 // readable from every member, every member runs the new image with its original member ID,
-// and no interval between acknowledged writes was longer than one election.
+// and the client never went longer than one election without a leader (see prober).
 func TestEtcdCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots 7 VMs under TCG; skipped with -short")
 	}
-	// the bounds below (no leaderless interval longer than one election) hold when the
-	// members get the CPU they ask for, not while other packages' VMs share the 2 cores
+	// The bound on an interval without a leader holds when the members get the CPU they ask
+	// for: no other package's VMs (ExclusiveVMs) and, in scripts/test.sh, no other package's
+	// builds either (the test runs in a phase of its own).
 	testenv.ExclusiveVMs(t)
 	testenv.RequireQEMU(t)
 	testenv.RequireTool(t, "qemu-img", "qemu-utils")
@@ -466,8 +432,9 @@ func TestEtcdCluster(t *testing.T) {
 }
 
 // BenchmarkEtcdRoll prints the roll time against one member's boot-to-healthy (mean over the
-// rolled members, from QEMU's start to the flavor's etcd check passing) and the fraction of
-// the client's writes etcd acknowledged during the roll. Run with -benchtime=1x.
+// rolled members, from QEMU's start to the flavor's etcd check passing), the fraction of the
+// client's writes etcd acknowledged during the roll (the issue's aim: 99 %) and the longest
+// interval without a leader. Run with -benchtime=1x.
 func BenchmarkEtcdRoll(b *testing.B) {
 	testenv.ExclusiveVMs(b)
 	testenv.RequireQEMU(b)
@@ -479,7 +446,8 @@ func BenchmarkEtcdRoll(b *testing.B) {
 		b.ReportMetric(f.Roll.Seconds(), "roll3-s")
 		b.ReportMetric(f.Roll.Seconds()/f.Boot.Seconds(), "roll/boot")
 		b.ReportMetric(100*f.RollAcked, "roll-acked-%")
-		b.ReportMetric(f.MaxGap.Seconds(), "max-gap-s")
+		b.ReportMetric(f.MaxGap.Seconds(), "max-write-gap-s")
+		b.ReportMetric(f.Leaderless.Seconds(), "leaderless-s")
 		b.ReportMetric(f.Replace.Seconds(), "replace-s")
 	}
 }
@@ -490,7 +458,8 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, dir: dir, cache: cache}
-	w := &writer{clients: map[string]*clientv3.Client{}, acked: map[int]time.Time{}, stopped: make(chan struct{}), done: make(chan struct{})}
+	eps, cl := &endpoints{}, &clients{}
+	w, pr := newWriter(eps, cl), newProber(eps, cl)
 	t.Cleanup(func() {
 		if c.instances != nil {
 			if ms, err := c.members(); err == nil {
@@ -507,9 +476,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 				p.Stop(context.Background(), nil, 0)
 			}
 		}
-		for _, cl := range w.clients {
-			cl.Close()
-		}
+		cl.close()
 		os.RemoveAll(dir)
 	})
 	spec, err := os.ReadFile("etcd.yml")
@@ -522,23 +489,24 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.groupDoc = []byte(strings.Replace(string(doc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "5s"`, 1))
+	c.groupDoc = doc
 	c.start()
 	healthyAt := map[spi.ID]time.Time{}
 
 	start := time.Now()
 	c.commit()
-	ms := c.waitConverged("", 5*time.Minute, healthyAt)
+	ms := c.waitConverged(3, "", 5*time.Minute, healthyAt)
 	create := time.Since(start)
 	t.Logf("FIGURE create 3-member group to all healthy: %v", create)
 	ids := memberIDs(t, ms)
 	t.Logf("members: %v", ids)
 
-	w.setEndpoints(endpoints(ms))
+	eps.set(clientAddrs(ms))
 	go w.run()
-	stopWriter := sync.OnceFunc(func() { close(w.stopped); <-w.done })
-	defer stopWriter()
-	// Keep the writer's endpoints current: replaced members publish their port anew.
+	go pr.run()
+	stopClient := sync.OnceFunc(func() { w.stop(); pr.stop() })
+	defer stopClient()
+	// Keep the client's endpoints current: replaced members publish their port anew.
 	follow := make(chan struct{})
 	followDone := make(chan struct{})
 	go func() {
@@ -550,8 +518,14 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 			case <-time.After(500 * time.Millisecond):
 			}
 			if ms, err := c.members(); err == nil {
-				w.setEndpoints(endpoints(ms))
+				eps.set(clientAddrs(ms))
+				c.keepConsoles(ms)
 			}
+		}
+	}()
+	defer func() {
+		if t.Failed() {
+			c.etcdWarnings()
 		}
 	}()
 	time.Sleep(2 * time.Second)
@@ -560,7 +534,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	os.WriteFile(c.specPath, []byte(strings.Replace(string(spec), "MEMBER_VERSION=1", "MEMBER_VERSION=2", 1)), 0o644)
 	rollStart := time.Now()
 	c.commit()
-	ms2 := c.waitConverged(ms[0].Hash, 12*time.Minute, healthyAt)
+	ms2 := c.waitConverged(3, ms[0].Hash, 12*time.Minute, healthyAt)
 	rollEnd := time.Now()
 	roll := rollEnd.Sub(rollStart)
 	var boots []time.Duration
@@ -576,9 +550,9 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	for _, b := range boots {
 		boot += b / time.Duration(len(boots))
 	}
-	due, acked, gap := w.window(rollStart, rollEnd)
+	due, acked, wgap := w.window(rollStart, rollEnd)
 	t.Logf("FIGURE roll 3 members: %v; one member boot-to-healthy %v (each %v); roll/boot %.1f; writes acknowledged during the roll %d/%d (%.1f%%), longest gap %v",
-		roll, boot, boots, roll.Seconds()/boot.Seconds(), acked, due, 100*float64(acked)/float64(due), gap)
+		roll, boot, boots, roll.Seconds()/boot.Seconds(), acked, due, 100*float64(acked)/float64(due), wgap)
 
 	// Kill the leader's QEMU: the group replaces it, on its disk.
 	victim := leader(t, ms2)
@@ -590,7 +564,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	syscall.Kill(p.PID, syscall.SIGKILL)
 	var ms3 []member
 	for {
-		ms3 = c.waitConverged(ms[0].Hash, 8*time.Minute, healthyAt)
+		ms3 = c.waitConverged(3, ms[0].Hash, 8*time.Minute, healthyAt)
 		replaced := true
 		for _, m := range ms3 {
 			if m.ID == victim.ID {
@@ -605,7 +579,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	replace := time.Since(killAt)
 	t.Logf("FIGURE killed leader %s (%s) replaced and healthy: %v", victim.LID, victim.ID, replace)
 	time.Sleep(2 * time.Second)
-	stopWriter()
+	stopClient()
 	close(follow)
 	<-followDone
 	end := time.Now()
@@ -650,60 +624,96 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 		t.Fatal("no write acknowledged")
 	}
 	for _, m := range ms3 {
-		mc, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://" + m.Client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		hasAll(t, m, ackedKeys)
+	}
+
+	// No interval without a leader longer than one election, as the client saw it.
+	_, _, rollGap := w.window(rollStart, rollEnd)
+	due, acked, killGap := w.window(killAt, end)
+	rollLeaderless, rollTerms := pr.leaderless(w, rollStart, rollEnd)
+	killLeaderless, killTerms := pr.leaderless(w, killAt, end)
+	t.Logf("writes: %d due over the whole run, %d acknowledged; after the leader's kill %d/%d acknowledged", ticks, len(ackedKeys), acked, due)
+	t.Logf("FIGURE longest interval without a leader: roll %v, after the kill %v (one election: %v); elections: roll %d, after the kill %d",
+		rollLeaderless, killLeaderless, oneElection, len(rollTerms), len(killTerms))
+	t.Logf("FIGURE longest interval without an acknowledged write: roll %v, after the kill %v", rollGap, killGap)
+	for _, tc := range append(rollTerms, killTerms...) {
+		t.Logf("election: term %d at %s, leader %x (seen by %s)", tc.Term, tc.At.Format("15:04:05.000"), tc.Leader, tc.Endpoint)
+	}
+	for _, g := range gaps(w.times(), rollStart, end, time.Second) {
+		t.Logf("no write acknowledged for %v", g)
+	}
+	if rollLeaderless.Len > oneElection {
+		t.Errorf("during the roll the client saw no leader for %v, more than one election (%v)", rollLeaderless, oneElection)
+	}
+	if killLeaderless.Len > oneElection {
+		t.Errorf("after the leader's kill the client saw no leader for %v, more than one election (%v)", killLeaderless, oneElection)
+	}
+	// A brand-new logical ID joins as a new member. A quorum group refuses a change of its
+	// logical IDs (as InfraKit's does), so the new member comes from a second group on the
+	// same network whose userdata names the 4 peers: it finds the cluster running and adds
+	// itself (etcd-member's "join").
+	extra := c.extraGroup("etcd-extra", "10.99.1.14")
+	joinStart := time.Now()
+	c.commitGroup(extra)
+	c.others = 1
+	var joined []member
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Second) {
+		joined, err = c.membersOf(extra)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var resp *clientv3.GetResponse
-		for i := 0; i < 20; i++ { // a member catches up with the last writes within moments
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			resp, err = mc.Get(ctx, "seq/", clientv3.WithPrefix(), clientv3.WithSerializable())
-			cancel()
-			if err == nil && int(resp.Count) >= len(ackedKeys) {
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
+		if len(joined) == 1 && joined[0].Healthy {
+			break
 		}
-		mc.Close()
-		if err != nil {
-			t.Fatalf("read from %s: %v", m.LID, err)
+		if time.Now().After(deadline) {
+			t.Fatalf("the member of a new logical ID not healthy within 5 minutes: %+v", joined)
 		}
-		have := map[string]bool{}
-		for _, kv := range resp.Kvs {
-			have[string(kv.Key)] = true
+	}
+	t.Logf("FIGURE a new logical ID joined and healthy: %v", time.Since(joinStart))
+	ms4 := append(c.waitConverged(3, ms[0].Hash, time.Minute, healthyAt), joined...)
+	ids4 := memberIDs(t, ms4)
+	for lid, id := range ids {
+		if ids4[lid] != id {
+			t.Errorf("%s: member ID %x after the join, want %x", lid, ids4[lid], id)
 		}
-		missing := 0
-		for k := range ackedKeys {
-			if !have[k] {
-				missing++
-			}
+	}
+	newID, ok := ids4["10.99.1.14"]
+	if !ok || newID == 0 {
+		t.Fatalf("no member ID for the new logical ID 10.99.1.14: %v", ids4)
+	}
+	for lid, id := range ids {
+		if id == newID {
+			t.Errorf("the new member took the member ID of %s", lid)
 		}
-		if missing > 0 {
-			t.Errorf("%s: %d of %d acknowledged writes missing", m.LID, missing, len(ackedKeys))
+	}
+	ml, err = cli.MemberList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ml.Members) != 4 {
+		t.Errorf("member list after the join %v, want 4 members", ml.Members)
+	}
+	for _, m := range ml.Members {
+		if m.Name == "" || ids4[m.Name] != m.ID {
+			t.Errorf("member %x %q after the join: not one of the started members %v", m.ID, m.Name, ids4)
+		}
+	}
+	for _, m := range ms4 {
+		if m.LID == "10.99.1.14" {
+			hasAll(t, m, ackedKeys)
 		}
 	}
 
-	// No interval without a leader longer than three elections, as the client saw it (the
-	// issue asks for one: see oneElection).
-	_, _, rollGap := w.window(rollStart, rollEnd)
-	due, acked, killGap := w.window(killAt, end)
-	gap = max(rollGap, killGap)
-	t.Logf("writes: %d due over the whole run, %d acknowledged; longest gap during the roll %v (bound %v); after the leader's kill %d/%d acknowledged, longest gap %v (bound %v)",
-		ticks, len(ackedKeys), rollGap, maxLeaderless, acked, due, killGap, maxLeaderlessKill)
-	t.Logf("FIGURE longest gap without an acknowledged write: roll %v, after the kill %v; one election is %v (within it: roll %v, kill %v)",
-		rollGap, killGap, oneElection, rollGap <= oneElection, killGap <= oneElection)
-	if rollGap > maxLeaderless {
-		t.Errorf("during the roll the client went %v without an acknowledged write, more than three elections (%v)", rollGap, maxLeaderless)
-	}
-	if killGap > maxLeaderlessKill {
-		t.Errorf("after the leader's kill the client went %v without an acknowledged write, more than three elections (%v)", killGap, maxLeaderlessKill)
-	}
 	if fig != nil {
 		rd, ra, _ := w.window(rollStart, rollEnd)
-		*fig = figures{Boot: boot, Create: create, Roll: roll, Replace: replace, RollAcked: float64(ra) / float64(rd), MaxGap: gap, Writes: ticks, Acked: len(ackedKeys)}
+		*fig = figures{Boot: boot, Create: create, Roll: roll, Replace: replace, RollAcked: float64(ra) / float64(rd),
+			MaxGap: max(rollGap.Len, killGap.Len), Leaderless: max(rollLeaderless.Len, killLeaderless.Len), Writes: ticks, Acked: len(ackedKeys)}
 	}
 
-	// Destroy the group: no VM left, the disks kept.
+	// Destroy the groups: no VM left, the disks kept.
+	if err := c.ctl.DestroyGroup(context.Background(), "etcd-extra"); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.ctl.DestroyGroup(context.Background(), "etcd"); err != nil {
 		t.Fatal(err)
 	}
@@ -715,7 +725,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	disks, _ := filepath.Glob(filepath.Join(dir, "qemu", "disks", "*", "disk0.qcow2"))
-	if len(disks) != 3 {
+	if len(disks) != 4 {
 		t.Errorf("persistent disks after destroy: %v, want one per logical ID", disks)
 	}
 }
