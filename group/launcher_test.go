@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,10 +34,25 @@ func TestLauncherRestartMidRollout(t *testing.T) {
 	stateDir := filepath.Join(dir, "groups")
 
 	cloud := fake.New(nil)
-	// New members need 200ms to become healthy, so the rollout takes several passes.
+	// New members need 200ms to become healthy, so the rollout takes several passes. While
+	// hold is set, only the first member of the new version ("v":"2") becomes healthy: the
+	// rollout cannot finish before the controller is stopped halfway through it.
+	var hold atomic.Bool
+	var mu sync.Mutex
+	var firstNew spi.ID
 	cloud.Health = func(inst fake.Instance, age time.Duration) spi.Health {
 		if age < 200*time.Millisecond {
 			return spi.Unknown
+		}
+		if hold.Load() && strings.Contains(string(inst.Spec.Properties), `"v":"2"`) {
+			mu.Lock()
+			defer mu.Unlock()
+			if firstNew == "" {
+				firstNew = inst.ID
+			}
+			if inst.ID != firstNew {
+				return spi.Unknown
+			}
 		}
 		return spi.Healthy
 	}
@@ -64,6 +81,7 @@ func TestLauncherRestartMidRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "3 members", 5*time.Second, func() bool { n, _ := versions(cloud, "web", ""); return n == 3 })
+	hold.Store(true)
 	if _, err := client.CommitGroup(ctx, mk("2"), false); err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +96,9 @@ func TestLauncherRestartMidRollout(t *testing.T) {
 	}
 	_, mid := versions(cloud, "web", h2)
 	if mid == 3 {
-		t.Skip("the rollout finished before the controller could be stopped")
+		t.Fatal("the rollout finished although only one new member could become healthy")
 	}
+	hold.Store(false)
 	g = start("test-group", "group")
 	defer g.Stop()
 	waitFor(t, "the resumed rollout", 10*time.Second, func() bool {
