@@ -23,6 +23,7 @@ import (
 
 	"github.com/mobykit/mobykit/assembler/bundle"
 	"github.com/mobykit/mobykit/assembler/format"
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/image"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
@@ -667,12 +668,12 @@ func (b *builder) plan() (ucode, kernel string, segs []*segment, err error) {
 		n := &layer.Node{Name: e.Path, UID: uint32(e.UID), GID: uint32(e.GID)}
 		switch {
 		case e.Directory:
-			n.Mode = initrd.TypeDir | e.Mode&0o7777
+			n.Mode = fstree.TypeDir | e.Mode&0o7777
 		case e.Symlink != "":
-			n.Mode = initrd.TypeSymlink | 0o777
+			n.Mode = fstree.TypeSymlink | 0o777
 			n.Linkname = e.Symlink
 		default:
-			n.Mode = initrd.TypeReg | e.Mode&0o7777
+			n.Mode = fstree.TypeReg | e.Mode&0o7777
 			n.Obj = &layer.Object{Data: layer.Data{R: bytes.NewReader(e.Contents), Size: int64(len(e.Contents))}}
 		}
 		if old := meta.Get(e.Path); old != nil && old.IsDir() && n.IsDir() && e.Implicit {
@@ -706,14 +707,14 @@ func putDir(fs *layer.FS, name string) error {
 	if err := putParents(fs, name); err != nil {
 		return err
 	}
-	return fs.Put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
+	return fs.Put(&layer.Node{Name: name, Mode: fstree.TypeDir | 0o755})
 }
 
 func putFile(fs *layer.FS, name string, data []byte) error {
 	if err := putParents(fs, name); err != nil {
 		return err
 	}
-	return fs.Put(&layer.Node{Name: name, Mode: initrd.TypeReg | 0o644, Obj: &layer.Object{Data: layer.Data{R: bytes.NewReader(data), Size: int64(len(data))}}})
+	return fs.Put(&layer.Node{Name: name, Mode: fstree.TypeReg | 0o644, Obj: &layer.Object{Data: layer.Data{R: bytes.NewReader(data), Size: int64(len(data))}}})
 }
 
 // putParents adds every missing ancestor folder of name to fs. The kernel's initramfs unpacker
@@ -724,7 +725,7 @@ func putFile(fs *layer.FS, name string, data []byte) error {
 func putParents(fs *layer.FS, name string) error {
 	for d := path.Dir(name); d != "." && d != "/" && d != ""; d = path.Dir(d) {
 		if fs.Get(d) == nil {
-			if err := fs.Put(&layer.Node{Name: d, Mode: initrd.TypeDir | 0o755}); err != nil {
+			if err := fs.Put(&layer.Node{Name: d, Mode: fstree.TypeDir | 0o755}); err != nil {
 				return err
 			}
 		}
@@ -824,7 +825,7 @@ func (b *builder) apkDB() (*segment, error) {
 		all = append(append(all, db...), '\n', '\n')
 	}
 	return memSegment("merged apk database", b.mtime, b.limit, func(cw *initrd.Writer) error {
-		if err := cw.WriteHeader(&initrd.Header{Name: apkInstalled, Mode: initrd.TypeReg | 0o644, Size: int64(len(all))}); err != nil {
+		if err := cw.WriteHeader(&initrd.Header{Name: apkInstalled, Mode: fstree.TypeReg | 0o644, Size: int64(len(all))}); err != nil {
 			return err
 		}
 		_, err := cw.Write(all)

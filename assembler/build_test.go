@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
 )
@@ -121,31 +122,31 @@ func TestBuildLayout(t *testing.T) {
 		data string
 		link string
 	}
-	dir := want{mode: initrd.TypeDir | 0o755}
+	dir := want{mode: fstree.TypeDir | 0o755}
 	for p, w := range map[string]want{
 		"boot":                        dir,
-		"lib/modules/6.1.0/virtio.ko": {mode: initrd.TypeReg | 0o644, data: "module"},
-		"bin/busybox":                 {mode: initrd.TypeReg | 0o755, data: "BUSYBOX"},
-		"init":                        {mode: initrd.TypeSymlink | 0o777, link: "/bin/busybox"},
-		"etc/resolv.conf":             {mode: initrd.TypeSymlink | 0o777, link: "/run/resolvconf/resolv.conf"},
-		"etc/hosts":                   {mode: initrd.TypeReg | 0o644, data: hostsContent},
-		"etc/mtab":                    {mode: initrd.TypeSymlink | 0o777, link: "/proc/mounts"},
-		"etc/new":                     {mode: initrd.TypeReg | 0o600, data: "new"},
-		"etc/motd":                    {mode: initrd.TypeReg | 0o644, data: "hello"},
+		"lib/modules/6.1.0/virtio.ko": {mode: fstree.TypeReg | 0o644, data: "module"},
+		"bin/busybox":                 {mode: fstree.TypeReg | 0o755, data: "BUSYBOX"},
+		"init":                        {mode: fstree.TypeSymlink | 0o777, link: "/bin/busybox"},
+		"etc/resolv.conf":             {mode: fstree.TypeSymlink | 0o777, link: "/run/resolvconf/resolv.conf"},
+		"etc/hosts":                   {mode: fstree.TypeReg | 0o644, data: hostsContent},
+		"etc/mtab":                    {mode: fstree.TypeSymlink | 0o777, link: "/proc/mounts"},
+		"etc/new":                     {mode: fstree.TypeReg | 0o600, data: "new"},
+		"etc/motd":                    {mode: fstree.TypeReg | 0o644, data: "hello"},
 		"dev":                         dir, "dev/pts": dir, "dev/shm": dir, "proc": dir, "sys": dir,
 		"containers":                                        dir,
 		"containers/onboot":                                 dir,
 		"containers/onboot/000-first":                       dir,
 		"containers/onboot/000-first/lower":                 dir,
-		"containers/onboot/000-first/lower/bin/app":         {mode: initrd.TypeReg | 0o755, data: "APP"},
-		"containers/onboot/000-first/lower/etc/resolv.conf": {mode: initrd.TypeReg | 0o644, data: resolvContent},
+		"containers/onboot/000-first/lower/bin/app":         {mode: fstree.TypeReg | 0o755, data: "APP"},
+		"containers/onboot/000-first/lower/etc/resolv.conf": {mode: fstree.TypeReg | 0o644, data: resolvContent},
 		"containers/onboot/000-first/tmp":                   dir,
 		"containers/onboot/000-first/rootfs":                dir,
 		"containers/onboot/001-second":                      dir,
 		"containers/onboot/001-second/tmp":                  dir,
 		"containers/onboot/001-second/rootfs":               dir,
 		"containers/services/web":                           dir,
-		"containers/services/web/rootfs/bin/web":            {mode: initrd.TypeReg | 0o755, data: "WEB"},
+		"containers/services/web/rootfs/bin/web":            {mode: fstree.TypeReg | 0o755, data: "WEB"},
 	} {
 		e, ok := ents[p]
 		if !ok {
@@ -173,7 +174,7 @@ func TestBuildLayout(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s/%s missing", name, f)
 			}
-			if e.h.Mode != initrd.TypeReg|0o644 || !json.Valid([]byte(e.data)) {
+			if e.h.Mode != fstree.TypeReg|0o644 || !json.Valid([]byte(e.data)) {
 				t.Errorf("%s/%s: mode %o, valid JSON %v", name, f, e.h.Mode, json.Valid([]byte(e.data)))
 			}
 		}

@@ -1,7 +1,7 @@
 package assembler
 
 import (
-	"github.com/mobykit/mobykit/assembler/initrd"
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/layer"
 )
 
@@ -46,27 +46,27 @@ func fixups(fs *layer.FS, resolv string, content func(string) *layer.Object) err
 			return
 		}
 		fs.Remove(name)
-		put(&layer.Node{Name: name, Mode: initrd.TypeDir | 0o755})
+		put(&layer.Node{Name: name, Mode: fstree.TypeDir | 0o755})
 	}
 	for _, d := range []string{"dev", "dev/pts", "dev/shm", "etc", "proc", "sys"} {
 		dir(d)
 	}
 	if fs.Get("etc/mtab") == nil {
-		put(&layer.Node{Name: "etc/mtab", Mode: initrd.TypeSymlink | 0o777, Linkname: "/proc/mounts"})
+		put(&layer.Node{Name: "etc/mtab", Mode: fstree.TypeSymlink | 0o777, Linkname: "/proc/mounts"})
 	}
 	file := func(name, data string) {
 		n := fs.Get(name)
 		mode, uid, gid := uint32(0o644), uint32(0), uint32(0)
-		if n != nil && n.Mode&initrd.TypeMask == initrd.TypeReg {
+		if n != nil && n.Mode&fstree.TypeMask == fstree.TypeReg {
 			mode, uid, gid = n.Mode&0o7777, n.UID, n.GID
 		}
 		fs.Remove(name)
-		put(&layer.Node{Name: name, Mode: initrd.TypeReg | mode, UID: uid, GID: gid, Obj: content(data)})
+		put(&layer.Node{Name: name, Mode: fstree.TypeReg | mode, UID: uid, GID: gid, Obj: content(data)})
 	}
 	file("etc/hosts", hostsContent)
 	if resolv != "" {
 		fs.Remove("etc/resolv.conf")
-		put(&layer.Node{Name: "etc/resolv.conf", Mode: initrd.TypeSymlink | 0o777, Linkname: resolv})
+		put(&layer.Node{Name: "etc/resolv.conf", Mode: fstree.TypeSymlink | 0o777, Linkname: resolv})
 	} else {
 		file("etc/resolv.conf", resolvContent)
 	}

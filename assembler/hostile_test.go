@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/image"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
@@ -36,7 +37,7 @@ func verifyInitrd(t *testing.T, p string) map[string]cpioEntry {
 	ents, _ := readInitrd(t, p)
 	for name := range ents {
 		for d := filepath.Dir(name); d != "."; d = filepath.Dir(d) {
-			if e, ok := ents[d]; ok && e.h.Mode&initrd.TypeMask == initrd.TypeSymlink {
+			if e, ok := ents[d]; ok && e.h.Mode&fstree.TypeMask == fstree.TypeSymlink {
 				t.Errorf("%s is below the symlink %s -> %s", name, d, e.h.Linkname)
 			}
 		}
@@ -70,7 +71,7 @@ files:
 	ents := verifyInitrd(t, filepath.Join(f.dir, "out", "test-initrd.img"))
 	for _, name := range []string{"next", "same"} {
 		root := "containers/services/" + name + "/lower/"
-		if e := ents[root+"a"]; e.h.Mode&initrd.TypeMask != initrd.TypeSymlink || e.h.Linkname != "/etc" {
+		if e := ents[root+"a"]; e.h.Mode&fstree.TypeMask != fstree.TypeSymlink || e.h.Linkname != "/etc" {
 			t.Errorf("%sa = %+v, want the symlink to /etc", root, e.h)
 		}
 		if _, ok := ents[root+"keep"]; !ok {

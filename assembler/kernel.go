@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
 	"github.com/mobykit/mobykit/internal/atomicfile"
@@ -75,7 +76,7 @@ func (b *builder) kernel() (kernelPath, ucodePath string, seg *segment, err erro
 			}
 			defer done()
 			mods := layer.NewWithLimits(b.o.LayerLimits)
-			if err := mods.Put(&layer.Node{Name: "boot", Mode: initrd.TypeDir | 0o755}); err != nil {
+			if err := mods.Put(&layer.Node{Name: "boot", Mode: fstree.TypeDir | 0o755}); err != nil {
 				return err
 			}
 			if tarName != "" {

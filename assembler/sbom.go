@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/sbom"
 	"github.com/mobykit/mobykit/assembler/spec"
@@ -63,7 +64,7 @@ func (b *builder) sbomSegment() (*segment, error) {
 		return nil, fmt.Errorf("merge SBOMs: %w (--no-sbom builds without the SBOM)", err)
 	}
 	return memSegment("SBOM", b.mtime, b.limit, func(cw *initrd.Writer) error {
-		if err := cw.WriteHeader(&initrd.Header{Name: out, Mode: initrd.TypeReg | 0o644, Size: int64(len(data))}); err != nil {
+		if err := cw.WriteHeader(&initrd.Header{Name: out, Mode: fstree.TypeReg | 0o644, Size: int64(len(data))}); err != nil {
 			return err
 		}
 		_, err := cw.Write(data)

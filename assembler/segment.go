@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/layer"
 	"github.com/mobykit/mobykit/internal/atomicfile"
@@ -104,7 +105,7 @@ func writePrefix(cw *initrd.Writer, prefix string, ino *uint32) error {
 	parts := strings.Split(p, "/")
 	for i := range parts {
 		*ino++
-		if err := cw.WriteHeader(&initrd.Header{Name: strings.Join(parts[:i+1], "/"), Mode: initrd.TypeDir | 0o755, Ino: *ino}); err != nil {
+		if err := cw.WriteHeader(&initrd.Header{Name: strings.Join(parts[:i+1], "/"), Mode: fstree.TypeDir | 0o755, Ino: *ino}); err != nil {
 			return err
 		}
 	}

@@ -3,8 +3,8 @@
 //
 // No well-kept Go library writes EROFS (erofs-utils' mkfs.erofs is C and builds from a folder
 // on the host, which needs root to hold device nodes and owners). This one builds from a tree in
-// memory (metadata only) and file contents handed over as streams, in an order fixed up front,
-// so the whole image is written front to back in one pass with nothing spooled:
+// memory (an fstree: metadata only) and file contents handed over as streams, in an order fixed
+// up front, so the whole image is written front to back in one pass with nothing spooled:
 //
 //	block 0            superblock at byte 1024
 //	blocks 1..M        metadata: 64-byte extended inodes (one per file, hard links share one),
@@ -28,18 +28,8 @@ import (
 	"io"
 	"slices"
 	"strings"
-)
 
-// Mode bits of Inode.Mode (the st_mode of Linux).
-const (
-	TypeMask    = 0o170000
-	TypeDir     = 0o040000
-	TypeReg     = 0o100000
-	TypeSymlink = 0o120000
-	TypeChar    = 0o020000
-	TypeBlock   = 0o060000
-	TypeFifo    = 0o010000
-	TypeSocket  = 0o140000
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // Limits of the format (and of what Linux accepts).
@@ -62,16 +52,9 @@ const (
 	layoutInline = 2 // EROFS_INODE_FLAT_INLINE
 )
 
-// Inode is a file of the tree. A non-folder reached by several Entries is a hard link.
-type Inode struct {
-	Mode               uint32 // type and permission bits
-	UID, GID           uint32
-	MTime              int64
-	Size               int64  // regular files
-	Target             string // symlinks
-	DevMajor, DevMinor uint32 // devices
-	Entries            []Entry
-
+// node is what Plan works out about an inode of the tree.
+type node struct {
+	*fstree.Inode
 	nid     uint64
 	ino     uint32
 	nlink   uint32
@@ -82,26 +65,21 @@ type Inode struct {
 	blocks  [][]entry // folders: the sorted listing cut into blocks
 }
 
-// Entry is a name in a folder.
-type Entry struct {
-	Name  string
-	Inode *Inode
-}
-
 type entry struct {
 	name string
-	ino  *Inode
+	ino  *node
 }
 
 // Image is a planned file system: every address is known, nothing is written yet.
 type Image struct {
-	root   *Inode
+	root   *node
 	mtime  int64
-	inodes []*Inode // in metadata order, root first
-	files  []*Inode // regular files with contents, in data order
-	meta   int64    // bytes of metadata
-	data   uint32   // first block after the metadata
-	blocks uint32   // total
+	nodes  map[*fstree.Inode]*node
+	inodes []*node // in metadata order, root first
+	files  []*node // regular files with contents, in data order
+	meta   int64   // bytes of metadata
+	data   uint32  // first block after the metadata
+	blocks uint32  // total
 	uuid   [16]byte
 }
 
@@ -109,12 +87,13 @@ type Image struct {
 // exactly once, in the order Write will be given their contents; mtime is the superblock's
 // build time. Bad trees (a name that is empty, too long or holds '/' or NUL, a name twice in a
 // folder, a folder reached twice, a symlink target empty or too long) are refused with the
-// path at fault.
-func Plan(root *Inode, files []*Inode, mtime int64) (*Image, error) {
-	if root == nil || root.Mode&TypeMask != TypeDir {
+// path at fault. The tree is left as it is.
+func Plan(root *fstree.Inode, files []*fstree.Inode, mtime int64) (*Image, error) {
+	if root == nil || root.Mode&fstree.TypeMask != fstree.TypeDir {
 		return nil, errors.New("erofs: the root is not a folder")
 	}
-	im := &Image{root: root, mtime: mtime}
+	im := &Image{root: &node{Inode: root}, mtime: mtime}
+	im.nodes = map[*fstree.Inode]*node{root: im.root}
 	if err := im.collect(); err != nil {
 		return nil, err
 	}
@@ -134,11 +113,10 @@ func (im *Image) Size() int64 { return int64(im.blocks) * BlockSize }
 // collect walks the tree root first, breadth first, numbering inodes and counting links, and
 // lays out each folder's listing.
 func (im *Image) collect() error {
-	seen := map[*Inode]bool{im.root: true}
-	parent := map[*Inode]*Inode{im.root: im.root}
-	paths := map[*Inode]string{im.root: "/"}
+	parent := map[*node]*node{im.root: im.root}
+	paths := map[*node]string{im.root: "/"}
 	h := sha256.New()
-	queue := []*Inode{im.root}
+	queue := []*node{im.root}
 	for len(queue) > 0 {
 		n := queue[0]
 		queue = queue[1:]
@@ -149,8 +127,8 @@ func (im *Image) collect() error {
 		n.ino = uint32(len(im.inodes))
 		fmt.Fprintf(h, "%d %o %d %d %d %d %q %d %d\n", n.ino, n.Mode, n.UID, n.GID, n.MTime, n.Size, n.Target, n.DevMajor, n.DevMinor)
 		p := paths[n]
-		switch n.Mode & TypeMask {
-		case TypeDir:
+		switch n.Mode & fstree.TypeMask {
+		case fstree.TypeDir:
 			n.nlink = 2
 			names := make(map[string]bool, len(n.Entries))
 			for _, e := range n.Entries {
@@ -166,36 +144,37 @@ func (im *Image) collect() error {
 					return fmt.Errorf("erofs: %q: no inode", child)
 				}
 				fmt.Fprintf(h, "%q\n", e.Name)
-				c := e.Inode
-				if c.Mode&TypeMask == TypeDir {
-					if seen[c] {
+				c, seen := im.nodes[e.Inode]
+				if e.Inode.Mode&fstree.TypeMask == fstree.TypeDir {
+					if seen {
 						return fmt.Errorf("erofs: %q: folder reached twice (a folder cannot be hard linked)", child)
 					}
+					c = &node{Inode: e.Inode}
 					n.nlink++
 					parent[c] = n
 					paths[c] = child + "/"
-				} else if seen[c] {
+				} else if seen {
 					c.nlink++
 					continue
 				} else {
-					c.nlink = 1
+					c = &node{Inode: e.Inode, nlink: 1}
 					paths[c] = child
 				}
-				seen[c] = true
+				im.nodes[e.Inode] = c
 				queue = append(queue, c)
 			}
 			im.listing(n, parent[n])
-		case TypeSymlink:
+		case fstree.TypeSymlink:
 			if n.Target == "" || len(n.Target) > MaxSymlink || strings.IndexByte(n.Target, 0) >= 0 {
 				return fmt.Errorf("erofs: %q: symlink target empty, longer than %d bytes or holding NUL", p, MaxSymlink)
 			}
 			n.size = uint64(len(n.Target))
-		case TypeReg:
+		case fstree.TypeReg:
 			if n.Size < 0 {
 				return fmt.Errorf("erofs: %q: negative size", p)
 			}
 			n.size = uint64(n.Size)
-		case TypeChar, TypeBlock, TypeFifo, TypeSocket:
+		case fstree.TypeChar, fstree.TypeBlock, fstree.TypeFifo, fstree.TypeSocket:
 		default:
 			return fmt.Errorf("erofs: %q: unsupported mode %o", p, n.Mode)
 		}
@@ -220,11 +199,11 @@ func checkName(name string) error {
 
 // listing sorts a folder's names with . and .. (byte order: Linux looks names up by binary
 // search) and cuts them into blocks, each holding its dirents then its names.
-func (im *Image) listing(d, parent *Inode) {
+func (im *Image) listing(d, parent *node) {
 	es := make([]entry, 0, len(d.Entries)+2)
 	es = append(es, entry{".", d}, entry{"..", parent})
 	for _, e := range d.Entries {
-		es = append(es, entry{e.Name, e.Inode})
+		es = append(es, entry{e.Name, im.nodes[e.Inode]})
 	}
 	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	d.blocks = d.blocks[:0]
@@ -242,27 +221,29 @@ func (im *Image) listing(d, parent *Inode) {
 	d.size = uint64(len(d.blocks)-1)*BlockSize + uint64(used)
 }
 
-func (im *Image) checkFiles(files []*Inode) error {
+func (im *Image) checkFiles(files []*fstree.Inode) error {
 	want := 0
 	for _, n := range im.inodes {
-		if n.Mode&TypeMask == TypeReg && n.Size > 0 {
+		if n.Mode&fstree.TypeMask == fstree.TypeReg && n.Size > 0 {
 			want++
 		}
 	}
-	in := map[*Inode]bool{}
+	in := map[*node]bool{}
+	im.files = make([]*node, 0, len(files))
 	for _, f := range files {
-		if f == nil || f.Mode&TypeMask != TypeReg || f.Size == 0 || f.ino == 0 || f.ino > uint32(len(im.inodes)) || im.inodes[f.ino-1] != f {
+		n := im.nodes[f]
+		if f == nil || n == nil || f.Mode&fstree.TypeMask != fstree.TypeReg || f.Size == 0 {
 			return errors.New("erofs: the list of files holds one that is not a non-empty regular file of the tree")
 		}
-		if in[f] {
+		if in[n] {
 			return errors.New("erofs: the list of files holds one twice")
 		}
-		in[f] = true
+		in[n] = true
+		im.files = append(im.files, n)
 	}
 	if len(files) != want {
 		return fmt.Errorf("erofs: the list of files has %d files, the tree %d with contents", len(files), want)
 	}
-	im.files = files
 	return nil
 }
 
@@ -275,7 +256,7 @@ func (im *Image) placeMeta() {
 			pos = roundUp(pos, BlockSize)
 		}
 		n.layout, n.tail = layoutPlain, 0
-		if t := int(n.size % BlockSize); t > 0 && n.Mode&TypeMask != TypeReg && n.Mode&TypeMask != TypeChar && n.Mode&TypeMask != TypeBlock {
+		if t := int(n.size % BlockSize); t > 0 && n.Mode&fstree.TypeMask != fstree.TypeReg && n.Mode&fstree.TypeMask != fstree.TypeChar && n.Mode&fstree.TypeMask != fstree.TypeBlock {
 			if pos%BlockSize+inodeSize+int64(t) <= BlockSize {
 				n.layout, n.tail = layoutInline, t
 			}
@@ -290,7 +271,7 @@ func (im *Image) placeMeta() {
 func (im *Image) placeData() error {
 	next := uint64(metaBlkAddr) + uint64(roundUp(im.meta, BlockSize)/BlockSize)
 	im.data = uint32(next)
-	take := func(n *Inode, bytes uint64) {
+	take := func(n *node, bytes uint64) {
 		n.blkaddr = 0
 		if nb := (bytes + BlockSize - 1) / BlockSize; nb > 0 {
 			n.blkaddr = uint32(min(next, maxBlocks))
@@ -298,8 +279,8 @@ func (im *Image) placeData() error {
 		}
 	}
 	for _, n := range im.inodes {
-		switch n.Mode & TypeMask {
-		case TypeDir, TypeSymlink:
+		switch n.Mode & fstree.TypeMask {
+		case fstree.TypeDir, fstree.TypeSymlink:
 			take(n, n.size-uint64(n.tail))
 		}
 	}
@@ -317,7 +298,7 @@ func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // Write writes the image to w front to back. contents is called once with add, which it must
 // call for every file given to Plan, in that order, with a reader of its Size bytes.
-func (im *Image) Write(w io.Writer, contents func(add func(*Inode, io.Reader) error) error) error {
+func (im *Image) Write(w io.Writer, contents func(add func(*fstree.Inode, io.Reader) error) error) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	cw := &countWriter{w: bw}
 	if err := im.writeMeta(cw); err != nil {
@@ -325,10 +306,11 @@ func (im *Image) Write(w io.Writer, contents func(add func(*Inode, io.Reader) er
 	}
 	next := 0
 	pad := make([]byte, BlockSize)
-	err := contents(func(n *Inode, r io.Reader) error {
-		if next >= len(im.files) || im.files[next] != n {
+	err := contents(func(f *fstree.Inode, r io.Reader) error {
+		if next >= len(im.files) || im.files[next].Inode != f {
 			return errors.New("erofs: contents given out of the planned order")
 		}
+		n := im.files[next]
 		next++
 		if got := cw.n; got != int64(n.blkaddr)*BlockSize {
 			return fmt.Errorf("erofs: internal: file at byte %d, planned at block %d", got, n.blkaddr)
@@ -401,8 +383,8 @@ func (im *Image) writeMeta(w *countWriter) error {
 	}
 	// full blocks of folders and symlinks, in inode order as placed
 	for _, n := range im.inodes {
-		switch n.Mode & TypeMask {
-		case TypeDir:
+		switch n.Mode & fstree.TypeMask {
+		case fstree.TypeDir:
 			full := len(n.blocks)
 			if n.tail > 0 {
 				full--
@@ -413,7 +395,7 @@ func (im *Image) writeMeta(w *countWriter) error {
 				blk.Write(zero[:roundUp(int64(blk.Len()), BlockSize)-int64(blk.Len())])
 				w.Write(blk.Bytes())
 			}
-		case TypeSymlink:
+		case fstree.TypeSymlink:
 			if n.tail == 0 {
 				w.Write([]byte(n.Target))
 				w.Write(zero[:roundUp(int64(len(n.Target)), BlockSize)-int64(len(n.Target))])
@@ -425,8 +407,8 @@ func (im *Image) writeMeta(w *countWriter) error {
 }
 
 // tailBytes writes the inline part of a folder or symlink.
-func (im *Image) tailBytes(b *bytes.Buffer, n *Inode) {
-	if n.Mode&TypeMask == TypeSymlink {
+func (im *Image) tailBytes(b *bytes.Buffer, n *node) {
+	if n.Mode&fstree.TypeMask == fstree.TypeSymlink {
 		b.WriteString(n.Target) // a symlink with a tail is shorter than a block
 		return
 	}
@@ -450,35 +432,35 @@ func encodeDirBlock(b *bytes.Buffer, es []entry) {
 }
 
 func fileType(mode uint32) byte {
-	switch mode & TypeMask {
-	case TypeReg:
+	switch mode & fstree.TypeMask {
+	case fstree.TypeReg:
 		return 1
-	case TypeDir:
+	case fstree.TypeDir:
 		return 2
-	case TypeChar:
+	case fstree.TypeChar:
 		return 3
-	case TypeBlock:
+	case fstree.TypeBlock:
 		return 4
-	case TypeFifo:
+	case fstree.TypeFifo:
 		return 5
-	case TypeSocket:
+	case fstree.TypeSocket:
 		return 6
-	case TypeSymlink:
+	case fstree.TypeSymlink:
 		return 7
 	}
 	return 0
 }
 
-func (im *Image) encodeInode(b []byte, n *Inode) {
+func (im *Image) encodeInode(b []byte, n *node) {
 	clear(b)
 	le := binary.LittleEndian
 	le.PutUint16(b[0:], 1|n.layout<<1) // extended inode
 	le.PutUint16(b[4:], uint16(n.Mode))
 	le.PutUint64(b[8:], n.size)
-	switch n.Mode & TypeMask {
-	case TypeChar, TypeBlock:
+	switch n.Mode & fstree.TypeMask {
+	case fstree.TypeChar, fstree.TypeBlock:
 		le.PutUint32(b[16:], n.DevMinor&0xff|n.DevMajor<<8|(n.DevMinor&^0xff)<<12)
-	case TypeDir, TypeSymlink, TypeReg:
+	case fstree.TypeDir, fstree.TypeSymlink, fstree.TypeReg:
 		le.PutUint32(b[16:], n.blkaddr)
 	}
 	le.PutUint32(b[20:], n.ino)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 )
 
@@ -200,20 +201,20 @@ func segmentToTar(tw *tar.Writer, path string, skipBoot bool) error {
 			return nil
 		}
 		th := &tar.Header{Name: h.Name, Mode: int64(h.Mode & 0o7777), Uid: int(h.UID), Gid: int(h.GID), ModTime: time.Unix(h.MTime, 0), Format: tar.FormatPAX}
-		switch h.Mode & initrd.TypeMask {
-		case initrd.TypeDir:
+		switch h.Mode & fstree.TypeMask {
+		case fstree.TypeDir:
 			th.Typeflag = tar.TypeDir
-		case initrd.TypeSymlink:
+		case fstree.TypeSymlink:
 			th.Typeflag, th.Linkname = tar.TypeSymlink, h.Linkname
-		case initrd.TypeChar, initrd.TypeBlock:
+		case fstree.TypeChar, fstree.TypeBlock:
 			th.Typeflag = tar.TypeChar
-			if h.Mode&initrd.TypeMask == initrd.TypeBlock {
+			if h.Mode&fstree.TypeMask == fstree.TypeBlock {
 				th.Typeflag = tar.TypeBlock
 			}
 			th.Devmajor, th.Devminor = int64(h.DevMajor), int64(h.DevMinor)
-		case initrd.TypeFifo:
+		case fstree.TypeFifo:
 			th.Typeflag = tar.TypeFifo
-		case initrd.TypeReg:
+		case fstree.TypeReg:
 			th.Typeflag = tar.TypeReg
 			if h.NLink > 1 {
 				if t, ok := first[h.Ino]; ok {

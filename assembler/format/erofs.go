@@ -10,7 +10,7 @@ import (
 	"slices"
 
 	"github.com/mobykit/mobykit/assembler/erofs"
-	"github.com/mobykit/mobykit/assembler/squashfs"
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 func init() { Register(kernelEROFS{}) }
@@ -46,39 +46,22 @@ func StreamEROFS(ctx context.Context, in *Input, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	conv := map[*squashfs.Inode]*erofs.Inode{}
-	root := toEROFS(t.root, conv)
+	live := t.live()
 	// contents come in segment order, entry order: the order the holders were met
 	keys := slices.SortedFunc(maps.Keys(t.holder), func(a, b [2]int) int {
 		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
-	var files []*erofs.Inode
+	var files []*fstree.Inode
 	for _, k := range keys {
-		if n := conv[t.holder[k]]; n != nil { // nil: replaced by a later entry
+		if n := t.holder[k]; live[n] { // not live: replaced by a later entry
 			files = append(files, n)
 		}
 	}
-	im, err := erofs.Plan(root, files, in.MTime)
+	im, err := erofs.Plan(t.root, files, in.MTime)
 	if err != nil {
 		return err
 	}
-	return im.Write(w, func(add func(*erofs.Inode, io.Reader) error) error {
-		return t.eachContent(ctx, in.Segments, func(n *squashfs.Inode, r io.Reader) error {
-			return add(conv[n], r)
-		})
+	return im.Write(w, func(add func(*fstree.Inode, io.Reader) error) error {
+		return t.eachContent(ctx, in.Segments, add)
 	})
-}
-
-// toEROFS converts the tree under n, keeping hard links (one inode reached by several names).
-func toEROFS(n *squashfs.Inode, conv map[*squashfs.Inode]*erofs.Inode) *erofs.Inode {
-	if e := conv[n]; e != nil {
-		return e
-	}
-	e := &erofs.Inode{Mode: n.Mode, UID: n.UID, GID: n.GID, MTime: int64(n.MTime), Size: n.Size,
-		Target: n.Target, DevMajor: n.DevMajor, DevMinor: n.DevMinor}
-	conv[n] = e
-	for _, c := range n.Entries {
-		e.Entries = append(e.Entries, erofs.Entry{Name: c.Name, Inode: toEROFS(c.Inode, conv)})
-	}
-	return e
 }

@@ -9,8 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
-	"github.com/mobykit/mobykit/assembler/squashfs"
 	"github.com/mobykit/mobykit/metadata/iso"
 )
 
@@ -46,9 +46,9 @@ func StreamRootISO(ctx context.Context, in *Input, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	nodes := map[*squashfs.Inode]*iso.Node{}
-	var conv func(s *squashfs.Inode) *iso.Node
-	conv = func(s *squashfs.Inode) *iso.Node {
+	nodes := map[*fstree.Inode]*iso.Node{}
+	var conv func(s *fstree.Inode) *iso.Node
+	conv = func(s *fstree.Inode) *iso.Node {
 		if n := nodes[s]; n != nil {
 			return n
 		}

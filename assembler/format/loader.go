@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 )
 
@@ -32,7 +33,7 @@ func writeLoader(ctx context.Context, in *Input) (string, error) {
 		}
 		cw := initrd.NewWriter(zw, initrd.WithMTime(in.MTime))
 		for _, d := range []string{"dev", "proc", "sys"} {
-			if err := cw.WriteHeader(&initrd.Header{Name: d, Mode: initrd.TypeDir | 0o755}); err != nil {
+			if err := cw.WriteHeader(&initrd.Header{Name: d, Mode: fstree.TypeDir | 0o755}); err != nil {
 				return err
 			}
 		}
@@ -47,13 +48,13 @@ func writeLoader(ctx context.Context, in *Input) (string, error) {
 				}
 				nh := *h
 				nh.Name, nh.Ino, nh.NLink = name, 0, 0
-				if h.Mode&initrd.TypeMask == initrd.TypeReg && h.NLink > 1 && h.Size == 0 {
+				if h.Mode&fstree.TypeMask == fstree.TypeReg && h.NLink > 1 && h.Size == 0 {
 					return nil // a hard link whose data came earlier: modules and init have none
 				}
 				if err := cw.WriteHeader(&nh); err != nil {
 					return err
 				}
-				if nh.Mode&initrd.TypeMask == initrd.TypeReg && nh.Size > 0 {
+				if nh.Mode&fstree.TypeMask == fstree.TypeReg && nh.Size > 0 {
 					if _, err := io.CopyN(cw, r, nh.Size); err != nil {
 						return err
 					}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 	"github.com/mobykit/mobykit/assembler/squashfs"
 )
@@ -77,45 +78,46 @@ func StreamSquashFS(ctx context.Context, in *Input, w io.Writer) error {
 // tree is the root file system the initramfs unpacks to: its segments' entries in order, a
 // later one replacing an earlier one of the same name as the kernel's unpacker does.
 type tree struct {
-	root *squashfs.Inode
-	dirs map[string]*squashfs.Inode
+	root *fstree.Inode
+	dirs map[string]*fstree.Inode
 	// holder maps (segment, entry index) to the inode whose contents that entry carries.
-	holder map[[2]int]*squashfs.Inode
+	holder map[[2]int]*fstree.Inode
 }
 
 func readTree(segments []string, mtime int64) (*tree, error) {
 	t := &tree{
-		root:   &squashfs.Inode{Mode: squashfs.TypeDir | 0o755, MTime: uint32(mtime)},
-		dirs:   map[string]*squashfs.Inode{},
-		holder: map[[2]int]*squashfs.Inode{},
+		// times as a cpio header holds them: 32 bits
+		root:   &fstree.Inode{Mode: fstree.TypeDir | 0o755, MTime: int64(uint32(mtime))},
+		dirs:   map[string]*fstree.Inode{},
+		holder: map[[2]int]*fstree.Inode{},
 	}
 	t.dirs["."] = t.root
 	for si, s := range segments {
-		links := map[uint32]*squashfs.Inode{}
+		links := map[uint32]*fstree.Inode{}
 		err := eachEntry(s, func(idx int, h *initrd.Header, _ io.Reader) error {
 			name := path.Clean(h.Name)
 			if name == "." {
-				t.root.Mode = squashfs.TypeDir | h.Mode&0o7777
-				t.root.UID, t.root.GID, t.root.MTime = h.UID, h.GID, uint32(h.MTime)
+				t.root.Mode = fstree.TypeDir | h.Mode&0o7777
+				t.root.UID, t.root.GID, t.root.MTime = h.UID, h.GID, h.MTime
 				return nil
 			}
 			parent := t.dirs[path.Dir(name)]
 			if parent == nil {
 				return nil // the kernel's unpacker drops entries whose folder is missing
 			}
-			n := &squashfs.Inode{Mode: h.Mode, UID: h.UID, GID: h.GID, MTime: uint32(h.MTime)}
-			switch h.Mode & initrd.TypeMask {
-			case initrd.TypeDir:
+			n := &fstree.Inode{Mode: h.Mode, UID: h.UID, GID: h.GID, MTime: h.MTime}
+			switch h.Mode & fstree.TypeMask {
+			case fstree.TypeDir:
 				if old := t.dirs[name]; old != nil {
 					old.Mode, old.UID, old.GID, old.MTime = n.Mode, n.UID, n.GID, n.MTime
 					return nil
 				}
 				t.dirs[name] = n
-			case initrd.TypeSymlink:
+			case fstree.TypeSymlink:
 				n.Target = h.Linkname
-			case initrd.TypeChar, initrd.TypeBlock:
+			case fstree.TypeChar, fstree.TypeBlock:
 				n.DevMajor, n.DevMinor = h.DevMajor, h.DevMinor
-			case initrd.TypeReg:
+			case fstree.TypeReg:
 				if h.NLink > 1 {
 					if l := links[h.Ino]; l != nil {
 						n = l
@@ -127,21 +129,21 @@ func readTree(segments []string, mtime int64) (*tree, error) {
 					n.Size = h.Size
 					t.holder[[2]int{si, idx}] = n
 				}
-			case initrd.TypeFifo, initrd.TypeSocket:
+			case fstree.TypeFifo, fstree.TypeSocket:
 			default:
 				return fmt.Errorf("%s: unsupported mode %o", h.Name, h.Mode)
 			}
 			base := path.Base(name)
 			for i, e := range parent.Entries {
 				if e.Name == base {
-					if e.Inode.Mode&squashfs.TypeMask == squashfs.TypeDir {
+					if e.Inode.Mode&fstree.TypeMask == fstree.TypeDir {
 						t.forget(name)
 					}
 					parent.Entries = append(parent.Entries[:i], parent.Entries[i+1:]...)
 					break
 				}
 			}
-			parent.Entries = append(parent.Entries, squashfs.Entry{Name: base, Inode: n})
+			parent.Entries = append(parent.Entries, fstree.Entry{Name: base, Inode: n})
 			return nil
 		})
 		if err != nil {
@@ -160,20 +162,27 @@ func (t *tree) forget(dir string) {
 	}
 }
 
-// eachContent hands the contents of every regular file still in the tree to add, reading the
-// segments again in order.
-func (t *tree) eachContent(ctx context.Context, segments []string, add func(*squashfs.Inode, io.Reader) error) error {
-	live := map[*squashfs.Inode]bool{}
-	var walk func(d *squashfs.Inode)
-	walk = func(d *squashfs.Inode) {
+// live is every inode still in the tree (entries of a segment can be replaced by a later
+// segment's).
+func (t *tree) live() map[*fstree.Inode]bool {
+	live := map[*fstree.Inode]bool{}
+	var walk func(d *fstree.Inode)
+	walk = func(d *fstree.Inode) {
 		for _, e := range d.Entries {
 			live[e.Inode] = true
-			if e.Inode.Mode&squashfs.TypeMask == squashfs.TypeDir {
+			if e.Inode.Mode&fstree.TypeMask == fstree.TypeDir {
 				walk(e.Inode)
 			}
 		}
 	}
 	walk(t.root)
+	return live
+}
+
+// eachContent hands the contents of every regular file still in the tree to add, reading the
+// segments again in order.
+func (t *tree) eachContent(ctx context.Context, segments []string, add func(*fstree.Inode, io.Reader) error) error {
+	live := t.live()
 	for si, s := range segments {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 )
 
@@ -36,11 +37,11 @@ func streamInput(t *testing.T, size int64) *Input {
 			}
 		}
 	}
-	add("init", initrd.TypeReg|0o755, 1000)
-	add("lib", initrd.TypeDir|0o755, 0)
-	add("lib/modules", initrd.TypeDir|0o755, 0)
-	add("lib/modules/m.ko", initrd.TypeReg|0o644, 5000)
-	add("big", initrd.TypeReg|0o644, size)
+	add("init", fstree.TypeReg|0o755, 1000)
+	add("lib", fstree.TypeDir|0o755, 0)
+	add("lib/modules", fstree.TypeDir|0o755, 0)
+	add("lib/modules/m.ko", fstree.TypeReg|0o644, 5000)
+	add("big", fstree.TypeReg|0o644, size)
 	if err := cw.Close(); err != nil {
 		t.Fatal(err)
 	}

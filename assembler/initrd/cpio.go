@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // Limit is the largest archive the newc format can describe: file sizes and
@@ -20,24 +22,13 @@ const MaxPath = 4095
 // ErrTooLarge is returned when an archive would exceed Limit.
 var ErrTooLarge = errors.New("initramfs exceeds the 4 GiB newc limit")
 
-// Mode type bits as stored in a cpio header (the st_mode of Linux).
-const (
-	TypeMask    = 0o170000
-	TypeDir     = 0o040000
-	TypeReg     = 0o100000
-	TypeSymlink = 0o120000
-	TypeChar    = 0o020000
-	TypeBlock   = 0o060000
-	TypeFifo    = 0o010000
-	TypeSocket  = 0o140000
-)
-
 // Header describes one archive member.
 type Header struct {
 	// Name is the path relative to the archive root, without a leading
 	// slash ("etc/hosts").
 	Name string
-	// Mode is the full st_mode: type bits | permission bits.
+	// Mode is the full st_mode: type bits (fstree.TypeDir, ...) |
+	// permission bits.
 	Mode uint32
 	UID  uint32
 	GID  uint32
@@ -72,18 +63,18 @@ func (h *Header) FileMode() fs.FileMode {
 	if h.Mode&0o1000 != 0 {
 		m |= fs.ModeSticky
 	}
-	switch h.Mode & TypeMask {
-	case TypeDir:
+	switch h.Mode & fstree.TypeMask {
+	case fstree.TypeDir:
 		m |= fs.ModeDir
-	case TypeSymlink:
+	case fstree.TypeSymlink:
 		m |= fs.ModeSymlink
-	case TypeChar:
+	case fstree.TypeChar:
 		m |= fs.ModeDevice | fs.ModeCharDevice
-	case TypeBlock:
+	case fstree.TypeBlock:
 		m |= fs.ModeDevice
-	case TypeFifo:
+	case fstree.TypeFifo:
 		m |= fs.ModeNamedPipe
-	case TypeSocket:
+	case fstree.TypeSocket:
 		m |= fs.ModeSocket
 	}
 	return m
@@ -176,16 +167,16 @@ func (w *Writer) WriteHeader(h *Header) error {
 	if len(name) > MaxPath {
 		return fmt.Errorf("cpio: name %.64q... is %d bytes, longer than the kernel's limit of %d", name, len(name), MaxPath)
 	}
-	if h.Mode&TypeMask == TypeSymlink && len(h.Linkname) > MaxPath {
+	if h.Mode&fstree.TypeMask == fstree.TypeSymlink && len(h.Linkname) > MaxPath {
 		return fmt.Errorf("cpio: %s: symlink target is %d bytes, longer than the kernel's limit of %d", name, len(h.Linkname), MaxPath)
 	}
 	size := h.Size
 	var body []byte
-	switch h.Mode & TypeMask {
-	case TypeSymlink:
+	switch h.Mode & fstree.TypeMask {
+	case fstree.TypeSymlink:
 		body = []byte(h.Linkname)
 		size = int64(len(body))
-	case TypeReg:
+	case fstree.TypeReg:
 	default:
 		size = 0
 	}
@@ -202,7 +193,7 @@ func (w *Writer) WriteHeader(h *Header) error {
 	nlink := h.NLink
 	if nlink == 0 {
 		nlink = 1
-		if h.Mode&TypeMask == TypeDir {
+		if h.Mode&fstree.TypeMask == fstree.TypeDir {
 			nlink = 2
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 type ent struct {
@@ -22,7 +24,7 @@ func writeArchive(t *testing.T, ents []ent, opts ...Option) []byte {
 	w := NewWriter(&buf, opts...)
 	for _, e := range ents {
 		h := e.h
-		if h.Mode&TypeMask == TypeReg {
+		if h.Mode&fstree.TypeMask == fstree.TypeReg {
 			h.Size = int64(len(e.data))
 		}
 		if err := w.WriteHeader(&h); err != nil {
@@ -41,13 +43,13 @@ func writeArchive(t *testing.T, ents []ent, opts ...Option) []byte {
 }
 
 var sample = []ent{
-	{h: Header{Name: "etc", Mode: TypeDir | 0o755}},
-	{h: Header{Name: "etc/hosts", Mode: TypeReg | 0o644, UID: 1, GID: 2}, data: "127.0.0.1 localhost\n"},
-	{h: Header{Name: "etc/odd", Mode: TypeReg | 0o600}, data: "abc"},
-	{h: Header{Name: "etc/link", Mode: TypeSymlink | 0o777, Linkname: "hosts"}},
-	{h: Header{Name: "dev", Mode: TypeDir | 0o755}},
-	{h: Header{Name: "dev/null", Mode: TypeChar | 0o666, DevMajor: 1, DevMinor: 3}},
-	{h: Header{Name: "empty", Mode: TypeReg | 0o644}},
+	{h: Header{Name: "etc", Mode: fstree.TypeDir | 0o755}},
+	{h: Header{Name: "etc/hosts", Mode: fstree.TypeReg | 0o644, UID: 1, GID: 2}, data: "127.0.0.1 localhost\n"},
+	{h: Header{Name: "etc/odd", Mode: fstree.TypeReg | 0o600}, data: "abc"},
+	{h: Header{Name: "etc/link", Mode: fstree.TypeSymlink | 0o777, Linkname: "hosts"}},
+	{h: Header{Name: "dev", Mode: fstree.TypeDir | 0o755}},
+	{h: Header{Name: "dev/null", Mode: fstree.TypeChar | 0o666, DevMajor: 1, DevMinor: 3}},
+	{h: Header{Name: "empty", Mode: fstree.TypeReg | 0o644}},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -120,7 +122,7 @@ func TestGNUCpio(t *testing.T) {
 func TestLimit(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf, WithLimit(600))
-	if err := w.WriteHeader(&Header{Name: "big", Mode: TypeReg | 0o644, Size: 1000}); err != nil {
+	if err := w.WriteHeader(&Header{Name: "big", Mode: fstree.TypeReg | 0o644, Size: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	_, err := w.Write(make([]byte, 1000))
@@ -129,26 +131,26 @@ func TestLimit(t *testing.T) {
 	}
 	// The offset of earlier segments counts too.
 	w = NewWriter(io.Discard, WithLimit(1000), WithOffset(990))
-	if err := w.WriteHeader(&Header{Name: "x", Mode: TypeDir | 0o755}); !errors.Is(err, ErrTooLarge) {
+	if err := w.WriteHeader(&Header{Name: "x", Mode: fstree.TypeDir | 0o755}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("want ErrTooLarge, got %v", err)
 	}
 	// A single file over 4 GiB cannot be described at all.
 	w = NewWriter(io.Discard)
-	if err := w.WriteHeader(&Header{Name: "huge", Mode: TypeReg | 0o644, Size: 1 << 32}); !errors.Is(err, ErrTooLarge) {
+	if err := w.WriteHeader(&Header{Name: "huge", Mode: fstree.TypeReg | 0o644, Size: 1 << 32}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("want ErrTooLarge, got %v", err)
 	}
 }
 
 func TestWriterChecks(t *testing.T) {
 	w := NewWriter(io.Discard)
-	if err := w.WriteHeader(&Header{Name: "f", Mode: TypeReg, Size: 3}); err != nil {
+	if err := w.WriteHeader(&Header{Name: "f", Mode: fstree.TypeReg, Size: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.WriteHeader(&Header{Name: "g", Mode: TypeReg}); err == nil {
+	if err := w.WriteHeader(&Header{Name: "g", Mode: fstree.TypeReg}); err == nil {
 		t.Fatal("header accepted while data of the previous entry is missing")
 	}
 	w = NewWriter(io.Discard)
-	if err := w.WriteHeader(&Header{Name: "TRAILER!!!", Mode: TypeReg}); err == nil {
+	if err := w.WriteHeader(&Header{Name: "TRAILER!!!", Mode: fstree.TypeReg}); err == nil {
 		t.Fatal("trailer name accepted as an entry")
 	}
 }
@@ -158,13 +160,13 @@ func TestWriterChecks(t *testing.T) {
 func TestLongNameRefused(t *testing.T) {
 	long := strings.Repeat("a/", MaxPath/2) + "bc"
 	w := NewWriter(io.Discard)
-	if err := w.WriteHeader(&Header{Name: long, Mode: TypeDir | 0o755}); err == nil || !strings.Contains(err.Error(), "longer than the kernel's limit") {
+	if err := w.WriteHeader(&Header{Name: long, Mode: fstree.TypeDir | 0o755}); err == nil || !strings.Contains(err.Error(), "longer than the kernel's limit") {
 		t.Fatalf("name of %d bytes: %v", len(long), err)
 	}
-	if err := w.WriteHeader(&Header{Name: "l", Mode: TypeSymlink | 0o777, Linkname: long}); err == nil || !strings.Contains(err.Error(), "l: symlink target") {
+	if err := w.WriteHeader(&Header{Name: "l", Mode: fstree.TypeSymlink | 0o777, Linkname: long}); err == nil || !strings.Contains(err.Error(), "l: symlink target") {
 		t.Fatalf("symlink target of %d bytes: %v", len(long), err)
 	}
-	if err := w.WriteHeader(&Header{Name: long[:MaxPath], Mode: TypeDir | 0o755}); err != nil {
+	if err := w.WriteHeader(&Header{Name: long[:MaxPath], Mode: fstree.TypeDir | 0o755}); err != nil {
 		t.Fatalf("name of exactly %d bytes: %v", MaxPath, err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // lz4Chunk is the most one legacy chunk decompresses to: the kernel's
@@ -89,8 +91,8 @@ func bigArchive(t *testing.T) []byte {
 		fmt.Fprintf(&text, "line %d of a compressible file\n", i)
 	}
 	return writeArchive(t, []ent{
-		{h: Header{Name: "random", Mode: TypeReg | 0o644}, data: string(rnd)},
-		{h: Header{Name: "text", Mode: TypeReg | 0o644}, data: text.String()},
+		{h: Header{Name: "random", Mode: fstree.TypeReg | 0o644}, data: string(rnd)},
+		{h: Header{Name: "text", Mode: fstree.TypeReg | 0o644}, data: text.String()},
 	})
 }
 

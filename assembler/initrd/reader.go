@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // Reader reads a newc archive, or several concatenated uncompressed ones
@@ -98,7 +100,7 @@ func (r *Reader) next() (*Header, error) {
 		r.pad = pad4(r.off)
 		return h, nil
 	}
-	if h.Mode&TypeMask == TypeSymlink {
+	if h.Mode&fstree.TypeMask == fstree.TypeSymlink {
 		if h.Size > MaxPath {
 			return nil, fmt.Errorf("cpio: %s: symlink target of %d bytes", h.Name, h.Size)
 		}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // ErrThroughSymlink is wrapped by Verify's error for an entry whose parent
@@ -22,8 +24,8 @@ var ErrThroughSymlink = errors.New("entry would be created through a symlink")
 // (the kernel cannot remove the directory and drops the entry). The model
 // starts from an empty root.
 func Verify(r *Reader) error {
-	typ := map[string]uint32{"": TypeDir} // path → type bits
-	kids := map[string]int{}              // directory → entries in it
+	typ := map[string]uint32{"": fstree.TypeDir} // path → type bits
+	kids := map[string]int{}                     // directory → entries in it
 	for {
 		h, err := r.Next()
 		if err == io.EOF {
@@ -47,21 +49,21 @@ func Verify(r *Reader) error {
 			switch t, ok := typ[d]; {
 			case !ok:
 				return fmt.Errorf("cpio entry %q: parent %q was not created before it", h.Name, d)
-			case t == TypeSymlink:
+			case t == fstree.TypeSymlink:
 				return fmt.Errorf("cpio entry %q: parent %q is a symlink: %w", h.Name, d, ErrThroughSymlink)
-			case t != TypeDir:
+			case t != fstree.TypeDir:
 				return fmt.Errorf("cpio entry %q: parent %q is not a directory", h.Name, d)
 			}
 			if d == "" {
 				break
 			}
 		}
-		t := h.Mode & TypeMask
+		t := h.Mode & fstree.TypeMask
 		old, exists := typ[name]
 		// clean_path removes an existing entry of another type (a symlink
 		// always replaces what is there); rmdir fails on a non-empty one.
-		if exists && (old != t || t == TypeSymlink) {
-			if old == TypeDir && kids[name] > 0 {
+		if exists && (old != t || t == fstree.TypeSymlink) {
+			if old == fstree.TypeDir && kids[name] > 0 {
 				return fmt.Errorf("cpio entry %q replaces a non-empty directory", h.Name)
 			}
 			delete(typ, name)

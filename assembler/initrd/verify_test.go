@@ -5,12 +5,14 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 func TestVerify(t *testing.T) {
-	dir := func(n string) ent { return ent{h: Header{Name: n, Mode: TypeDir | 0o755}} }
-	file := func(n string) ent { return ent{h: Header{Name: n, Mode: TypeReg | 0o644}} }
-	link := func(n, to string) ent { return ent{h: Header{Name: n, Mode: TypeSymlink | 0o777, Linkname: to}} }
+	dir := func(n string) ent { return ent{h: Header{Name: n, Mode: fstree.TypeDir | 0o755}} }
+	file := func(n string) ent { return ent{h: Header{Name: n, Mode: fstree.TypeReg | 0o644}} }
+	link := func(n, to string) ent { return ent{h: Header{Name: n, Mode: fstree.TypeSymlink | 0o777, Linkname: to}} }
 	for _, tc := range []struct {
 		name string
 		ents []ent

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mobykit/mobykit/assembler/fstree"
 	"github.com/mobykit/mobykit/assembler/initrd"
 )
 
@@ -40,7 +41,7 @@ func sameAndNext(t *testing.T, ents []te, split int, fn func(t *testing.T, f *FS
 	})
 }
 
-func isSymlink(n *Node) bool { return n != nil && n.Mode&initrd.TypeMask == initrd.TypeSymlink }
+func isSymlink(n *Node) bool { return n != nil && n.Mode&fstree.TypeMask == fstree.TypeSymlink }
 
 // TestSymlinkOverWrittenDir: a symlink replacing a directory the layers
 // already wrote into must take everything below it away; otherwise the
@@ -138,7 +139,7 @@ func TestDuplicateEntries(t *testing.T) {
 	if got := content(t, f, "f"); got != "two" {
 		t.Errorf("f = %q, want the last copy", got)
 	}
-	if n := f.Get("d"); n.Mode != initrd.TypeDir|0o700 || f.Get("d/x") == nil {
+	if n := f.Get("d"); n.Mode != fstree.TypeDir|0o700 || f.Get("d/x") == nil {
 		t.Errorf("d rewritten: mode %o, d/x %v; want 0700 and d/x kept", n.Mode, f.Get("d/x"))
 	}
 	if !isSymlink(f.Get("s")) {
@@ -204,9 +205,9 @@ func TestDeviceNodesKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string][3]uint32{
-		"dev/null": {initrd.TypeChar | 0o666, 1, 3},
-		"dev/sda":  {initrd.TypeBlock | 0o660, 8, 0},
-		"run/fifo": {initrd.TypeFifo | 0o600, 0, 0},
+		"dev/null": {fstree.TypeChar | 0o666, 1, 3},
+		"dev/sda":  {fstree.TypeBlock | 0o660, 8, 0},
+		"run/fifo": {fstree.TypeFifo | 0o600, 0, 0},
 	} {
 		n := f.Get(name)
 		if n == nil || n.Mode != want[0] || n.DevMajor != want[1] || n.DevMinor != want[2] {
@@ -341,7 +342,7 @@ func checkTree(t testing.TB, f *FS) {
 	// the segment writes first.
 	var all bytes.Buffer
 	pw := initrd.NewWriter(&all)
-	pw.WriteHeader(&initrd.Header{Name: "root", Mode: initrd.TypeDir | 0o755})
+	pw.WriteHeader(&initrd.Header{Name: "root", Mode: fstree.TypeDir | 0o755})
 	pw.Close()
 	all.Write(buf.Bytes())
 	if err := initrd.Verify(initrd.NewReader(&all)); err != nil {
@@ -381,11 +382,11 @@ func checkInvariants(t testing.TB, f *FS, complete bool) {
 				t.Fatalf("%q is under non-directory %q", n.Name, d)
 			}
 		}
-		typ := n.Mode & initrd.TypeMask
-		if typ == initrd.TypeSymlink && (symlinkEscapes(n.Name, n.Linkname) || n.Linkname == "" || len(n.Linkname) > MaxNameLen) {
+		typ := n.Mode & fstree.TypeMask
+		if typ == fstree.TypeSymlink && (symlinkEscapes(n.Name, n.Linkname) || n.Linkname == "" || len(n.Linkname) > MaxNameLen) {
 			t.Fatalf("symlink %q -> %q escapes", n.Name, n.Linkname)
 		}
-		if (n.Obj != nil) != (typ == initrd.TypeReg) {
+		if (n.Obj != nil) != (typ == fstree.TypeReg) {
 			t.Fatalf("%q: mode %o with object %v", n.Name, n.Mode, n.Obj)
 		}
 		if n.Obj != nil {

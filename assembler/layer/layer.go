@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/mobykit/mobykit/assembler/initrd"
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // ErrUnsafe is wrapped by every error about an entry that would land
@@ -86,7 +86,7 @@ type Node struct {
 }
 
 // IsDir reports whether n is a directory.
-func (n *Node) IsDir() bool { return n.Mode&initrd.TypeMask == initrd.TypeDir }
+func (n *Node) IsDir() bool { return n.Mode&fstree.TypeMask == fstree.TypeDir }
 
 // Size is the content size of a regular file.
 func (n *Node) Size() int64 {
@@ -184,7 +184,7 @@ func notDir(name string, n *Node) error {
 	switch {
 	case n == nil || n.IsDir():
 		return nil
-	case n.Mode&initrd.TypeMask == initrd.TypeSymlink:
+	case n.Mode&fstree.TypeMask == fstree.TypeSymlink:
 		return fmt.Errorf("parent %q is a symlink: %w", name, ErrUnsafe)
 	default:
 		return fmt.Errorf("parent %q is not a directory", name)
@@ -478,9 +478,9 @@ func (f *FS) apply(hdr *tar.Header, data Data) error {
 	perm := uint32(hdr.Mode) & 0o7777
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		n.Mode = initrd.TypeDir | perm
+		n.Mode = fstree.TypeDir | perm
 	case tar.TypeReg: // archive/tar reports the old TypeRegA ('\x00') as TypeReg
-		n.Mode = initrd.TypeReg | perm
+		n.Mode = fstree.TypeReg | perm
 		n.Obj = &Object{Data: data}
 	case tar.TypeSymlink:
 		if hdr.Linkname == "" || strings.IndexByte(hdr.Linkname, 0) >= 0 {
@@ -492,7 +492,7 @@ func (f *FS) apply(hdr *tar.Header, data Data) error {
 		if symlinkEscapes(name, hdr.Linkname) {
 			return fmt.Errorf("symlink target %q climbs above the root: %w", hdr.Linkname, ErrUnsafe)
 		}
-		n.Mode = initrd.TypeSymlink | 0o777
+		n.Mode = fstree.TypeSymlink | 0o777
 		n.Linkname = hdr.Linkname
 	case tar.TypeLink:
 		target, err := CleanName(hdr.Linkname)
@@ -513,13 +513,13 @@ func (f *FS) apply(hdr *tar.Header, data Data) error {
 		c.Name = name
 		n = &c
 	case tar.TypeChar:
-		n.Mode = initrd.TypeChar | perm
+		n.Mode = fstree.TypeChar | perm
 		n.DevMajor, n.DevMinor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
 	case tar.TypeBlock:
-		n.Mode = initrd.TypeBlock | perm
+		n.Mode = fstree.TypeBlock | perm
 		n.DevMajor, n.DevMinor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
 	case tar.TypeFifo:
-		n.Mode = initrd.TypeFifo | perm
+		n.Mode = fstree.TypeFifo | perm
 	case tar.TypeXGlobalHeader:
 		return nil
 	default:
@@ -545,7 +545,7 @@ func (f *FS) AddMissingParents() {
 			}
 		}
 		if below && d.node == nil && name != "" {
-			d.node = &Node{Name: name, Mode: initrd.TypeDir | 0o755}
+			d.node = &Node{Name: name, Mode: fstree.TypeDir | 0o755}
 			f.count++
 		}
 		return below || d.node != nil

@@ -3,7 +3,7 @@
 //
 // go-diskfs has a squashfs writer, but it stamps the superblock with the clock and builds from a
 // folder on the host, which needs root to hold device nodes and owners; this one builds from a
-// tree in memory (metadata only) and file contents handed over as streams.
+// tree in memory (an fstree: metadata only) and file contents handed over as streams.
 //
 // Data blocks are zlib ("gzip" to squashfs) compressed, or stored when that does not make them
 // smaller; there are no fragments, no extended attributes and no export table; metadata blocks
@@ -20,21 +20,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"strings"
-)
 
-// Mode bits of Inode.Mode (the st_mode of Linux).
-const (
-	TypeMask    = 0o170000
-	TypeDir     = 0o040000
-	TypeReg     = 0o100000
-	TypeSymlink = 0o120000
-	TypeChar    = 0o020000
-	TypeBlock   = 0o060000
-	TypeFifo    = 0o010000
-	TypeSocket  = 0o140000
+	"github.com/mobykit/mobykit/assembler/fstree"
 )
 
 // BlockSize is the data block size (mksquashfs's default).
@@ -48,32 +39,30 @@ const (
 	uncompressed = 1 << 24
 )
 
-// Inode is a file of the tree. A regular file reached by several Entries is a hard link.
-type Inode struct {
-	Mode               uint32 // type and permission bits
-	UID, GID           uint32
-	MTime              uint32
-	Size               int64  // regular files
-	Target             string // symlinks
-	DevMajor, DevMinor uint32 // devices
-	Entries            []Entry
-
-	number      uint32
-	nlink       uint32
-	parent      *Inode
-	ext         bool
-	pos         int64 // in the uncompressed inode table
-	dirPos      int64 // listing in the uncompressed directory table
-	dirSize     int64
-	dataStart   int64 // offset of the first data block in the spool
-	blocks      []uint32
-	dataWritten bool
+// node is what Finish works out about an inode of the tree.
+type node struct {
+	*fstree.Inode
+	number  uint32
+	nlink   uint32
+	parent  *node
+	ext     bool
+	pos     int64   // in the uncompressed inode table
+	dirPos  int64   // listing in the uncompressed directory table
+	dirSize int64   // bytes of that listing
+	entries []child // directories: the entries sorted by name
+	data    spooled // regular files
 }
 
-// Entry is a name in a directory.
-type Entry struct {
-	Name  string
-	Inode *Inode
+// child is a name in a directory.
+type child struct {
+	name string
+	n    *node
+}
+
+// spooled is where AddData put a regular file's compressed contents.
+type spooled struct {
+	start  int64 // offset of the first data block in the spool
+	blocks []uint32
 }
 
 // Builder collects file contents, then writes the file system.
@@ -84,6 +73,7 @@ type Builder struct {
 	zbuf  bytes.Buffer
 	zw    *zlib.Writer
 	block []byte
+	data  map[*fstree.Inode]*spooled // contents given, by file
 }
 
 // NewBuilder spools compressed data in a temporary file in dir.
@@ -94,21 +84,22 @@ func NewBuilder(dir string) (*Builder, error) {
 	}
 	os.Remove(f.Name()) // only the open file is needed
 	zw, _ := zlib.NewWriterLevel(io.Discard, zlib.DefaultCompression)
-	return &Builder{spool: f, bw: bufio.NewWriterSize(f, 256<<10), zw: zw, block: make([]byte, BlockSize)}, nil
+	return &Builder{spool: f, bw: bufio.NewWriterSize(f, 256<<10), zw: zw, block: make([]byte, BlockSize), data: map[*fstree.Inode]*spooled{}}, nil
 }
 
 // Close releases the spool.
 func (b *Builder) Close() error { return b.spool.Close() }
 
 // AddData reads ino.Size bytes of a regular file's contents from r and compresses them.
-func (b *Builder) AddData(ino *Inode, r io.Reader) error {
-	if ino.Mode&TypeMask != TypeReg {
+func (b *Builder) AddData(ino *fstree.Inode, r io.Reader) error {
+	if ino.Mode&fstree.TypeMask != fstree.TypeReg {
 		return errors.New("contents for an inode that is not a regular file")
 	}
-	if ino.dataWritten {
+	if b.data[ino] != nil {
 		return errors.New("contents given twice")
 	}
-	ino.dataWritten, ino.dataStart, ino.blocks = true, b.size, nil
+	sp := &spooled{start: b.size}
+	b.data[ino] = sp
 	for left := ino.Size; left > 0; {
 		n := min(left, BlockSize)
 		blk := b.block[:n]
@@ -130,60 +121,88 @@ func (b *Builder) AddData(ino *Inode, r io.Reader) error {
 			return err
 		}
 		b.size += int64(len(out))
-		ino.blocks = append(ino.blocks, size)
+		sp.blocks = append(sp.blocks, size)
 	}
 	return nil
 }
 
-// Finish writes the file system whose root is root, with mtime in the superblock, to w.
-func (b *Builder) Finish(w io.Writer, root *Inode, mtime uint32) error {
+// Finish writes the file system whose root is root, with mtime in the superblock, to w. Every
+// regular file of the tree with contents (Size > 0) must have been given to AddData. The tree
+// is left as it is: each directory is listed sorted by name in the image.
+func (b *Builder) Finish(w io.Writer, root *fstree.Inode, mtime uint32) error {
 	if err := b.bw.Flush(); err != nil {
 		return err
 	}
-	if root.Mode&TypeMask != TypeDir {
+	if root == nil || root.Mode&fstree.TypeMask != fstree.TypeDir {
 		return errors.New("the root is not a directory")
 	}
-	var order []*Inode
-	seen := map[*Inode]bool{}
-	var walk func(d *Inode, path string) error
-	walk = func(d *Inode, path string) error {
-		slices.SortFunc(d.Entries, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	var order []*node
+	nodes := map[*fstree.Inode]*node{}
+	newNode := func(n *fstree.Inode, path string) (*node, error) {
+		if n.MTime < 0 || n.MTime > math.MaxUint32 {
+			return nil, fmt.Errorf("%s: mtime %d is outside squashfs's unsigned 32 bits", path, n.MTime)
+		}
+		nd := &node{Inode: n}
+		if sp := b.data[n]; sp != nil {
+			nd.data = *sp
+		}
+		nodes[n] = nd
+		return nd, nil
+	}
+	var walk func(d *node, path string) error
+	walk = func(d *node, path string) error {
+		es := slices.Clone(d.Entries)
+		slices.SortFunc(es, func(a, b fstree.Entry) int { return strings.Compare(a.Name, b.Name) })
+		d.entries = make([]child, 0, len(es))
 		d.nlink = 2
-		for i, e := range d.Entries {
+		for i, e := range es {
 			if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") || len(e.Name) > 256 {
 				return fmt.Errorf("%s: bad name %q", path, e.Name)
 			}
-			if i > 0 && d.Entries[i-1].Name == e.Name {
+			if i > 0 && es[i-1].Name == e.Name {
 				return fmt.Errorf("%s/%s: listed twice", path, e.Name)
 			}
-			c := e.Inode
-			if c.Mode&TypeMask == TypeDir {
-				if seen[c] {
+			if e.Inode == nil {
+				return fmt.Errorf("%s/%s: no inode", path, e.Name)
+			}
+			c := nodes[e.Inode]
+			if e.Inode.Mode&fstree.TypeMask == fstree.TypeDir {
+				if c != nil {
 					return fmt.Errorf("%s/%s: a directory with two names", path, e.Name)
+				}
+				c, err := newNode(e.Inode, path+"/"+e.Name)
+				if err != nil {
+					return err
 				}
 				d.nlink++
 				c.parent = d
-				seen[c] = true
+				d.entries = append(d.entries, child{e.Name, c})
 				if err := walk(c, path+"/"+e.Name); err != nil {
 					return err
 				}
 				continue
 			}
-			if c.Mode&TypeMask == TypeReg && c.Size > 0 && !c.dataWritten {
+			if e.Inode.Mode&fstree.TypeMask == fstree.TypeReg && e.Inode.Size > 0 && b.data[e.Inode] == nil {
 				return fmt.Errorf("%s/%s: no contents were given", path, e.Name)
 			}
-			if !seen[c] {
-				seen[c] = true
-				c.nlink = 0
+			if c == nil {
+				var err error
+				if c, err = newNode(e.Inode, path+"/"+e.Name); err != nil {
+					return err
+				}
 				order = append(order, c)
 			}
 			c.nlink++
+			d.entries = append(d.entries, child{e.Name, c})
 		}
 		order = append(order, d)
 		return nil
 	}
-	seen[root] = true
-	if err := walk(root, ""); err != nil {
+	rootNode, err := newNode(root, "/")
+	if err != nil {
+		return err
+	}
+	if err := walk(rootNode, ""); err != nil {
 		return err
 	}
 	if len(order) > 1<<31 {
@@ -192,7 +211,6 @@ func (b *Builder) Finish(w io.Writer, root *Inode, mtime uint32) error {
 	for i, n := range order {
 		n.number = uint32(i + 1)
 	}
-	root.parent = nil
 
 	// Uids and gids.
 	var ids []uint32
@@ -221,7 +239,7 @@ func (b *Builder) Finish(w io.Writer, root *Inode, mtime uint32) error {
 		var dpos int64
 		changed := false
 		for _, n := range order {
-			if n.Mode&TypeMask != TypeDir {
+			if n.Mode&fstree.TypeMask != fstree.TypeDir {
 				continue
 			}
 			n.dirPos = dpos
@@ -238,7 +256,7 @@ func (b *Builder) Finish(w io.Writer, root *Inode, mtime uint32) error {
 
 	var itab, dtab bytes.Buffer
 	for _, n := range order {
-		if n.Mode&TypeMask == TypeDir {
+		if n.Mode&fstree.TypeMask == fstree.TypeDir {
 			dtab.Write(listing(n))
 		}
 	}
@@ -280,7 +298,7 @@ func (b *Builder) Finish(w io.Writer, root *Inode, mtime uint32) error {
 	le.PutUint16(sb[26:], uint16(len(ids)))
 	le.PutUint16(sb[28:], 4)
 	le.PutUint16(sb[30:], 0)
-	le.PutUint64(sb[32:], inodeRef(root))
+	le.PutUint64(sb[32:], inodeRef(rootNode))
 	le.PutUint64(sb[40:], uint64(bytesUsed))
 	le.PutUint64(sb[48:], uint64(idIndexStart))
 	le.PutUint64(sb[56:], invalid) // xattrs
@@ -309,50 +327,50 @@ func (b *Builder) Finish(w io.Writer, root *Inode, mtime uint32) error {
 }
 
 // Size of an inode in the table.
-func inodeSize(n *Inode) int64 {
-	switch n.Mode & TypeMask {
-	case TypeDir:
+func inodeSize(n *node) int64 {
+	switch n.Mode & fstree.TypeMask {
+	case fstree.TypeDir:
 		if n.ext {
 			return 40
 		}
 		return 32
-	case TypeReg:
+	case fstree.TypeReg:
 		if needsExtFile(n) {
-			return 56 + 4*int64(len(n.blocks))
+			return 56 + 4*int64(len(n.data.blocks))
 		}
-		return 32 + 4*int64(len(n.blocks))
-	case TypeSymlink:
+		return 32 + 4*int64(len(n.data.blocks))
+	case fstree.TypeSymlink:
 		return 24 + int64(len(n.Target))
-	case TypeChar, TypeBlock:
+	case fstree.TypeChar, fstree.TypeBlock:
 		return 24
 	default:
 		return 20
 	}
 }
 
-func needsExtFile(n *Inode) bool {
-	return n.nlink > 1 || n.Size >= 1<<32 || superSize+n.dataStart >= 1<<32
+func needsExtFile(n *node) bool {
+	return n.nlink > 1 || n.Size >= 1<<32 || superSize+n.data.start >= 1<<32
 }
 
 // inodeRef is where an inode is: its metadata block's offset from the table start, and the
 // offset in that block. Metadata blocks are stored uncompressed, metaSize+2 bytes each.
-func inodeRef(n *Inode) uint64 {
+func inodeRef(n *node) uint64 {
 	return uint64(n.pos/metaSize*(metaSize+2))<<16 | uint64(n.pos%metaSize)
 }
 
-func basicType(n *Inode) uint16 {
-	switch n.Mode & TypeMask {
-	case TypeDir:
+func basicType(n *node) uint16 {
+	switch n.Mode & fstree.TypeMask {
+	case fstree.TypeDir:
 		return 1
-	case TypeReg:
+	case fstree.TypeReg:
 		return 2
-	case TypeSymlink:
+	case fstree.TypeSymlink:
 		return 3
-	case TypeBlock:
+	case fstree.TypeBlock:
 		return 4
-	case TypeChar:
+	case fstree.TypeChar:
 		return 5
-	case TypeFifo:
+	case fstree.TypeFifo:
 		return 6
 	default:
 		return 7
@@ -361,15 +379,15 @@ func basicType(n *Inode) uint16 {
 
 // listing is a directory's entries: runs of at most 256 entries whose inodes share a metadata
 // block and lie within ±32767 inode numbers of the run's header.
-func listing(d *Inode) []byte {
+func listing(d *node) []byte {
 	var out []byte
 	le := binary.LittleEndian
-	for i := 0; i < len(d.Entries); {
-		first := d.Entries[i].Inode
+	for i := 0; i < len(d.entries); {
+		first := d.entries[i].n
 		block := first.pos / metaSize
 		j := i
-		for j < len(d.Entries) && j-i < 256 {
-			c := d.Entries[j].Inode
+		for j < len(d.entries) && j-i < 256 {
+			c := d.entries[j].n
 			diff := int64(c.number) - int64(first.number)
 			if c.pos/metaSize != block || diff > 32767 || diff < -32768 {
 				break
@@ -379,34 +397,34 @@ func listing(d *Inode) []byte {
 		out = le.AppendUint32(out, uint32(j-i-1))
 		out = le.AppendUint32(out, uint32(block*(metaSize+2)))
 		out = le.AppendUint32(out, first.number)
-		for _, e := range d.Entries[i:j] {
-			c := e.Inode
+		for _, e := range d.entries[i:j] {
+			c := e.n
 			out = le.AppendUint16(out, uint16(c.pos%metaSize))
 			out = le.AppendUint16(out, uint16(int16(int64(c.number)-int64(first.number))))
 			out = le.AppendUint16(out, basicType(c))
-			out = le.AppendUint16(out, uint16(len(e.Name)-1))
-			out = append(out, e.Name...)
+			out = le.AppendUint16(out, uint16(len(e.name)-1))
+			out = append(out, e.name...)
 		}
 		i = j
 	}
 	return out
 }
 
-func writeInode(buf *bytes.Buffer, n *Inode, ids map[uint32]uint16, count uint32) {
+func writeInode(buf *bytes.Buffer, n *node, ids map[uint32]uint16, count uint32) {
 	le := binary.LittleEndian
 	var b []byte
 	typ := basicType(n)
 	switch {
-	case n.Mode&TypeMask == TypeDir && n.ext:
+	case n.Mode&fstree.TypeMask == fstree.TypeDir && n.ext:
 		typ = 8
-	case n.Mode&TypeMask == TypeReg && needsExtFile(n):
+	case n.Mode&fstree.TypeMask == fstree.TypeReg && needsExtFile(n):
 		typ = 9
 	}
 	b = le.AppendUint16(b, typ)
 	b = le.AppendUint16(b, uint16(n.Mode&0o7777))
 	b = le.AppendUint16(b, ids[n.UID])
 	b = le.AppendUint16(b, ids[n.GID])
-	b = le.AppendUint32(b, n.MTime)
+	b = le.AppendUint32(b, uint32(n.MTime))
 	b = le.AppendUint32(b, n.number)
 	parent := count + 1 // the root's parent, as mksquashfs writes it
 	if n.parent != nil {
@@ -430,22 +448,22 @@ func writeInode(buf *bytes.Buffer, n *Inode, ids map[uint32]uint16, count uint32
 		b = le.AppendUint16(b, dirOff)
 		b = le.AppendUint32(b, noFragment) // no xattrs
 	case 2:
-		b = le.AppendUint32(b, uint32(superSize+n.dataStart))
+		b = le.AppendUint32(b, uint32(superSize+n.data.start))
 		b = le.AppendUint32(b, noFragment)
 		b = le.AppendUint32(b, 0)
 		b = le.AppendUint32(b, uint32(n.Size))
-		for _, s := range n.blocks {
+		for _, s := range n.data.blocks {
 			b = le.AppendUint32(b, s)
 		}
 	case 9:
-		b = le.AppendUint64(b, uint64(superSize+n.dataStart))
+		b = le.AppendUint64(b, uint64(superSize+n.data.start))
 		b = le.AppendUint64(b, uint64(n.Size))
 		b = le.AppendUint64(b, 0) // sparse bytes
 		b = le.AppendUint32(b, n.nlink)
 		b = le.AppendUint32(b, noFragment)
 		b = le.AppendUint32(b, 0)
 		b = le.AppendUint32(b, noFragment) // no xattrs
-		for _, s := range n.blocks {
+		for _, s := range n.data.blocks {
 			b = le.AppendUint32(b, s)
 		}
 	case 3:
