@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,14 +18,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/mobykit/mobykit/assembler/image"
-	"github.com/mobykit/mobykit/group"
-	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/internal/clustertest"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/pkgbuild"
 	flavormoby "github.com/mobykit/mobykit/plugins/flavor-moby"
-	instanceqemu "github.com/mobykit/mobykit/plugins/instance-qemu"
 	"github.com/mobykit/mobykit/spi"
-	"github.com/mobykit/mobykit/spi/rpc"
 	"github.com/mobykit/mobykit/vm"
 )
 
@@ -71,92 +67,12 @@ func buildImages(t testing.TB) string {
 	return cacheDir
 }
 
-// cluster is the example running in-process: the two plugins on unix sockets and a group
-// controller reaching them through those sockets, as `mobykit plugin start` runs them.
+// cluster is the example running in-process (see clustertest), with the etcd group's view of
+// its members.
 type cluster struct {
-	t         testing.TB
-	dir       string
-	cache     string
-	specPath  string
-	groupDoc  []byte
-	servers   []*rpc.Server
-	flavor    *flavormoby.Plugin
-	ctl       *group.Controller
-	instances spi.Instance
-	flavorCli spi.Flavor
-	others    int // QEMU processes of groups other than the example's
-}
-
-func (c *cluster) socket(name string) string { return filepath.Join(c.dir, "plugins", name) }
-
-func (c *cluster) start() {
-	c.t.Helper()
-	os.MkdirAll(filepath.Join(c.dir, "plugins"), 0o755)
-	iq, err := instanceqemu.New(filepath.Join(c.dir, "qemu"), nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	fm, err := flavormoby.New(filepath.Join(c.dir, "flavor"), flavormoby.AssemblerBuilder{CacheDir: c.cache}, nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.flavor = fm
-	for name, p := range map[string]rpc.Plugin{"instance-qemu": rpc.Instance(iq), "flavor-moby": rpc.Flavor(fm)} {
-		s, err := rpc.Start(c.socket(name), p)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		c.servers = append(c.servers, s)
-	}
-	c.instances = rpc.NewInstanceClient(c.socket("instance-qemu"), "")
-	c.flavorCli = rpc.NewFlavorClient(c.socket("flavor-moby"), "")
-	st, err := store.NewFileStore(filepath.Join(c.dir, "groups"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	find := func(lookup string) (string, error) {
-		p := c.socket(lookup)
-		if _, err := os.Stat(p); err != nil {
-			return "", err
-		}
-		return p, nil
-	}
-	c.ctl = group.New(group.RPCPlugins{Find: find}, st, group.Options{})
-	if err := c.ctl.Start(context.Background()); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *cluster) stop() {
-	if c.ctl != nil {
-		c.ctl.Stop()
-		c.ctl = nil
-	}
-	for _, s := range c.servers {
-		s.Close()
-	}
-	c.servers = nil
-	if c.flavor != nil {
-		c.flavor.Close()
-		c.flavor = nil
-	}
-}
-
-// group is the group file as `mobykit group commit` sends it (etcd.yml read and inlined).
-func (c *cluster) group() spi.GroupSpec { return c.groupOf(c.groupDoc) }
-
-// groupOf is the group file doc as `mobykit group commit` sends it.
-func (c *cluster) groupOf(doc []byte) spi.GroupSpec {
-	c.t.Helper()
-	var g spi.GroupSpec
-	if err := json.Unmarshal(doc, &g); err != nil {
-		c.t.Fatal(err)
-	}
-	g, err := flavormoby.InlineGroup(g, filepath.Dir(c.specPath), "flavor-moby")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return g
+	*clustertest.Cluster
+	t      testing.TB
+	others int // QEMU processes of groups other than the example's
 }
 
 func flavorProps(g spi.GroupSpec) spi.Any {
@@ -167,14 +83,14 @@ func flavorProps(g spi.GroupSpec) spi.Any {
 	return spi.Any(p.Flavor.Properties)
 }
 
-func (c *cluster) commit() { c.commitGroup(c.group()) }
+func (c *cluster) commit() { c.Commit(c.Group()) }
 
 // extraGroup is the example's group file made into a group id of one member, lid, whose
 // userdata names the example's 3 members and itself as peers.
 func (c *cluster) extraGroup(id, lid string) spi.GroupSpec {
 	c.t.Helper()
 	var doc map[string]any
-	if err := json.Unmarshal(c.groupDoc, &doc); err != nil {
+	if err := json.Unmarshal(c.GroupDoc, &doc); err != nil {
 		c.t.Fatal(err)
 	}
 	props := doc["Properties"].(map[string]any)
@@ -186,16 +102,7 @@ func (c *cluster) extraGroup(id, lid string) spi.GroupSpec {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return c.groupOf(b)
-}
-
-func (c *cluster) commitGroup(g spi.GroupSpec) {
-	c.t.Helper()
-	details, err := c.ctl.CommitGroup(context.Background(), g, false)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Logf("commit: %s", details)
+	return c.GroupOf(b)
 }
 
 type member struct {
@@ -210,11 +117,11 @@ type member struct {
 }
 
 // members are the etcd group's members, ordered by logical ID.
-func (c *cluster) members() ([]member, error) { return c.membersOf(c.group()) }
+func (c *cluster) members() ([]member, error) { return c.membersOf(c.Group()) }
 
 func (c *cluster) membersOf(g spi.GroupSpec) ([]member, error) {
 	props := flavorProps(g)
-	ds, err := c.instances.DescribeInstances(context.Background(), map[string]string{spi.GroupTag: string(g.ID)}, true)
+	ds, err := c.Instances.DescribeInstances(context.Background(), map[string]string{spi.GroupTag: string(g.ID)}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +133,7 @@ func (c *cluster) membersOf(g spi.GroupSpec) ([]member, error) {
 			Started  time.Time `json:"started"`
 		}
 		json.Unmarshal(d.Properties, &p)
-		h, _ := c.flavorCli.Healthy(context.Background(), props, d)
+		h, _ := c.FlavorClient.Healthy(context.Background(), props, d)
 		out = append(out, member{ID: d.ID, LID: d.Tags[spi.LogicalIDTag], Hash: d.Tags[spi.ConfigHashTag],
 			Digest: d.Tags[flavormoby.ImageDigestTag], Client: p.Ports["2379/tcp"], State: p.StateDir, Started: p.Started, Healthy: h == spi.Healthy})
 	}
@@ -237,10 +144,10 @@ func (c *cluster) membersOf(g spi.GroupSpec) ([]member, error) {
 // keepConsoles copies each member's console into the test's folder, so that the consoles of
 // members the roll destroyed can be read when the test fails.
 func (c *cluster) keepConsoles(ms []member) {
-	os.MkdirAll(filepath.Join(c.dir, "consoles"), 0o755)
+	os.MkdirAll(filepath.Join(c.Dir, "consoles"), 0o755)
 	for _, m := range ms {
 		if b, err := os.ReadFile(filepath.Join(m.State, vm.ConsoleFile)); err == nil {
-			os.WriteFile(filepath.Join(c.dir, "consoles", m.LID+"-"+string(m.ID)+".log"), b, 0o644)
+			os.WriteFile(filepath.Join(c.Dir, "consoles", m.LID+"-"+string(m.ID)+".log"), b, 0o644)
 		}
 	}
 }
@@ -248,7 +155,7 @@ func (c *cluster) keepConsoles(ms []member) {
 // etcdWarnings logs what etcd said on every member's console about slow disks, slow requests
 // and leadership: what explains an interval without a leader.
 func (c *cluster) etcdWarnings() {
-	logs, _ := filepath.Glob(filepath.Join(c.dir, "consoles", "*.log"))
+	logs, _ := filepath.Glob(filepath.Join(c.Dir, "consoles", "*.log"))
 	for _, l := range logs {
 		b, _ := os.ReadFile(l)
 		var lines []string
@@ -267,12 +174,6 @@ func (c *cluster) etcdWarnings() {
 	}
 }
 
-// qemuCount counts the QEMU processes running under the test's folder.
-func (c *cluster) qemuCount() int {
-	out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+c.dir).Output()
-	return len(strings.Fields(string(out)))
-}
-
 // waitConverged waits until the n logical IDs are each served by one healthy member, all at
 // one config hash other than notHash, with never more than n QEMU processes (a quorum group
 // replaces in place). healthyAt records when each instance was first seen healthy.
@@ -280,7 +181,7 @@ func (c *cluster) waitConverged(n int, notHash string, d time.Duration, healthyA
 	c.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		if q := c.qemuCount() - c.others; q > n {
+		if q := c.QEMUCount() - c.others; q > n {
 			c.t.Fatalf("%d QEMU processes for %d members: a quorum group must replace in place", q, n)
 		}
 		ms, err := c.members()
@@ -321,7 +222,7 @@ type figures struct {
 	Boot          time.Duration // mean boot-to-healthy of a replaced member
 	Create, Roll  time.Duration
 	Replace       time.Duration
-	RollAcked     float64 // fraction of writes due during the roll that etcd acknowledged
+	RollAcked     float64       // fraction of writes due during the roll that etcd acknowledged
 	MaxGap        time.Duration // longest time without an acknowledged write
 	Leaderless    time.Duration // longest time without a leader
 	Writes, Acked int
@@ -453,44 +354,14 @@ func BenchmarkEtcdRoll(b *testing.B) {
 }
 
 func runCluster(t testing.TB, cache string, fig *figures) {
-	dir, err := os.MkdirTemp("", "ec")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, dir: dir, cache: cache}
+	c := &cluster{Cluster: clustertest.New(t, "ec"), t: t}
+	c.Cache = cache
 	eps, cl := &endpoints{}, &clients{}
 	w, pr := newWriter(eps, cl), newProber(eps, cl)
-	t.Cleanup(func() {
-		if c.instances != nil {
-			if ms, err := c.members(); err == nil {
-				for _, m := range ms {
-					c.instances.Destroy(context.Background(), m.ID, spi.Context{Reason: spi.ReasonTerminate})
-				}
-			}
-		}
-		c.stop()
-		recs, _ := filepath.Glob(filepath.Join(dir, "qemu", "instances", "*", vm.ProcessFile))
-		for _, r := range recs {
-			var p vm.Process
-			if vm.ReadJSON(r, &p) == nil {
-				p.Stop(context.Background(), nil, 0)
-			}
-		}
-		cl.close()
-		os.RemoveAll(dir)
-	})
-	spec, err := os.ReadFile("etcd.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.specPath = filepath.Join(dir, "etcd.yml")
-	os.WriteFile(c.specPath, spec, 0o644)
-	doc, err := os.ReadFile("group.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.groupDoc = doc
-	c.start()
+	t.Cleanup(cl.close)
+	spec := c.Example("etcd.yml", "group.json")
+	c.StartPlugins()
+	c.StartController()
 	healthyAt := map[spi.ID]time.Time{}
 
 	start := time.Now()
@@ -531,7 +402,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	time.Sleep(2 * time.Second)
 
 	// Change the image and commit: a roll, one member at a time.
-	os.WriteFile(c.specPath, []byte(strings.Replace(string(spec), "MEMBER_VERSION=1", "MEMBER_VERSION=2", 1)), 0o644)
+	os.WriteFile(c.SpecPath, []byte(strings.Replace(string(spec), "MEMBER_VERSION=1", "MEMBER_VERSION=2", 1)), 0o644)
 	rollStart := time.Now()
 	c.commit()
 	ms2 := c.waitConverged(3, ms[0].Hash, 12*time.Minute, healthyAt)
@@ -654,7 +525,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	// itself (etcd-member's "join").
 	extra := c.extraGroup("etcd-extra", "10.99.1.14")
 	joinStart := time.Now()
-	c.commitGroup(extra)
+	c.Commit(extra)
 	c.others = 1
 	var joined []member
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Second) {
@@ -711,20 +582,20 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	}
 
 	// Destroy the groups: no VM left, the disks kept.
-	if err := c.ctl.DestroyGroup(context.Background(), "etcd-extra"); err != nil {
+	if err := c.Ctl.DestroyGroup(context.Background(), "etcd-extra"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ctl.DestroyGroup(context.Background(), "etcd"); err != nil {
+	if err := c.Ctl.DestroyGroup(context.Background(), "etcd"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for c.qemuCount() > 0 {
+	for c.QEMUCount() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after DestroyGroup: %d QEMU processes", c.qemuCount())
+			t.Fatalf("after DestroyGroup: %d QEMU processes", c.QEMUCount())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	disks, _ := filepath.Glob(filepath.Join(dir, "qemu", "disks", "*", "disk0.qcow2"))
+	disks, _ := filepath.Glob(filepath.Join(c.Dir, "qemu", "disks", "*", "disk0.qcow2"))
 	if len(disks) != 4 {
 		t.Errorf("persistent disks after destroy: %v, want one per logical ID", disks)
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,12 +15,9 @@ import (
 	"time"
 
 	"github.com/mobykit/mobykit/assembler/image"
-	"github.com/mobykit/mobykit/group"
-	"github.com/mobykit/mobykit/group/store"
+	"github.com/mobykit/mobykit/internal/clustertest"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/pkgbuild"
-	flavormoby "github.com/mobykit/mobykit/plugins/flavor-moby"
-	instanceqemu "github.com/mobykit/mobykit/plugins/instance-qemu"
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/spi/rpc"
 	"github.com/mobykit/mobykit/vm"
@@ -57,98 +53,15 @@ func buildImages(t testing.TB) {
 	}
 }
 
-// cluster is the example running in-process: the two plugins on unix sockets, and a group
-// controller that reaches them through those sockets, as `mobykit plugin start` would run them.
+// cluster is the example running in-process (see clustertest), with the web group's view of
+// its members.
 type cluster struct {
-	t         testing.TB
-	dir       string // short temporary folder: plugin sockets and state (QMP paths must be short)
-	specPath  string
-	groupDoc  []byte
-	servers   []*rpc.Server
-	flavor    *flavormoby.Plugin
-	ctl       *group.Controller
-	instances spi.Instance // client over the socket
-}
-
-func (c *cluster) socket(name string) string { return filepath.Join(c.dir, "plugins", name) }
-
-func (c *cluster) startPlugins() {
-	c.t.Helper()
-	os.MkdirAll(filepath.Join(c.dir, "plugins"), 0o755)
-	iq, err := instanceqemu.New(filepath.Join(c.dir, "qemu"), nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	fm, err := flavormoby.New(filepath.Join(c.dir, "flavor"), flavormoby.AssemblerBuilder{CacheDir: os.Getenv("MOBYKIT_CACHE")}, nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.flavor = fm
-	for name, p := range map[string]rpc.Plugin{"instance-qemu": rpc.Instance(iq), "flavor-moby": rpc.Flavor(fm)} {
-		s, err := rpc.Start(c.socket(name), p)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		c.servers = append(c.servers, s)
-	}
-	c.instances = rpc.NewInstanceClient(c.socket("instance-qemu"), "")
-}
-
-func (c *cluster) stopPlugins() {
-	for _, s := range c.servers {
-		s.Close()
-	}
-	c.servers = nil
-	if c.flavor != nil {
-		c.flavor.Close()
-		c.flavor = nil
-	}
-}
-
-func (c *cluster) startController() {
-	c.t.Helper()
-	st, err := store.NewFileStore(filepath.Join(c.dir, "groups"))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	find := func(lookup string) (string, error) {
-		p := c.socket(lookup)
-		if _, err := os.Stat(p); err != nil {
-			return "", err
-		}
-		return p, nil
-	}
-	c.ctl = group.New(group.RPCPlugins{Find: find}, st, group.Options{}) // default poll interval: the figures are for the default settings
-	if err := c.ctl.Start(context.Background()); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// group is the group file as `mobykit group commit` sends it: its relative spec path
-// ("web.yml", next to the group file in the cluster's folder, not in the working folder)
-// read and sent inline, so an edit of the spec changes the config hash without a pin.
-func (c *cluster) group() spi.GroupSpec {
-	c.t.Helper()
-	var g spi.GroupSpec
-	if err := json.Unmarshal(c.groupDoc, &g); err != nil {
-		c.t.Fatal(err)
-	}
-	g, err := flavormoby.InlineGroup(g, filepath.Dir(c.specPath), "flavor-moby")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return g
+	*clustertest.Cluster
+	t testing.TB
 }
 
 // commit commits the group.
-func (c *cluster) commit() {
-	c.t.Helper()
-	details, err := c.ctl.CommitGroup(context.Background(), c.group(), false)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Logf("commit: %s", details)
-}
+func (c *cluster) commit() { c.Commit(c.Group()) }
 
 type member struct {
 	ID    spi.ID
@@ -167,7 +80,7 @@ func (c *cluster) members() []member {
 }
 
 func (c *cluster) list() ([]member, error) {
-	ds, err := c.instances.DescribeInstances(context.Background(), map[string]string{spi.GroupTag: "web"}, true)
+	ds, err := c.Instances.DescribeInstances(context.Background(), map[string]string{spi.GroupTag: "web"}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -197,12 +110,6 @@ func get(addr, path string) (string, error) {
 	return string(b), err
 }
 
-// qemuCount counts the QEMU processes running under the test's folder.
-func (c *cluster) qemuCount() int {
-	out, _ := exec.Command("pgrep", "-f", "qemu-system.*"+c.dir).Output()
-	return len(strings.Fields(string(out)))
-}
-
 // waitConverged waits until the group has exactly want members, all at the latest committed
 // hash and answering with version, checking at every step that no more than maxVMs QEMU
 // processes run. It returns the members.
@@ -211,7 +118,7 @@ func (c *cluster) waitConverged(version string, want, maxVMs int, d time.Duratio
 	deadline := time.Now().Add(d)
 	peak := 0
 	for {
-		if n := c.qemuCount(); n > peak {
+		if n := c.QEMUCount(); n > peak {
 			peak = n
 			if n > maxVMs {
 				c.t.Fatalf("%d QEMU processes running, more than Size+MaxSurge = %d", n, maxVMs)
@@ -267,20 +174,20 @@ func (c *cluster) bootOne() time.Duration {
 			Instance, Flavor struct{ Properties json.RawMessage }
 		}
 	}
-	json.Unmarshal(c.group().Properties, &g.Properties)
-	fl := rpc.NewFlavorClient(c.socket("flavor-moby"), "")
+	json.Unmarshal(c.Group().Properties, &g.Properties)
+	fl := rpc.NewFlavorClient(c.Socket("flavor-moby"), "")
 	ctx := context.Background()
 	spec, err := fl.Prepare(ctx, spi.Any(g.Properties.Flavor.Properties), spi.Spec{Properties: spi.Any(g.Properties.Instance.Properties), Tags: map[string]string{"bench": "one"}}, spi.Allocation{Size: 1}, spi.Index{Group: "bench", Sequence: 1})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	start := time.Now()
-	id, err := c.instances.Provision(ctx, spec)
+	id, err := c.Instances.Provision(ctx, spec)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	defer c.instances.Destroy(ctx, *id, spi.Context{Reason: spi.ReasonTerminate})
-	ds, err := c.instances.DescribeInstances(ctx, map[string]string{"bench": "one"}, true)
+	defer c.Instances.Destroy(ctx, *id, spi.Context{Reason: spi.ReasonTerminate})
+	ds, err := c.Instances.DescribeInstances(ctx, map[string]string{"bench": "one"}, true)
 	if err != nil || len(ds) != 1 {
 		c.t.Fatalf("bench VM: %v %v", ds, err)
 	}
@@ -315,46 +222,16 @@ func BenchmarkLocalCluster(b *testing.B) {
 }
 
 func runCluster(t testing.TB, fig *figures) {
-	dir, err := os.MkdirTemp("", "lc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, dir: dir}
-	t.Cleanup(func() {
-		// Whatever happened, leave no VM behind.
-		if ms, err := c.list(); err == nil {
-			for _, d := range ms {
-				c.instances.Destroy(context.Background(), d.ID, spi.Context{Reason: spi.ReasonTerminate})
-			}
-		}
-		if c.ctl != nil {
-			c.ctl.Stop()
-		}
-		c.stopPlugins()
-		// Any VM still recorded is killed by its own process record (PID, start time, marker).
-		recs, _ := filepath.Glob(filepath.Join(dir, "qemu", "instances", "*", vm.ProcessFile))
-		for _, r := range recs {
-			var p vm.Process
-			if vm.ReadJSON(r, &p) == nil {
-				p.Stop(context.Background(), nil, 0)
-			}
-		}
-		os.RemoveAll(dir)
-	})
-	spec, err := os.ReadFile("web.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.specPath = filepath.Join(dir, "web.yml")
-	os.WriteFile(c.specPath, spec, 0o644)
-	doc, _ := os.ReadFile("group.json")
-	if !strings.Contains(string(doc), `"spec": "web.yml"`) {
+	c := &cluster{Cluster: clustertest.New(t, "lc"), t: t}
+	dir := c.Dir
+	spec := c.Example("web.yml", "group.json")
+	if !strings.Contains(string(c.GroupDoc), `"spec": "web.yml"`) {
 		t.Fatal(`group.json does not name its spec relative to itself ("spec": "web.yml")`)
 	}
-	c.groupDoc = []byte(strings.Replace(string(doc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
+	c.GroupDoc = []byte(strings.Replace(string(c.GroupDoc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
 
-	c.startPlugins()
-	c.startController()
+	c.StartPlugins()
+	c.StartController()
 
 	if fig != nil {
 		fig.Boot = c.bootOne()
@@ -369,6 +246,7 @@ func runCluster(t testing.TB, fig *figures) {
 	// Each member reaches every member over the group network.
 	for _, m := range ms {
 		var peers string
+		var err error
 		for i := 0; i < 20; i++ {
 			peers, err = get(m.Web, "/peers")
 			if err == nil && strings.Count(peers, "instance=") == 3 {
@@ -387,7 +265,7 @@ func runCluster(t testing.TB, fig *figures) {
 	}
 
 	// Edit the spec and commit: a rolling update (the inlined content changes the hash).
-	os.WriteFile(c.specPath, []byte(strings.Replace(string(spec), "VERSION=1", "VERSION=2", 1)), 0o644)
+	os.WriteFile(c.SpecPath, []byte(strings.Replace(string(spec), "VERSION=1", "VERSION=2", 1)), 0o644)
 	start = time.Now()
 	c.commit()
 	ms2 := c.waitConverged("2", 3, 4, 10*time.Minute)
@@ -421,10 +299,10 @@ func runCluster(t testing.TB, fig *figures) {
 	}
 
 	// Restart the plugins and the controller: the group is adopted, nobody re-created.
-	c.ctl.Stop()
-	c.stopPlugins()
-	c.startPlugins()
-	c.startController()
+	c.StopController()
+	c.StopPlugins()
+	c.StartPlugins()
+	c.StartController()
 	time.Sleep(3 * time.Second)
 	ms4 := c.waitConverged("2", 3, 3, time.Minute)
 	if fmt.Sprint(ids(ms4)) != fmt.Sprint(ids(ms3)) {
@@ -432,26 +310,25 @@ func runCluster(t testing.TB, fig *figures) {
 	}
 
 	// Destroy the group: nothing left.
-	if err := c.ctl.DestroyGroup(context.Background(), "web"); err != nil {
+	if err := c.Ctl.DestroyGroup(context.Background(), "web"); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for c.qemuCount() > 0 || len(c.members()) > 0 {
+	for c.QEMUCount() > 0 || len(c.members()) > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after DestroyGroup: %d QEMU processes, members %v", c.qemuCount(), c.members())
+			t.Fatalf("after DestroyGroup: %d QEMU processes, members %v", c.QEMUCount(), c.members())
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	c.ctl.Stop()
-	c.ctl = nil
-	c.stopPlugins()
+	c.StopController()
+	c.StopPlugins()
 	if left, _ := (vm.Store{Root: filepath.Join(dir, "qemu", "instances")}).List(); len(left) != 0 {
 		t.Fatalf("state folders left: %v", left)
 	}
 	if socks, _ := filepath.Glob(filepath.Join(dir, "plugins", "*")); len(socks) != 0 {
 		t.Fatalf("sockets left: %v", socks)
 	}
-	if n := c.qemuCount(); n != 0 {
+	if n := c.QEMUCount(); n != 0 {
 		t.Fatalf("%d QEMU processes left", n)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/mobykit/mobykit/group"
+	"github.com/mobykit/mobykit/internal/clustertest"
 	"github.com/mobykit/mobykit/internal/etcdtest"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/spi"
@@ -84,11 +85,8 @@ func TestLocalClusterLeaderKilledMidRoll(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
 
-	dir, err := os.MkdirTemp("", "lf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, dir: dir}
+	c := &cluster{Cluster: clustertest.New(t, "lf"), t: t}
+	dir := c.Dir
 	type ctl struct {
 		name, sock string
 		cmd        *exec.Cmd
@@ -104,27 +102,14 @@ func TestLocalClusterLeaderKilledMidRoll(t *testing.T) {
 				t.Logf("controller %s:\n%s", x.name, x.log)
 			}
 		}
-		if ms, err := c.list(); err == nil {
-			for _, d := range ms {
-				c.instances.Destroy(context.Background(), d.ID, spi.Context{Reason: spi.ReasonTerminate})
-			}
-		}
-		c.stopPlugins()
-		os.RemoveAll(dir)
 	})
-	spec, err := os.ReadFile("web.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.specPath = filepath.Join(dir, "web.yml")
-	os.WriteFile(c.specPath, spec, 0o644)
-	doc, _ := os.ReadFile("group.json")
-	doc = []byte(strings.Replace(string(doc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
-	c.groupDoc = []byte(strings.Replace(string(doc), `"Size": 3`, `"Size": 2`, 1))
-	c.startPlugins()
+	spec := c.Example("web.yml", "group.json")
+	doc := strings.Replace(string(c.GroupDoc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1)
+	c.GroupDoc = []byte(strings.Replace(doc, `"Size": 3`, `"Size": 2`, 1))
+	c.StartPlugins()
 
 	start := func(name string) *ctl {
-		x := &ctl{name: name, sock: c.socket(name), log: &strings.Builder{}, done: make(chan struct{})}
+		x := &ctl{name: name, sock: c.Socket(name), log: &strings.Builder{}, done: make(chan struct{})}
 		x.cmd = exec.Command(os.Args[0], "-test.run=^$")
 		x.cmd.Env = append(os.Environ(), envController+"="+filepath.Join(dir, "plugins"), envControllerName+"="+name,
 			envControllerEtcd+"="+strings.TrimPrefix(srv.Endpoint, "http://"))
@@ -162,14 +147,14 @@ func TestLocalClusterLeaderKilledMidRoll(t *testing.T) {
 	}
 	fc := rpc.NewGroupClient(follower.sock, "group")
 	began := time.Now()
-	if _, err := fc.CommitGroup(context.Background(), c.group(), false); err != nil {
+	if _, err := fc.CommitGroup(context.Background(), c.Group(), false); err != nil {
 		t.Fatalf("commit through the follower: %v", err)
 	}
 	ms := c.waitConverged("1", 2, 2, 6*time.Minute)
 	oldHash := ms[0].Hash
 
-	os.WriteFile(c.specPath, []byte(strings.Replace(string(spec), "VERSION=1", "VERSION=2", 1)), 0o644)
-	if _, err := fc.CommitGroup(context.Background(), c.group(), false); err != nil {
+	os.WriteFile(c.SpecPath, []byte(strings.Replace(string(spec), "VERSION=1", "VERSION=2", 1)), 0o644)
+	if _, err := fc.CommitGroup(context.Background(), c.Group(), false); err != nil {
 		t.Fatalf("commit v2 through the follower: %v", err)
 	}
 	// Kill the leader once the roll's first new VM exists (Provision done, not yet healthy).
