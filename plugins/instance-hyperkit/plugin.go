@@ -140,14 +140,12 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 		props[vm.ShutdownTimeoutProperty] = p.ShutdownTimeout
 	}
 	if p.DiskSize > 0 {
-		path := dir.Path(filepath.Join(vm.DisksDir, "disk.img"))
-		if lid != "" {
-			if err := vm.CheckName(lid); err != nil {
-				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
-			}
-			path = filepath.Join(b.root, "disks", lid, "disk.img")
+		// With a logical ID the disk is always kept for the next instance of it.
+		path, err := vm.DiskPath(b.root, dir, spec, "disk.img", true)
+		if err != nil {
+			return vm.Launch{}, err
 		}
-		if err := createRaw(path, int64(p.DiskSize)<<20); err != nil {
+		if err := vm.CreateRawDisk(path, int64(p.DiskSize)<<20); err != nil {
 			return vm.Launch{}, err
 		}
 		cfg.Disks = append(cfg.Disks, path)
@@ -182,26 +180,6 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 		return vm.Launch{}, err
 	}
 	return vm.Launch{Argv: argv, Properties: props}, nil
-}
-
-// createRaw creates a sparse raw disk of size bytes unless path exists.
-func createRaw(path string, size int64) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("create disk %s: %w", path, err)
-	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("size disk %s: %w", path, err)
-	}
-	return f.Close()
 }
 
 // Shutdown sends SIGTERM, which HyperKit turns into an ACPI power-button press.

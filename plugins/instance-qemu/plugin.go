@@ -221,12 +221,9 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 		if format == "" {
 			format = "qcow2"
 		}
-		path := dir.Path(filepath.Join(vm.DisksDir, fmt.Sprintf("disk%d.%s", i, format)))
-		if d.Persistent && spec.LogicalID != nil && *spec.LogicalID != "" {
-			if err := vm.CheckName(string(*spec.LogicalID)); err != nil {
-				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
-			}
-			path = filepath.Join(b.root, "disks", string(*spec.LogicalID), fmt.Sprintf("disk%d.%s", i, format))
+		path, err := vm.DiskPath(b.root, dir, spec, fmt.Sprintf("disk%d.%s", i, format), d.Persistent)
+		if err != nil {
+			return vm.Launch{}, err
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return vm.Launch{}, err
