@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,37 @@ func TestCreateRawDisk(t *testing.T) {
 	}
 	if err := CreateRawDisk(link, 1<<20); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("CreateRawDisk on a symlink: %v, want a refusal", err)
+	}
+}
+
+// TestOpenInstances: the plugin's backend is made for the absolute root and the Store under
+// it (instances/, closed to other users); IDs take the prefix; a nil logger is the default.
+func TestOpenInstances(t *testing.T) {
+	t.Chdir(t.TempDir())
+	var gotRoot string
+	var gotStore Store
+	be := &shBackend{}
+	in, err := OpenInstances("plugin", "sh-", nil, func(root string, st Store, log *slog.Logger) Backend {
+		if log == nil {
+			t.Error("backend given a nil logger")
+		}
+		gotRoot, gotStore = root, st
+		return be
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if want := filepath.Join(wd, "plugin"); gotRoot != want || gotStore.Root != filepath.Join(want, "instances") || in.Store != gotStore {
+		t.Errorf("backend made for root %q, store %q (Instances' %q); want %q and its instances folder", gotRoot, gotStore.Root, in.Store.Root, want)
+	}
+	if in.Backend != be || in.Prefix != "sh-" || in.Log != slog.Default() {
+		t.Errorf("Instances = %+v", in)
+	}
+	if fi, err := os.Stat(gotStore.Root); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("instances folder: %v %v, want mode 0700", fi, err)
+	}
+	if _, err := OpenInstances("/dev/null/x", "sh-", nil, func(string, Store, *slog.Logger) Backend { return be }); err == nil {
+		t.Error("OpenInstances under a file: no error")
 	}
 }

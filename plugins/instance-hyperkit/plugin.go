@@ -81,14 +81,12 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping state under root (instances/<ID>/, disks/<logical ID>/).
 // Running VMs already recorded there are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, store, err := vm.OpenPluginState(root)
+	in, err := vm.OpenInstances(root, "hyperkit-", log, func(root string, _ vm.Store, _ *slog.Logger) vm.Backend {
+		return &backend{root: root}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instance-hyperkit: state root: %w", err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	in := &vm.Instances{Store: store, Backend: &backend{root: root}, Prefix: "hyperkit-", Log: log}
 	return &Plugin{Instances: in}, nil
 }
 

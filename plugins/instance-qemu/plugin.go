@@ -37,17 +37,15 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping its state under root: instances/<ID>/ per VM and
 // disks/<logical ID>/ for persistent disks. VMs already running under root are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, store, err := vm.OpenPluginState(root)
+	var b *backend
+	in, err := vm.OpenInstances(root, "qemu-", log, func(root string, st vm.Store, log *slog.Logger) vm.Backend {
+		b = &backend{root: root, store: st, log: log}
+		return b
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instance-qemu: state root: %w", err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	b := &backend{root: root, log: log}
-	in := &vm.Instances{Store: store, Backend: b, Prefix: "qemu-", Log: log}
-	b.store = in.Store
-	p := &Plugin{Instances: in, root: root, imds: imds.New()}
+	p := &Plugin{Instances: in, root: b.root, imds: imds.New()}
 	b.plugin = p
 	if exe, err := os.Executable(); err == nil && strings.HasPrefix(filepath.Base(exe), "mobykit") {
 		p.IMDSRelay = func(target string) []string { return []string{exe, "metadata", "connect", target} }

@@ -39,14 +39,12 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping state under root (instances/<ID>/, disks/<logical ID>/).
 // Running VMs already recorded there are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, store, err := vm.OpenPluginState(root)
+	in, err := vm.OpenInstances(root, "vfkit-", log, func(root string, st vm.Store, _ *slog.Logger) vm.Backend {
+		return &backend{root: root, store: st}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instance-vfkit: state root: %w", err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	in := &vm.Instances{Store: store, Backend: &backend{root: root, store: store}, Prefix: "vfkit-", Log: log}
 	return &Plugin{Instances: in}, nil
 }
 
