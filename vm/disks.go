@@ -10,6 +10,15 @@ import (
 	"github.com/mobykit/mobykit/spi"
 )
 
+// InstanceKey is what stays the same when an instance is replaced, to derive its stable names
+// from (MACs, UUIDs): its logical ID, or else its ID. lid is the logical ID, "" if none.
+func InstanceKey(id spi.ID, spec spi.Spec) (key, lid string) {
+	if spec.LogicalID != nil && *spec.LogicalID != "" {
+		return string(*spec.LogicalID), string(*spec.LogicalID)
+	}
+	return string(id), ""
+}
+
 // DiskPath is where an instance's data disk called name lives. A persistent disk of an
 // instance with a logical ID is kept under the plugin's root, root/disks/<logical ID>/name,
 // for the next instance of that logical ID; the logical ID must then be a plain name

@@ -10,6 +10,22 @@ import (
 	"github.com/mobykit/mobykit/spi"
 )
 
+func TestInstanceKey(t *testing.T) {
+	l, empty := spi.LogicalID("10.0.0.5"), spi.LogicalID("")
+	for _, tc := range []struct {
+		spec     spi.Spec
+		key, lid string
+	}{
+		{spi.Spec{}, "x-1", ""},
+		{spi.Spec{LogicalID: &empty}, "x-1", ""},
+		{spi.Spec{LogicalID: &l}, "10.0.0.5", "10.0.0.5"},
+	} {
+		if key, lid := InstanceKey("x-1", tc.spec); key != tc.key || lid != tc.lid {
+			t.Errorf("InstanceKey(x-1, %v) = %q, %q; want %q, %q", tc.spec.LogicalID, key, lid, tc.key, tc.lid)
+		}
+	}
+}
+
 func TestDiskPath(t *testing.T) {
 	root := t.TempDir()
 	dir := Dir(filepath.Join(root, "instances", "x-1"))

@@ -102,12 +102,7 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 	if err != nil {
 		return vm.Launch{}, err
 	}
-	key := string(id)
-	var lid string
-	if spec.LogicalID != nil && *spec.LogicalID != "" {
-		lid = string(*spec.LogicalID)
-		key = lid
-	}
+	key, lid := vm.InstanceKey(id, spec)
 	cfg := hyperkit.Config{
 		Binary: p.HyperKit, CPUs: p.CPUs, MemoryMB: p.Memory,
 		Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline,

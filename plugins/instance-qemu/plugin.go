@@ -147,10 +147,7 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 	if err != nil {
 		return vm.Launch{}, err
 	}
-	key := string(id)
-	if spec.LogicalID != nil && *spec.LogicalID != "" {
-		key = string(*spec.LogicalID)
-	}
+	key, _ := vm.InstanceKey(id, spec)
 	cfg := qemu.Config{
 		Binary: p.QEMU, Name: string(id), Accel: p.Accel, CPUs: p.CPUs, MemoryMB: p.Memory,
 		Console: dir.Path(vm.ConsoleFile), QMP: dir.Path(vm.QMPFile), NoReboot: true, Extra: p.ExtraArgs,

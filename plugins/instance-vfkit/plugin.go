@@ -108,12 +108,7 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 	if err != nil {
 		return vm.Launch{}, err
 	}
-	key := string(id)
-	var lid string
-	if spec.LogicalID != nil && *spec.LogicalID != "" {
-		lid = string(*spec.LogicalID)
-		key = lid
-	}
+	key, _ := vm.InstanceKey(id, spec)
 	cfg := vfkit.Config{
 		Binary: p.VFKit, CPUs: p.CPUs, MemoryMB: p.Memory,
 		Console: dir.Path(vm.ConsoleFile), RESTSocket: dir.Path(RESTFile),
