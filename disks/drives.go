@@ -96,22 +96,15 @@ func (s Sys) BlockDevices() ([]string, error) {
 
 // Mounted returns the sources of the current mounts (device paths among them).
 func (s Sys) Mounted() (map[string]bool, error) {
-	f, err := os.Open(s.MountInfo)
-	if err != nil {
-		return nil, fmt.Errorf("reading the mount table: %w", err)
-	}
-	defer f.Close()
 	m := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
+	err := s.eachMount(func(line string) {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-		_, rest, ok := strings.Cut(sc.Text(), " - ")
+		_, rest, ok := strings.Cut(line, " - ")
 		if f := strings.Fields(rest); ok && len(f) >= 2 {
 			m[f[1]] = true
 		}
-	}
-	return m, sc.Err()
+	})
+	return m, err
 }
 
 func readUint(path string) (uint64, error) {
@@ -124,20 +117,29 @@ func readUint(path string) (uint64, error) {
 
 // MountPoints returns the current mount points.
 func (s Sys) MountPoints() (map[string]bool, error) {
+	m := map[string]bool{}
+	err := s.eachMount(func(line string) {
+		if f := strings.Fields(line); len(f) >= 5 {
+			m[unescapeMount(f[4])] = true
+		}
+	})
+	return m, err
+}
+
+// eachMount calls fn with each line of the mount table (s.MountInfo, in the format of
+// /proc/self/mountinfo); a line longer than 1 MiB ends it with an error.
+func (s Sys) eachMount(fn func(line string)) error {
 	f, err := os.Open(s.MountInfo)
 	if err != nil {
-		return nil, fmt.Errorf("reading the mount table: %w", err)
+		return fmt.Errorf("reading the mount table: %w", err)
 	}
 	defer f.Close()
-	m := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 5 {
-			m[unescapeMount(f[4])] = true
-		}
+		fn(sc.Text())
 	}
-	return m, sc.Err()
+	return sc.Err()
 }
 
 // unescapeMount undoes mountinfo's octal escapes (\040 for a space).

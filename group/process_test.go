@@ -326,6 +326,43 @@ func healthyAfter(d time.Duration) fake.HealthFunc {
 	}
 }
 
+// startConverged starts controllers a, b and c, waits for a leader, has a follower converge the
+// group on v1 of size members, and returns the leader.
+func (pc *procCluster) startConverged(size int) *procCtrl {
+	for _, n := range []string{"a", "b", "c"} {
+		pc.start(n)
+	}
+	lead := pc.leader("", 60*time.Second)
+	pc.converge(pc.other(lead.name), size)
+	return lead
+}
+
+// newRollout readies a rollout under watch: members turn healthy only health after they start
+// and every Provision takes delay (so a rollout stays under way a while), three controllers run
+// size healthy v1 members, and from now on every Provision and Destroy is checked against
+// MaxSurge/MaxUnavailable. It returns the cluster, the checks and the leader.
+func newRollout(t *testing.T, size int, health, delay time.Duration) (*procCluster, *invariants, *procCtrl) {
+	pc := newProcCluster(t, 2*time.Second)
+	pc.cloud.Health = healthyAfter(health)
+	pc.delay = delay
+	iv := &invariants{}
+	iv.install(pc.cloud)
+	lead := pc.startConverged(size)
+	iv.arm(size)
+	return pc, iv, lead
+}
+
+// commitV2 commits v2 of size members through a controller other than lead and returns its
+// config hash.
+func (pc *procCluster) commitV2(lead *procCtrl, size int) string {
+	v2 := procSpec(size, "v2")
+	h2 := hashOf(pc.t, v2)
+	if _, err := pc.client(pc.other(lead.name)).CommitGroup(context.Background(), v2, false); err != nil {
+		pc.t.Fatalf("commit v2: %v", err)
+	}
+	return h2
+}
+
 // converge commits v1 of size members through a follower and waits for them to be healthy.
 func (pc *procCluster) converge(via *procCtrl, size int) {
 	t := pc.t
@@ -365,23 +402,9 @@ func (pc *procCluster) other(names ...string) *procCtrl {
 // way: checked); another controller takes over and finishes it, no member is created twice and
 // MaxSurge/MaxUnavailable hold after every plugin call across the handover.
 func TestProcessLeaderKilledMidRollout(t *testing.T) {
-	pc := newProcCluster(t, 2*time.Second)
 	const size = 6
-	pc.cloud.Health = healthyAfter(400 * time.Millisecond)
-	pc.delay = 150 * time.Millisecond
-	iv := &invariants{}
-	iv.install(pc.cloud)
-	for _, n := range []string{"a", "b", "c"} {
-		pc.start(n)
-	}
-	lead := pc.leader("", 60*time.Second)
-	pc.converge(pc.other(lead.name), size)
-	iv.arm(size)
-	v2 := procSpec(size, "v2")
-	h2 := hashOf(t, v2)
-	if _, err := pc.client(pc.other(lead.name)).CommitGroup(context.Background(), v2, false); err != nil {
-		t.Fatalf("commit v2: %v", err)
-	}
+	pc, iv, lead := newRollout(t, size, 400*time.Millisecond, 150*time.Millisecond)
+	h2 := pc.commitV2(lead, size)
 	waitFor(t, "the rollout under way", 60*time.Second, func() bool { _, cur := versions(pc.cloud, "web", h2); return cur >= 2 })
 	if err := lead.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -416,18 +439,8 @@ func TestProcessLeaderKilledMidRollout(t *testing.T) {
 // check refuses them), says that its leadership ended, and the rollout ends with nothing created
 // twice.
 func TestProcessPausedLeaderWakesAfterTakeover(t *testing.T) {
-	pc := newProcCluster(t, 2*time.Second)
 	const size = 4
-	pc.cloud.Health = healthyAfter(300 * time.Millisecond)
-	pc.delay = 100 * time.Millisecond
-	iv := &invariants{}
-	iv.install(pc.cloud)
-	for _, n := range []string{"a", "b", "c"} {
-		pc.start(n)
-	}
-	lead := pc.leader("", 60*time.Second)
-	pc.converge(pc.other(lead.name), size)
-	iv.arm(size)
+	pc, iv, lead := newRollout(t, size, 300*time.Millisecond, 100*time.Millisecond)
 	stopped := make(chan struct{})
 	var once sync.Once
 	pc.mu.Lock()
@@ -442,11 +455,7 @@ func TestProcessPausedLeaderWakesAfterTakeover(t *testing.T) {
 		}
 	}
 	pc.mu.Unlock()
-	v2 := procSpec(size, "v2")
-	h2 := hashOf(t, v2)
-	if _, err := pc.client(pc.other(lead.name)).CommitGroup(context.Background(), v2, false); err != nil {
-		t.Fatalf("commit v2: %v", err)
-	}
+	h2 := pc.commitV2(lead, size)
 	select {
 	case <-stopped:
 	case <-time.After(60 * time.Second):
@@ -484,11 +493,7 @@ func TestProcessPausedLeaderWakesAfterTakeover(t *testing.T) {
 func TestProcessEtcdQuorumLoss(t *testing.T) {
 	pc := newProcCluster(t, 2*time.Second)
 	pc.cloud.Health = healthyAfter(0)
-	for _, n := range []string{"a", "b", "c"} {
-		pc.start(n)
-	}
-	lead := pc.leader("", 60*time.Second)
-	pc.converge(pc.other(lead.name), 3)
+	lead := pc.startConverged(3)
 	ctx := context.Background()
 	kill := func() {
 		ms := pc.cloud.Snapshot("web")

@@ -3,8 +3,10 @@ package launcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,13 +176,31 @@ func TestDetachAndStop(t *testing.T) {
 	}
 	opts := DetachOptions{Wait: 20 * time.Second, Command: func(s Spec) []string {
 		return []string{"/usr/bin/env", "LAUNCHER_TEST_RUN=" + s.String(), exe, "-test.run=^$"}
-	}}
+	}, Env: []string{"LAUNCHER_TEST_SECRET=s3cret"}}
 	if err := Detach(context.Background(), dir, []Spec{{Kind: "test-file", Name: "file"}}, opts); err != nil {
 		t.Fatal(err)
 	}
 	pid, err := discovery.ReadPID(dir, "file")
 	if err != nil || pid == os.Getpid() {
 		t.Fatalf("pid %d %v", pid, err)
+	}
+	// Env reaches the detached process through its environment, not its command line, and
+	// this process's own environment is left alone.
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(string(environ), "\x00")
+	for _, want := range []string{"LAUNCHER_TEST_SECRET=s3cret", "INFRAKIT_PLUGINS_DIR=" + dir} {
+		if !slices.Contains(env, want) {
+			t.Errorf("detached plugin's environment lacks %s", want)
+		}
+	}
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(cmdline), "s3cret") {
+		t.Errorf("DetachOptions.Env on the command line: %q", cmdline)
+	}
+	if v, ok := os.LookupEnv("LAUNCHER_TEST_SECRET"); ok {
+		t.Errorf("Detach set LAUNCHER_TEST_SECRET=%s in the caller's environment", v)
 	}
 	if err := rpc.NewInstanceClient(filepath.Join(dir, "file"), "").Validate(context.Background(), nil); err != nil {
 		t.Fatal(err)

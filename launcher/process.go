@@ -23,6 +23,9 @@ type DetachOptions struct {
 	Command func(Spec) []string
 	// Wait is how long to wait for the socket to answer (default 15s).
 	Wait time.Duration
+	// Env ("KEY=value") is added to the environment the processes inherit: settings to keep
+	// off their command lines, such as the group store's credentials.
+	Env []string
 }
 
 // Detach starts each spec as its own background process (a new session, output appended to
@@ -53,7 +56,7 @@ func detachOne(ctx context.Context, dir string, s Spec, o DetachOptions) error {
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "INFRAKIT_PLUGINS_DIR="+dir)
+	cmd.Env = append(append(os.Environ(), o.Env...), "INFRAKIT_PLUGINS_DIR="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("launcher: starting %s (%s): %w", s, strings.Join(argv, " "), err)

@@ -214,6 +214,20 @@ func ParseRecipe(file string, data []byte) (*Recipe, error) {
 	return &r, nil
 }
 
+// extractMap checks a package's extract map (path in the package -> path in the image), field
+// naming it in errors: no ".." in the package paths, and clean image paths.
+func extractMap(field string, m map[string]string) error {
+	for from, to := range m {
+		if strings.Contains(from, "..") {
+			return fmt.Errorf("%s: %q must not contain \"..\"", field, from)
+		}
+		if err := imagePath(fmt.Sprintf("%s[%s]", field, from), to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // imagePath checks that p is an absolute, clean path inside the image.
 func imagePath(field, p string) error {
 	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
@@ -247,38 +261,15 @@ func (r *Recipe) validate() error {
 		if d.Package == "" {
 			return fmt.Errorf("debian[%d].package: required", i)
 		}
-		for from, to := range d.Extract {
-			if strings.Contains(from, "..") {
-				return fmt.Errorf("debian[%d].extract: %q must not contain \"..\"", i, from)
+		if err := extractMap(fmt.Sprintf("debian[%d].extract", i), d.Extract); err != nil {
+			return err
+		}
+		for a, m := range d.Arches {
+			if _, ok := debArch[a]; !ok {
+				return fmt.Errorf("debian[%d].arches.%s: unknown architecture (want a GOARCH name: amd64, arm64, ...)", i, a)
 			}
-			if err := imagePath(fmt.Sprintf("debian[%d].extract[%s]", i, from), to); err != nil {
+			if err := extractMap(fmt.Sprintf("debian[%d].arches.%s", i, a), m); err != nil {
 				return err
-			}
-		}
-		for a, m := range d.Arches {
-			if _, ok := debArch[a]; !ok {
-				return fmt.Errorf("debian[%d].arches.%s: unknown architecture (want a GOARCH name: amd64, arm64, ...)", i, a)
-			}
-			for from, to := range m {
-				if strings.Contains(from, "..") {
-					return fmt.Errorf("debian[%d].arches.%s: %q must not contain \"..\"", i, a, from)
-				}
-				if err := imagePath(fmt.Sprintf("debian[%d].arches.%s[%s]", i, a, from), to); err != nil {
-					return err
-				}
-			}
-		}
-		for a, m := range d.Arches {
-			if _, ok := debArch[a]; !ok {
-				return fmt.Errorf("debian[%d].arches.%s: unknown architecture (want a GOARCH name: amd64, arm64, ...)", i, a)
-			}
-			for from, to := range m {
-				if strings.Contains(from, "..") {
-					return fmt.Errorf("debian[%d].arches.%s: %q must not contain \"..\"", i, a, from)
-				}
-				if err := imagePath(fmt.Sprintf("debian[%d].arches.%s[%s]", i, a, from), to); err != nil {
-					return err
-				}
 			}
 		}
 		for to, glob := range d.Concat {

@@ -126,3 +126,39 @@ func ParseDisk(s string) (DiskSpec, error) {
 	}
 	return d, nil
 }
+
+// BootSource is the boot part of an instance plugin's Properties (embed it): exactly one of
+// Moby, Kernel, ISO or Disk names what the VM boots. What an ISO or Disk becomes (a shared
+// read-only CD, a per-instance overlay or copy) is the plugin's to say.
+type BootSource struct {
+	// Moby is a boot prefix (PREFIX-kernel, -initrd.img, -cmdline), an .iso or a disk image,
+	// resolved by FindBoot.
+	Moby string `json:"moby"`
+	// Kernel, Initrd and Cmdline boot a kernel directly (Cmdline also overrides Moby's).
+	Kernel  string `json:"kernel"`
+	Initrd  string `json:"initrd"`
+	Cmdline string `json:"cmdline"`
+	// ISO boots a CD image.
+	ISO string `json:"iso"`
+	// Disk boots a disk image.
+	Disk string `json:"disk"`
+}
+
+// Check refuses two boot sources, or none when needBoot (at Provision; a group's Instance
+// Properties may leave it to the flavor, flavor-moby setting Moby), and an Initrd or Cmdline
+// without a Kernel (a Cmdline may instead override Moby's).
+func (b BootSource) Check(needBoot bool) error {
+	n := 0
+	for _, s := range []string{b.Moby, b.Kernel, b.ISO, b.Disk} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 || (n == 0 && needBoot) {
+		return fmt.Errorf("give exactly one of moby, kernel, iso, disk (got %d; a flavor such as flavor-moby sets moby)", n)
+	}
+	if b.Kernel == "" && (b.Initrd != "" || (b.Cmdline != "" && b.Moby == "")) {
+		return errors.New("initrd and cmdline need a kernel (or moby)")
+	}
+	return nil
+}

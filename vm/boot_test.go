@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -100,6 +101,50 @@ func TestFindBootRootDisk(t *testing.T) {
 		os.WriteFile(p+"-initrd.img", nil, 0o644)
 		if b, err := FindBoot(p); err != nil || b.Initrd != p+"-initrd.img" || b.RootDisk != "" {
 			t.Errorf("%s with an initrd: %+v, %v", c.file, b, err)
+		}
+	}
+}
+
+// TestBootSource: embedded in a plugin's Properties, BootSource's keys decode as the plugin's
+// own (case-insensitively, with unknown keys still refused), and Check counts the sources.
+func TestBootSource(t *testing.T) {
+	type props struct {
+		BootSource
+		CPUs int `json:"cpus"`
+	}
+	decode := func(s string) (props, error) {
+		var p props
+		d := json.NewDecoder(strings.NewReader(s))
+		d.DisallowUnknownFields()
+		return p, d.Decode(&p)
+	}
+	p, err := decode(`{"Moby":"/m","KERNEL":"/k","initrd":"/i","cmdline":"c","iso":"/x.iso","Disk":"/d.img","cpus":2}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (BootSource{Moby: "/m", Kernel: "/k", Initrd: "/i", Cmdline: "c", ISO: "/x.iso", Disk: "/d.img"}); p.BootSource != want || p.CPUs != 2 {
+		t.Errorf("decoded %+v", p)
+	}
+	if _, err := decode(`{"moby":"/m","publish":["80:80"]}`); err == nil {
+		t.Error("unknown key accepted next to an embedded BootSource")
+	}
+	for _, tc := range []struct {
+		b        BootSource
+		needBoot bool
+		err      string
+	}{
+		{BootSource{}, false, ""},
+		{BootSource{}, true, "exactly one of moby, kernel, iso, disk (got 0"},
+		{BootSource{Moby: "/m"}, true, ""},
+		{BootSource{Kernel: "/k", Initrd: "/i", Cmdline: "c"}, true, ""},
+		{BootSource{Moby: "/m", Cmdline: "c"}, true, ""},
+		{BootSource{ISO: "/x.iso", Disk: "/d"}, false, "(got 2"},
+		{BootSource{Initrd: "/i"}, false, "initrd and cmdline need a kernel"},
+		{BootSource{ISO: "/x.iso", Cmdline: "c"}, true, "initrd and cmdline need a kernel"},
+	} {
+		err := tc.b.Check(tc.needBoot)
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%+v.Check(%v) = %v, want %q", tc.b, tc.needBoot, err, tc.err)
 		}
 	}
 }

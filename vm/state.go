@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -77,6 +78,21 @@ func OpenPluginState(root string) (string, Store, error) {
 		return "", Store{}, fmt.Errorf("close %s to other users: %w", st.Root, err)
 	}
 	return root, st, nil
+}
+
+// OpenInstances opens an instance plugin's state root (OpenPluginState) and returns the
+// Instances kept there: IDs starting with prefix, VMs run by the Backend that backend makes for
+// the absolute root, the Store and the logger. A nil log means slog.Default(). Running VMs
+// already recorded there are adopted.
+func OpenInstances(root, prefix string, log *slog.Logger, backend func(root string, st Store, log *slog.Logger) Backend) (*Instances, error) {
+	root, st, err := OpenPluginState(root)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Instances{Store: st, Backend: backend(root, st, log), Prefix: prefix, Log: log}, nil
 }
 
 // Create makes a new, empty state folder for id, mode 0700 (it holds the VM's userdata). It

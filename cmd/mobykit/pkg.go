@@ -77,6 +77,31 @@ func init() {
 		}
 		return fmt.Errorf("--output %q: want text or json", output)
 	}
+	// eachRecipe loads each recipe DIR of args in turn and calls fn with it and a Builder from
+	// the flags, on the image cache when withCache (show-tag needs none).
+	eachRecipe := func(cmd *cobra.Command, args []string, withCache bool, fn func(*pkgbuild.Builder, *pkgbuild.Recipe) error) error {
+		var c *image.Cache
+		if withCache {
+			var err error
+			if c, err = image.OpenCache(cacheDir); err != nil {
+				return err
+			}
+		}
+		b, err := builder(cmd, c)
+		if err != nil {
+			return err
+		}
+		for _, dir := range args {
+			r, err := pkgbuild.LoadRecipe(dir)
+			if err != nil {
+				return err
+			}
+			if err := fn(b, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	pkg := &cobra.Command{
 		Use:   "pkg",
 		Short: "Build mobykit's system images (images/NAME/build.yml) into the local image cache",
@@ -94,19 +119,7 @@ under one tag, ORG/NAME:HASH derived from the platforms' own tags; pkg push (wit
 --platforms) uploads it as one OCI index.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := image.OpenCache(cacheDir)
-			if err != nil {
-				return err
-			}
-			b, err := builder(cmd, c)
-			if err != nil {
-				return err
-			}
-			for _, dir := range args {
-				r, err := pkgbuild.LoadRecipe(dir)
-				if err != nil {
-					return err
-				}
+			return eachRecipe(cmd, args, true, func(b *pkgbuild.Builder, r *pkgbuild.Recipe) error {
 				res, err := b.Build(cmd.Context(), r)
 				if err != nil {
 					return err
@@ -114,17 +127,15 @@ under one tag, ORG/NAME:HASH derived from the platforms' own tags; pkg push (wit
 				if err := emit(cmd, res.Ref, res); err != nil {
 					return err
 				}
-				if push {
-					ps, err := pkgbuild.Push(cmd.Context(), pusher(c), res.Ref, registry)
-					if err != nil {
-						return err
-					}
-					if err := emitPushed(cmd, ps, cmd.ErrOrStderr()); err != nil {
-						return err
-					}
+				if !push {
+					return nil
 				}
-			}
-			return nil
+				ps, err := pkgbuild.Push(cmd.Context(), pusher(b.Cache), res.Ref, registry)
+				if err != nil {
+					return err
+				}
+				return emitPushed(cmd, ps, cmd.ErrOrStderr())
+			})
 		},
 	}
 	pushCmd := &cobra.Command{
@@ -137,28 +148,13 @@ credHelpers, as 'docker login' writes them). Blobs the registry already has are 
 again. An image cached for several platforms is pushed as one multi-platform index.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := image.OpenCache(cacheDir)
-			if err != nil {
-				return err
-			}
-			b, err := builder(cmd, c)
-			if err != nil {
-				return err
-			}
-			for _, dir := range args {
-				r, err := pkgbuild.LoadRecipe(dir)
+			return eachRecipe(cmd, args, true, func(b *pkgbuild.Builder, r *pkgbuild.Recipe) error {
+				ps, err := b.Push(cmd.Context(), r, pusher(b.Cache), registry)
 				if err != nil {
 					return err
 				}
-				ps, err := b.Push(cmd.Context(), r, pusher(c), registry)
-				if err != nil {
-					return err
-				}
-				if err := emitPushed(cmd, ps, cmd.OutOrStdout()); err != nil {
-					return err
-				}
-			}
-			return nil
+				return emitPushed(cmd, ps, cmd.OutOrStdout())
+			})
 		},
 	}
 	showTag := &cobra.Command{
@@ -166,24 +162,13 @@ again. An image cached for several platforms is pushed as one multi-platform ind
 		Short: "Print the ORG/NAME:TAG each recipe would build, without building",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := builder(cmd, nil)
-			if err != nil {
-				return err
-			}
-			for _, dir := range args {
-				r, err := pkgbuild.LoadRecipe(dir)
-				if err != nil {
-					return err
-				}
+			return eachRecipe(cmd, args, false, func(b *pkgbuild.Builder, r *pkgbuild.Recipe) error {
 				tag, err := b.Tag(cmd.Context(), r)
 				if err != nil {
 					return err
 				}
-				if err := emit(cmd, r.Repo()+":"+tag, nil); err != nil {
-					return err
-				}
-			}
-			return nil
+				return emit(cmd, r.Repo()+":"+tag, nil)
+			})
 		},
 	}
 	for _, c := range []*cobra.Command{build, showTag, pushCmd} {

@@ -81,15 +81,13 @@ func pluginStartCmd() *cobra.Command {
 				return err
 			}
 			if detach {
-				for _, kv := range groupStore.Env() {
-					k, v, _ := strings.Cut(kv, "=")
-					os.Setenv(k, v) // inherited by the detached plugin, kept off its command line
-				}
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("finding the mobykit executable: %w", err)
 				}
-				err = launcher.Detach(cmd.Context(), dir, specs, launcher.DetachOptions{Wait: wait, Command: func(s launcher.Spec) []string {
+				// The store's settings reach the detached plugin in its environment, kept off its
+				// command line.
+				err = launcher.Detach(cmd.Context(), dir, specs, launcher.DetachOptions{Wait: wait, Env: groupStore.Env(), Command: func(s launcher.Spec) []string {
 					argv := []string{exe, "plugin", "start", s.String()}
 					if s.Listen != "" {
 						argv = append(argv, "--listen", s.Listen)
@@ -237,15 +235,11 @@ func pluginExecCmd() *cobra.Command {
 				return err
 			}
 			if detach {
-				for _, kv := range groupStore.Env() {
-					k, v, _ := strings.Cut(kv, "=")
-					os.Setenv(k, v) // inherited by the detached plugin, kept off its command line
-				}
 				exe, err := os.Executable()
 				if err != nil {
 					return fmt.Errorf("finding the mobykit executable: %w", err)
 				}
-				return launcher.Detach(cmd.Context(), dir, []launcher.Spec{{Kind: "exec", Name: name}}, launcher.DetachOptions{Wait: wait,
+				return launcher.Detach(cmd.Context(), dir, []launcher.Spec{{Kind: "exec", Name: name}}, launcher.DetachOptions{Wait: wait, Env: groupStore.Env(),
 					Command: func(launcher.Spec) []string {
 						return append([]string{exe, "plugin", "exec", name}, argv...)
 					}})

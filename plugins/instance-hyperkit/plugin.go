@@ -81,14 +81,12 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping state under root (instances/<ID>/, disks/<logical ID>/).
 // Running VMs already recorded there are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, store, err := vm.OpenPluginState(root)
+	in, err := vm.OpenInstances(root, "hyperkit-", log, func(root string, _ vm.Store, _ *slog.Logger) vm.Backend {
+		return &backend{root: root}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instance-hyperkit: state root: %w", err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	in := &vm.Instances{Store: store, Backend: &backend{root: root}, Prefix: "hyperkit-", Log: log}
 	return &Plugin{Instances: in}, nil
 }
 
@@ -104,12 +102,7 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 	if err != nil {
 		return vm.Launch{}, err
 	}
-	key := string(id)
-	var lid string
-	if spec.LogicalID != nil && *spec.LogicalID != "" {
-		lid = string(*spec.LogicalID)
-		key = lid
-	}
+	key, lid := vm.InstanceKey(id, spec)
 	cfg := hyperkit.Config{
 		Binary: p.HyperKit, CPUs: p.CPUs, MemoryMB: p.Memory,
 		Kernel: p.Kernel, Initrd: p.Initrd, Cmdline: p.Cmdline,
@@ -140,14 +133,12 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 		props[vm.ShutdownTimeoutProperty] = p.ShutdownTimeout
 	}
 	if p.DiskSize > 0 {
-		path := dir.Path(filepath.Join(vm.DisksDir, "disk.img"))
-		if lid != "" {
-			if err := vm.CheckName(lid); err != nil {
-				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
-			}
-			path = filepath.Join(b.root, "disks", lid, "disk.img")
+		// With a logical ID the disk is always kept for the next instance of it.
+		path, err := vm.DiskPath(b.root, dir, spec, "disk.img", true)
+		if err != nil {
+			return vm.Launch{}, err
 		}
-		if err := createRaw(path, int64(p.DiskSize)<<20); err != nil {
+		if err := vm.CreateRawDisk(path, int64(p.DiskSize)<<20); err != nil {
 			return vm.Launch{}, err
 		}
 		cfg.Disks = append(cfg.Disks, path)
@@ -182,26 +173,6 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 		return vm.Launch{}, err
 	}
 	return vm.Launch{Argv: argv, Properties: props}, nil
-}
-
-// createRaw creates a sparse raw disk of size bytes unless path exists.
-func createRaw(path string, size int64) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("create disk %s: %w", path, err)
-	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("size disk %s: %w", path, err)
-	}
-	return f.Close()
 }
 
 // Shutdown sends SIGTERM, which HyperKit turns into an ACPI power-button press.

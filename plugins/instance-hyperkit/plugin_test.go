@@ -13,6 +13,7 @@ import (
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/vm"
 	"github.com/mobykit/mobykit/vm/hyperkit"
+	"github.com/mobykit/mobykit/vm/vmtest"
 )
 
 // fakeHyperKit builds the stand-in HyperKit executable.
@@ -26,29 +27,7 @@ func fakeHyperKit(t *testing.T) string {
 	return bin
 }
 
-func bootFiles(t *testing.T) string {
-	dir := t.TempDir()
-	prefix := filepath.Join(dir, "hello")
-	os.WriteFile(prefix+"-kernel", []byte("k"), 0o644)
-	os.WriteFile(prefix+"-initrd.img", []byte("i"), 0o644)
-	os.WriteFile(prefix+"-cmdline", []byte("console=ttyS0\n"), 0o644)
-	return prefix
-}
-
-func waitFile(t *testing.T, path, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in %s: %q", want, path, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func bootFiles(t *testing.T) string { return vmtest.BootPrefix(t, []byte("k")) }
 
 // TestLifecycleWithStandIn runs the plugin's whole contract against the stand-in: the command
 // line HyperKit gets (LinuxKit-style Properties, vpnkit with a stable UUID and the logical ID
@@ -80,7 +59,7 @@ func TestLifecycleWithStandIn(t *testing.T) {
 	if len(ds) != 1 || ds[0].ID != *id || *ds[0].LogicalID != lid {
 		t.Fatalf("listed right after Provision: %+v", ds)
 	}
-	waitFile(t, dir.Path("console-ring"), "fake kernel booting")
+	vmtest.WaitFile(t, dir.Path("console-ring"), "fake kernel booting")
 	var argv []string
 	if err := dir.ReadJSON("argv.json", &argv); err != nil {
 		t.Fatal(err)
@@ -144,7 +123,7 @@ func TestDestroyKillsStandInIgnoringACPI(t *testing.T) {
 	ds, _ := p.DescribeInstances(ctx, nil, true)
 	var pr map[string]any
 	json.Unmarshal(ds[0].Properties, &pr)
-	waitFile(t, pr["console"].(string), "fake kernel booting")
+	vmtest.WaitFile(t, pr["console"].(string), "fake kernel booting")
 	var proc vm.Process
 	vm.ReadJSON(filepath.Join(pr["state_dir"].(string), vm.ProcessFile), &proc)
 	if err := p.Destroy(ctx, *id, spi.Context{Reason: spi.ReasonTerminate}); err != nil {

@@ -37,17 +37,15 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping its state under root: instances/<ID>/ per VM and
 // disks/<logical ID>/ for persistent disks. VMs already running under root are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, store, err := vm.OpenPluginState(root)
+	var b *backend
+	in, err := vm.OpenInstances(root, "qemu-", log, func(root string, st vm.Store, log *slog.Logger) vm.Backend {
+		b = &backend{root: root, store: st, log: log}
+		return b
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instance-qemu: state root: %w", err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	b := &backend{root: root, log: log}
-	in := &vm.Instances{Store: store, Backend: b, Prefix: "qemu-", Log: log}
-	b.store = in.Store
-	p := &Plugin{Instances: in, root: root, imds: imds.New()}
+	p := &Plugin{Instances: in, root: b.root, imds: imds.New()}
 	b.plugin = p
 	if exe, err := os.Executable(); err == nil && strings.HasPrefix(filepath.Base(exe), "mobykit") {
 		p.IMDSRelay = func(target string) []string { return []string{exe, "metadata", "connect", target} }
@@ -149,10 +147,7 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 	if err != nil {
 		return vm.Launch{}, err
 	}
-	key := string(id)
-	if spec.LogicalID != nil && *spec.LogicalID != "" {
-		key = string(*spec.LogicalID)
-	}
+	key, _ := vm.InstanceKey(id, spec)
 	cfg := qemu.Config{
 		Binary: p.QEMU, Name: string(id), Accel: p.Accel, CPUs: p.CPUs, MemoryMB: p.Memory,
 		Console: dir.Path(vm.ConsoleFile), QMP: dir.Path(vm.QMPFile), NoReboot: true, Extra: p.ExtraArgs,
@@ -221,12 +216,9 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 		if format == "" {
 			format = "qcow2"
 		}
-		path := dir.Path(filepath.Join(vm.DisksDir, fmt.Sprintf("disk%d.%s", i, format)))
-		if d.Persistent && spec.LogicalID != nil && *spec.LogicalID != "" {
-			if err := vm.CheckName(string(*spec.LogicalID)); err != nil {
-				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
-			}
-			path = filepath.Join(b.root, "disks", string(*spec.LogicalID), fmt.Sprintf("disk%d.%s", i, format))
+		path, err := vm.DiskPath(b.root, dir, spec, fmt.Sprintf("disk%d.%s", i, format), d.Persistent)
+		if err != nil {
+			return vm.Launch{}, err
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return vm.Launch{}, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/vm"
 	"github.com/mobykit/mobykit/vm/qemu"
 )
 
@@ -16,16 +17,9 @@ import (
 // Exactly one boot source is needed: Moby (a prefix, .iso or disk image, as `mobykit run
 // qemu` takes), Kernel (with optional Initrd and Cmdline), ISO, or Disk.
 type Properties struct {
-	// Moby is a boot prefix (PREFIX-kernel, -initrd.img, -cmdline), an .iso or a disk image.
-	Moby string `json:"moby"`
-	// Kernel, Initrd and Cmdline boot a kernel directly.
-	Kernel  string `json:"kernel"`
-	Initrd  string `json:"initrd"`
-	Cmdline string `json:"cmdline"`
-	// ISO boots a CD image (shared read-only by all instances).
-	ISO string `json:"iso"`
-	// Disk boots a disk image; each instance gets a copy-on-write qcow2 overlay of it.
-	Disk string `json:"disk"`
+	// The boot source: moby, kernel (initrd, cmdline), iso or disk. An ISO is shared
+	// read-only by all instances; each instance boots a copy-on-write qcow2 overlay of a Disk.
+	vm.BootSource
 
 	// CPUs defaults to 1, Memory (MiB) to 512.
 	CPUs   int `json:"cpus"`
@@ -102,17 +96,8 @@ func parse(raw spi.Any, needBoot bool) (Properties, error) {
 }
 
 func (p Properties) check(needBoot bool) error {
-	n := 0
-	for _, s := range []string{p.Moby, p.Kernel, p.ISO, p.Disk} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 || (n == 0 && needBoot) {
-		return fmt.Errorf("instance-qemu: Properties: give exactly one of moby, kernel, iso, disk (got %d; a flavor such as flavor-moby sets moby)", n)
-	}
-	if p.Kernel == "" && (p.Initrd != "" || (p.Cmdline != "" && p.Moby == "")) {
-		return fmt.Errorf("instance-qemu: Properties: initrd and cmdline need a kernel (or moby)")
+	if err := p.BootSource.Check(needBoot); err != nil {
+		return fmt.Errorf("instance-qemu: Properties: %w", err)
 	}
 	if p.CPUs < 0 || p.Memory < 0 {
 		return fmt.Errorf("instance-qemu: Properties: cpus and memory must not be negative")

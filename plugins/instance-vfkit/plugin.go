@@ -39,14 +39,12 @@ var _ spi.Instance = (*Plugin)(nil)
 // New returns a plugin keeping state under root (instances/<ID>/, disks/<logical ID>/).
 // Running VMs already recorded there are adopted.
 func New(root string, log *slog.Logger) (*Plugin, error) {
-	root, store, err := vm.OpenPluginState(root)
+	in, err := vm.OpenInstances(root, "vfkit-", log, func(root string, st vm.Store, _ *slog.Logger) vm.Backend {
+		return &backend{root: root, store: st}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instance-vfkit: state root: %w", err)
 	}
-	if log == nil {
-		log = slog.Default()
-	}
-	in := &vm.Instances{Store: store, Backend: &backend{root: root, store: store}, Prefix: "vfkit-", Log: log}
 	return &Plugin{Instances: in}, nil
 }
 
@@ -110,12 +108,7 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 	if err != nil {
 		return vm.Launch{}, err
 	}
-	key := string(id)
-	var lid string
-	if spec.LogicalID != nil && *spec.LogicalID != "" {
-		lid = string(*spec.LogicalID)
-		key = lid
-	}
+	key, _ := vm.InstanceKey(id, spec)
 	cfg := vfkit.Config{
 		Binary: p.VFKit, CPUs: p.CPUs, MemoryMB: p.Memory,
 		Console: dir.Path(vm.ConsoleFile), RESTSocket: dir.Path(RESTFile),
@@ -172,15 +165,11 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 	// Data disks.
 	for i, d := range p.Disks {
 		size, _ := vfkit.ParseSize(d.Size)
-		name := fmt.Sprintf("disk%d.img", i)
-		path := dir.Path(filepath.Join(vm.DisksDir, name))
-		if d.Persistent && lid != "" {
-			if err := vm.CheckName(lid); err != nil {
-				return vm.Launch{}, fmt.Errorf("persistent disk: logical ID: %w", err)
-			}
-			path = filepath.Join(b.root, "disks", lid, name)
+		path, err := vm.DiskPath(b.root, dir, spec, fmt.Sprintf("disk%d.img", i), d.Persistent)
+		if err != nil {
+			return vm.Launch{}, err
 		}
-		if err := createRaw(path, size); err != nil {
+		if err := vm.CreateRawDisk(path, size); err != nil {
 			return vm.Launch{}, err
 		}
 		cfg.Disks = append(cfg.Disks, path)
@@ -342,33 +331,6 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// createRaw creates a sparse raw disk of size bytes unless a disk is there already. What is
-// there must be a regular file: a symlink or device planted in the disks folder would hand
-// vfkit (and the guest) a file the plugin never made.
-func createRaw(path string, size int64) error {
-	if fi, err := os.Lstat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			return fmt.Errorf("disk %s exists and is not a regular file (%s): refusing to attach it", path, fi.Mode().Type())
-		}
-		return nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("disk %s: %w", path, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("create disk %s: %w", path, err)
-	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("size disk %s: %w", path, err)
-	}
-	return f.Close()
 }
 
 // maxRecord bounds a launch.json read back from another state folder.

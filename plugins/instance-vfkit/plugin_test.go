@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mobykit/mobykit/spi"
 	"github.com/mobykit/mobykit/vm"
 	"github.com/mobykit/mobykit/vm/vfkit"
+	"github.com/mobykit/mobykit/vm/vmtest"
 )
 
 // standIn makes the plugin's VMs run the stand-in vfkit in the given mode and returns its path.
@@ -48,32 +48,13 @@ func shortDir(t *testing.T) string {
 	return d
 }
 
+// bootFiles is a boot prefix whose kernel is gzip-compressed, as Debian's arm64 vmlinuz is.
 func bootFiles(t *testing.T) string {
-	dir := t.TempDir()
-	prefix := filepath.Join(dir, "hello")
 	var k bytes.Buffer
 	zw := gzip.NewWriter(&k)
 	zw.Write([]byte("uncompressed kernel"))
 	zw.Close()
-	os.WriteFile(prefix+"-kernel", k.Bytes(), 0o644)
-	os.WriteFile(prefix+"-initrd.img", []byte("i"), 0o644)
-	os.WriteFile(prefix+"-cmdline", []byte("console=ttyS0\n"), 0o644)
-	return prefix
-}
-
-func waitFile(t *testing.T, path, want string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in %s: %q", want, path, b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return vmtest.BootPrefix(t, k.Bytes())
 }
 
 func describe(t *testing.T, p *Plugin, tags map[string]string) []map[string]any {
@@ -126,7 +107,7 @@ func TestLifecycleWithStandIn(t *testing.T) {
 	if len(ds) != 1 || ds[0]["id"] != string(*id) {
 		t.Fatalf("listed right after Provision: %+v", ds)
 	}
-	waitFile(t, dir.Path(vm.ConsoleFile), "fake kernel booting")
+	vmtest.WaitFile(t, dir.Path(vm.ConsoleFile), "fake kernel booting")
 	ds = describe(t, p, nil)
 	if ds[0]["vm_state"] != "VirtualMachineStateRunning" || ds[0]["address"] != "10.98.0.10/24" || ds[0]["mac"] != vfkit.MAC("web-1") {
 		t.Fatalf("described: %+v", ds[0])
@@ -207,7 +188,7 @@ func TestEFIDiskBoot(t *testing.T) {
 	defer p.Destroy(ctx, *id, spi.Context{})
 	ds := describe(t, p, nil)
 	dir := vm.Dir(ds[0]["state_dir"].(string))
-	waitFile(t, dir.Path(vm.ConsoleFile), "fake kernel booting: (efi)")
+	vmtest.WaitFile(t, dir.Path(vm.ConsoleFile), "fake kernel booting: (efi)")
 	var argv []string
 	dir.ReadJSON("argv.json", &argv)
 	want, _ := vfkit.Config{EFIVarStore: dir.Path(EFIVarsFile), BootDisk: dir.Path("disks/boot.img"),
@@ -239,7 +220,7 @@ func TestDestroyKillsStandInIgnoringStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := describe(t, p, nil)
-	waitFile(t, ds[0]["console"].(string), "fake kernel booting")
+	vmtest.WaitFile(t, ds[0]["console"].(string), "fake kernel booting")
 	var proc vm.Process
 	vm.ReadJSON(filepath.Join(ds[0]["state_dir"].(string), vm.ProcessFile), &proc)
 	if err := p.Destroy(ctx, *id, spi.Context{Reason: spi.ReasonTerminate}); err != nil {
@@ -263,7 +244,7 @@ func TestStopRefusedFallsBackToHardStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	ds := describe(t, p, nil)
-	waitFile(t, ds[0]["console"].(string), "fake kernel booting")
+	vmtest.WaitFile(t, ds[0]["console"].(string), "fake kernel booting")
 	if err := p.Destroy(ctx, *id, spi.Context{}); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +269,7 @@ func TestHostileRESTSocketBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			ds := describe(t, p, nil)
-			waitFile(t, ds[0]["console"].(string), "fake kernel booting")
+			vmtest.WaitFile(t, ds[0]["console"].(string), "fake kernel booting")
 			ds = describe(t, p, nil)
 			e, _ := ds[0]["vm_state_error"].(string)
 			if _, ok := ds[0]["vm_state"]; ok || !strings.Contains(e, RESTFile) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mobykit/mobykit/spi"
+	"github.com/mobykit/mobykit/vm"
 	"github.com/mobykit/mobykit/vm/vfkit"
 )
 
@@ -17,16 +18,11 @@ import (
 // would otherwise be silently ignored). Exactly one boot source is needed at Provision: Moby
 // (a boot prefix, .iso or raw disk image, as flavor-moby sets it), Kernel, ISO or Disk.
 type Properties struct {
-	// Moby is a boot prefix (PREFIX-kernel, -initrd.img, -cmdline), an .iso or a raw disk image.
-	Moby string `json:"moby"`
-	// Kernel, Initrd and Cmdline boot Linux directly (Cmdline also overrides Moby's).
-	Kernel  string `json:"kernel"`
-	Initrd  string `json:"initrd"`
-	Cmdline string `json:"cmdline"`
-	// ISO boots a CD image by EFI (attached read-only, shared by all instances).
-	ISO string `json:"iso"`
-	// Disk boots a raw disk image by EFI; each instance boots its own copy (a clone on APFS).
-	Disk string `json:"disk"`
+	// The boot source: moby (a boot prefix, an .iso or a raw disk image), kernel (initrd,
+	// cmdline), iso or disk. An ISO boots by EFI, attached read-only and shared by all
+	// instances; a Disk is a raw image booted by EFI, each instance its own copy (a clone on
+	// APFS).
+	vm.BootSource
 
 	// CPUs defaults to 1, Memory (MiB) to 1024.
 	CPUs   int `json:"cpus"`
@@ -97,17 +93,8 @@ func parse(raw spi.Any, needBoot bool) (Properties, error) {
 }
 
 func (p Properties) check(needBoot bool) error {
-	n := 0
-	for _, s := range []string{p.Moby, p.Kernel, p.ISO, p.Disk} {
-		if s != "" {
-			n++
-		}
-	}
-	if n > 1 || (n == 0 && needBoot) {
-		return fmt.Errorf("instance-vfkit: Properties: give exactly one of moby, kernel, iso, disk (got %d; a flavor such as flavor-moby sets moby)", n)
-	}
-	if p.Kernel == "" && (p.Initrd != "" || (p.Cmdline != "" && p.Moby == "")) {
-		return fmt.Errorf("instance-vfkit: Properties: initrd and cmdline need a kernel (or moby)")
+	if err := p.BootSource.Check(needBoot); err != nil {
+		return fmt.Errorf("instance-vfkit: Properties: %w", err)
 	}
 	if p.CPUs < 0 || p.Memory < 0 || p.CPUs > 512 || p.Memory > 1<<24 {
 		return fmt.Errorf("instance-vfkit: Properties: cpus (0..512) and memory (MiB, 0..16777216) out of range")

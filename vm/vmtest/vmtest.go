@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 // entry is one initramfs member.
@@ -123,3 +124,34 @@ func (r *Initrd) Write(t testing.TB, path string) string {
 }
 
 func pad4(n int) int { return (4 - n%4) % 4 }
+
+// BootPrefix writes a boot prefix as `mobykit build` leaves one (PREFIX-kernel holding
+// kernel, PREFIX-initrd.img, PREFIX-cmdline "console=ttyS0") in a temporary folder and returns
+// PREFIX, for the plugin tests whose stand-in hypervisors only read the paths.
+func BootPrefix(t testing.TB, kernel []byte) string {
+	t.Helper()
+	prefix := filepath.Join(t.TempDir(), "hello")
+	for suffix, data := range map[string][]byte{"-kernel": kernel, "-initrd.img": []byte("i"), "-cmdline": []byte("console=ttyS0\n")} {
+		if err := os.WriteFile(prefix+suffix, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return prefix
+}
+
+// WaitFile waits (up to 10 s) until the file at path contains want, as a stand-in hypervisor
+// writes its events or console.
+func WaitFile(t testing.TB, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in %s: %q", want, path, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -22,16 +21,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/mobykit/mobykit/group"
 	"github.com/mobykit/mobykit/group/cli"
-	"github.com/mobykit/mobykit/group/store"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/launcher/vanilla"
 	instanceaws "github.com/mobykit/mobykit/plugins/instance-aws"
 	"github.com/mobykit/mobykit/plugins/instance-aws/ami"
 	"github.com/mobykit/mobykit/plugins/instance-aws/internal/awstest"
 	"github.com/mobykit/mobykit/spi"
-	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
 )
 
@@ -173,15 +169,8 @@ func TestExampleQuorumOnMoto(t *testing.T) {
 	ctx := context.Background()
 	cfg := awstest.Config(t, endpoint)
 	raw := ec2.NewFromConfig(cfg)
-	vpc, err := raw.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.0.0.0/16")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := raw.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.0.1.0/24")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sg, err := raw.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{VpcId: vpc.Vpc.VpcId, GroupName: aws.String(fmt.Sprint("etcd-", time.Now().UnixNano())), Description: aws.String("etcd peers")})
+	vpcID, subnetID := createSubnet(t, raw, "10.0.0.0/16", "10.0.1.0/24")
+	sg, err := raw.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{VpcId: &vpcID, GroupName: aws.String(fmt.Sprint("etcd-", time.Now().UnixNano())), Description: aws.String("etcd peers")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,42 +184,15 @@ func TestExampleQuorumOnMoto(t *testing.T) {
 	}
 	groupID := fmt.Sprintf("etcd-%d", time.Now().UnixNano())
 	spec := func(digest string) spi.GroupSpec {
-		p := bytes.ReplaceAll(example.Properties, []byte("subnet-0123456789abcdef0"), []byte(*sn.Subnet.SubnetId))
+		p := bytes.ReplaceAll(example.Properties, []byte("subnet-0123456789abcdef0"), []byte(subnetID))
 		p = bytes.ReplaceAll(p, []byte("sg-0123456789abcdef0"), []byte(*sg.GroupId))
 		p = bytes.ReplaceAll(p, []byte("sha256:"+strings.Repeat("0", 64)), []byte(digest))
 		return spi.GroupSpec{ID: spi.GroupID(groupID), Properties: p}
 	}
 
-	// Unix socket paths must stay short: not t.TempDir(), whose path holds the test name.
-	dir, err := os.MkdirTemp("", "mkaws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	plugin, err := instanceaws.Open(ctx, instanceaws.Options{Endpoint: endpoint, MaxBackoff: 10 * time.Millisecond, PageSize: 5, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, p := range map[string]rpc.Plugin{"instance-aws": rpc.Instance(plugin), "vanilla": rpc.Flavor(vanilla.Flavor{})} {
-		srv, err := rpc.Start(filepath.Join(dir, name), p)
-		if err != nil {
-			t.Fatalf("serve %s: %v", name, err)
-		}
-		t.Cleanup(func() { srv.Close() })
-	}
-	ctl := group.New(group.RPCPlugins{Find: func(l string) (string, error) { return discovery.Find(dir, l) }},
-		store.NewMemory(), group.Options{PollInterval: 50 * time.Millisecond, Logger: quiet})
-	if err := ctl.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ctl.Stop)
-	gsrv, err := rpc.Start(filepath.Join(dir, "group"), rpc.Group(ctl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gsrv.Close() })
-	gc := rpc.NewGroupClient(filepath.Join(dir, "group"), "group")
+	h := newHarness(t, "mkaws")
+	plugin := h.openAWS(t, ctx, instanceaws.Options{Endpoint: endpoint, MaxBackoff: 10 * time.Millisecond, PageSize: 5})
+	gc := h.serve(t, ctx, map[string]rpc.Plugin{"instance-aws": rpc.Instance(plugin), "vanilla": rpc.Flavor(vanilla.Flavor{})}, 50*time.Millisecond)
 
 	ips := []string{"10.0.1.10", "10.0.1.11", "10.0.1.12"}
 	const userData = `{"etcd":{"entries":{"initial-cluster":{"content":"10.0.1.10,10.0.1.11,10.0.1.12"},"data-device":{"content":"/dev/nvme1n1"}}}}`
@@ -331,10 +293,7 @@ func TestExampleQuorumOnMoto(t *testing.T) {
 
 	// 3. Destroy: nothing left running.
 	start = time.Now()
-	if err := gc.DestroyGroup(ctx, spi.GroupID(groupID)); err != nil {
-		t.Fatalf("DestroyGroup: %v", err)
-	}
-	waitFor(t, "no members", 30*time.Second, func() bool { return len(live(t, raw, groupID)) == 0 })
+	destroy(t, gc, raw, groupID)
 	t.Logf("destroy: %s", time.Since(start).Round(time.Millisecond))
 }
 

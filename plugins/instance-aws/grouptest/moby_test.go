@@ -15,8 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/mobykit/mobykit/assembler/image"
-	"github.com/mobykit/mobykit/group"
-	"github.com/mobykit/mobykit/group/store"
 	"github.com/mobykit/mobykit/internal/testenv"
 	"github.com/mobykit/mobykit/pkgbuild"
 	flavormoby "github.com/mobykit/mobykit/plugins/flavor-moby"
@@ -24,7 +22,6 @@ import (
 	"github.com/mobykit/mobykit/plugins/instance-aws/ami"
 	"github.com/mobykit/mobykit/plugins/instance-aws/internal/awstest"
 	"github.com/mobykit/mobykit/spi"
-	"github.com/mobykit/mobykit/spi/discovery"
 	"github.com/mobykit/mobykit/spi/rpc"
 )
 
@@ -64,57 +61,23 @@ func TestMobyAWSGroupOnMoto(t *testing.T) {
 	buildSystemImages(t)
 	ctx := context.Background()
 	raw := ec2.NewFromConfig(awstest.Config(t, endpoint))
-	vpc, err := raw.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.30.0.0/16")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := raw.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.30.1.0/24")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, subnetID := createSubnet(t, raw, "10.30.0.0/16", "10.30.1.0/24")
 
-	// Unix socket paths must stay short: not t.TempDir(), whose path holds the test name.
-	dir, err := os.MkdirTemp("", "mkmoby")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	plugin, err := instanceaws.Open(ctx, instanceaws.Options{Endpoint: endpoint, MaxBackoff: 10 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fm, err := flavormoby.New(filepath.Join(dir, "flavor"), flavormoby.AssemblerBuilder{CacheDir: os.Getenv("MOBYKIT_CACHE")}, quiet)
+	h := newHarness(t, "mkmoby")
+	plugin := h.openAWS(t, ctx, instanceaws.Options{Endpoint: endpoint, MaxBackoff: 10 * time.Millisecond})
+	fm, err := flavormoby.New(filepath.Join(h.dir, "flavor"), flavormoby.AssemblerBuilder{CacheDir: os.Getenv("MOBYKIT_CACHE")}, h.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fm.Close() })
-	for name, p := range map[string]rpc.Plugin{"instance-aws": rpc.Instance(plugin), "flavor-moby": rpc.Flavor(fm)} {
-		srv, err := rpc.Start(filepath.Join(dir, name), p)
-		if err != nil {
-			t.Fatalf("serve %s: %v", name, err)
-		}
-		t.Cleanup(func() { srv.Close() })
-	}
-	ctl := group.New(group.RPCPlugins{Find: func(l string) (string, error) { return discovery.Find(dir, l) }},
-		store.NewMemory(), group.Options{PollInterval: 100 * time.Millisecond, Logger: quiet})
-	if err := ctl.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ctl.Stop)
-	gsrv, err := rpc.Start(filepath.Join(dir, "group"), rpc.Group(ctl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gsrv.Close() })
-	gc := rpc.NewGroupClient(filepath.Join(dir, "group"), "group")
+	gc := h.serve(t, ctx, map[string]rpc.Plugin{"instance-aws": rpc.Instance(plugin), "flavor-moby": rpc.Flavor(fm)}, 100*time.Millisecond)
 
 	groupID := fmt.Sprintf("moby-%d", time.Now().UnixNano())
 	spec := func(cmdline string) spi.GroupSpec {
 		props, err := json.Marshal(map[string]any{
 			"Allocation": map[string]any{"Size": 2},
 			"Instance": map[string]any{"Plugin": "instance-aws", "Properties": map[string]any{
-				"RunInstancesInput": map[string]any{"InstanceType": "t3.micro", "SubnetId": *sn.Subnet.SubnetId},
+				"RunInstancesInput": map[string]any{"InstanceType": "t3.micro", "SubnetId": subnetID},
 				"Import":            map[string]any{"BootMode": "legacy-bios"},
 			}},
 			"Flavor": map[string]any{"Plugin": "flavor-moby", "Properties": map[string]any{
@@ -242,8 +205,5 @@ func TestMobyAWSGroupOnMoto(t *testing.T) {
 		t.Errorf("members after committing the same spec %+v, want %+v unchanged", ms, second)
 	}
 
-	if err := gc.DestroyGroup(ctx, spi.GroupID(groupID)); err != nil {
-		t.Fatalf("DestroyGroup: %v", err)
-	}
-	waitFor(t, "no members", 30*time.Second, func() bool { return len(live(t, raw, groupID)) == 0 })
+	destroy(t, gc, raw, groupID)
 }
