@@ -223,7 +223,7 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return vm.Launch{}, err
 		}
-		if err := qemu.CreateDisk(path, format, d.Size); err != nil {
+		if err := qemu.CreateStateDisk(path, format, d.Size); err != nil {
 			return vm.Launch{}, err
 		}
 		cfg.Disks = append(cfg.Disks, qemu.Disk{Path: path, Format: format})

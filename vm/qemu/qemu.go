@@ -1,9 +1,13 @@
 package qemu
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -421,7 +425,8 @@ func KVMUsable() bool {
 }
 
 // CreateDisk creates a disk image of size (e.g. "1G") and format with qemu-img, unless path
-// exists already.
+// already holds one, which is then used as it is. For a path the user named; a disk in a
+// state folder goes through CreateStateDisk.
 func CreateDisk(path, format, size string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
@@ -435,6 +440,86 @@ func CreateDisk(path, format, size string) error {
 		return fmt.Errorf("qemu-img create %s (%s, %s): %w: %s", path, format, size, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// CreateStateDisk is CreateDisk for a disk kept in a state folder (a persistent disk from an
+// earlier VM). What is found there is checked first: anything but a regular file (a planted
+// symlink or device would hand the VM another file or a host disk) is refused, and so is an
+// image that names other files QEMU would open with it (a qcow2 backing file or external data
+// file).
+func CreateStateDisk(path, format, size string) error {
+	fi, err := os.Lstat(path)
+	if err == nil {
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("disk %s: a %s, not a regular file: refused", path, fileKind(fi.Mode()))
+		}
+		return checkDiskRefs(path)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disk %s: %w", path, err)
+	}
+	return CreateDisk(path, format, size)
+}
+
+// maxImageInfo bounds what qemu-img info may print about one image.
+const maxImageInfo = 1 << 20
+
+// checkDiskRefs refuses an existing disk image that refers to other files.
+func checkDiskRefs(path string) error {
+	cmd := exec.Command("qemu-img", "info", "--output=json", "-U", path)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &limitWriter{w: &out, n: maxImageInfo}, &limitWriter{w: &errOut, n: 64 << 10}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("disk %s: qemu-img info: %w: %s", path, err, strings.TrimSpace(errOut.String()))
+	}
+	var info struct {
+		Format          string `json:"format"`
+		BackingFilename string `json:"backing-filename"`
+		FullBacking     string `json:"full-backing-filename"`
+		FormatSpecific  struct {
+			Data struct {
+				DataFile string `json:"data-file"`
+			} `json:"data"`
+		} `json:"format-specific"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
+		return fmt.Errorf("disk %s: qemu-img info: %w", path, err)
+	}
+	switch {
+	case info.BackingFilename != "" || info.FullBacking != "":
+		return fmt.Errorf("disk %s: a %s image with a backing file (%q): refused", path, info.Format, info.BackingFilename+info.FullBacking)
+	case info.FormatSpecific.Data.DataFile != "":
+		return fmt.Errorf("disk %s: a %s image with an external data file (%q): refused", path, info.Format, info.FormatSpecific.Data.DataFile)
+	}
+	return nil
+}
+
+// limitWriter keeps the first n bytes written to it and drops the rest.
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	k := min(len(p), l.n)
+	if k > 0 {
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symlink"
+	case m.IsDir():
+		return "folder"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	default:
+		return "special file"
+	}
 }
 
 func hasVirtFlag(cpuinfo string) bool {

@@ -194,7 +194,11 @@ func Run(ctx context.Context, o RunOptions) error {
 			if f == "" && !strings.HasSuffix(p, ".qcow2") {
 				f = "raw"
 			}
-			if err := CreateDisk(p, f, d.Size); err != nil {
+			create := CreateDisk
+			if d.Path == "" { // in the state folder
+				create = CreateStateDisk
+			}
+			if err := create(p, f, d.Size); err != nil {
 				return fmt.Errorf("run %s: %w", o.Path, err)
 			}
 		} else if _, err := os.Stat(p); err != nil {
