@@ -76,7 +76,8 @@ type writer struct {
 	mu      sync.Mutex
 	acked   map[int]time.Time
 	ticks   int
-	last    string // the endpoint that took the last write
+	last    string    // the endpoint that took the last write
+	start   time.Time // write N is due at start + N*100ms
 	stopped chan struct{}
 	done    chan struct{}
 }
@@ -127,6 +128,9 @@ func (w *writer) run() {
 	defer wg.Wait()
 	slots := make(chan struct{}, maxInFlight)
 	start := time.Now()
+	w.mu.Lock()
+	w.start = start
+	w.mu.Unlock()
 	tk := time.NewTicker(100 * time.Millisecond)
 	defer tk.Stop()
 	for {
@@ -170,11 +174,22 @@ func (w *writer) times() []time.Time {
 	return out
 }
 
-// window is the writer's record between two instants: writes due, writes acknowledged, and
-// the longest time between two acknowledged writes.
+// window is the writer's record between two instants: the writes due then, how many of those
+// etcd acknowledged (then or later), and the longest time between two acknowledgements.
 func (w *writer) window(from, to time.Time) (due, acked int, maxGap gap) {
-	ts := within(w.times(), from, to)
-	return int(to.Sub(from) / (100 * time.Millisecond)), len(ts), longest(ts, from, to)
+	w.mu.Lock()
+	for n := 0; n < w.ticks; n++ {
+		at := w.start.Add(time.Duration(n) * 100 * time.Millisecond)
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		due++
+		if _, ok := w.acked[n]; ok {
+			acked++
+		}
+	}
+	w.mu.Unlock()
+	return due, acked, longest(within(w.times(), from, to), from, to)
 }
 
 // prober asks every member, every probePeriod, for a linearizable read of one key. etcd
