@@ -1,12 +1,10 @@
 package vm
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -199,21 +197,4 @@ func ReadJSON(path string, v any) error {
 		return fmt.Errorf("decode %s: %w", path, err)
 	}
 	return nil
-}
-
-// FirstFreeAddress returns, in CIDR form, the lowest address of subnet from .10 up (below the
-// broadcast address) that used does not hold, or false when every one is taken. The QEMU and
-// vfkit plugins allocate group-network addresses with it.
-func FirstFreeAddress(subnet *net.IPNet, used map[string]bool) (string, bool) {
-	ones, _ := subnet.Mask.Size()
-	base := binary.BigEndian.Uint32(subnet.IP.To4())
-	size := uint32(1) << (32 - ones)
-	for i := uint32(10); i < size-1; i++ {
-		ip := make(net.IP, 4)
-		binary.BigEndian.PutUint32(ip, base+i)
-		if !used[ip.String()] {
-			return fmt.Sprintf("%s/%d", ip, ones), true
-		}
-	}
-	return "", false
 }
