@@ -281,7 +281,7 @@ func (b *backend) Launch(ctx context.Context, dir vm.Dir, id spi.ID, spec spi.Sp
 		cfg.NICs = append(cfg.NICs, nic)
 	}
 	if n := p.Network; n != nil {
-		addr, err := b.allocate(n, spec.LogicalID)
+		addr, err := vm.AllocateAddress(b.store, n.Name, n.Subnet, spec.LogicalID)
 		if err != nil {
 			return vm.Launch{}, err
 		}
@@ -369,37 +369,6 @@ func freePort(proto, addr string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// allocate returns the VM's address on network n in CIDR form: the logical ID when it is an
-// IPv4 address, else the lowest address from .10 up that no other instance of this plugin
-// holds on the same network. Called with the Instances lock held (inside Provision).
-func (b *backend) allocate(n *Network, lid *spi.LogicalID) (string, error) {
-	ipn, err := n.subnet()
-	if err != nil {
-		return "", err
-	}
-	ones, _ := ipn.Mask.Size()
-	if lid != nil {
-		if ip := net.ParseIP(string(*lid)); ip != nil && ip.To4() != nil {
-			return fmt.Sprintf("%s/%d", ip.To4(), ones), nil
-		}
-	}
-	used := map[string]bool{}
-	ids, _ := b.store.List()
-	for _, id := range ids {
-		var lp launchProps
-		if err := vm.ReadJSON(filepath.Join(b.store.Root, id, vm.LaunchFile), &lp); err == nil && lp.Network == n.Name {
-			ip, _, _ := net.ParseCIDR(lp.Address)
-			if ip != nil {
-				used[ip.String()] = true
-			}
-		}
-	}
-	if addr, ok := vm.FirstFreeAddress(ipn, used); ok {
-		return addr, nil
-	}
-	return "", fmt.Errorf("network %s: no free address in %s", n.Name, ipn)
 }
 
 func (b *backend) Shutdown(ctx context.Context, dir vm.Dir, _ *vm.Process) error {

@@ -145,8 +145,8 @@ func (p Properties) check(needBoot bool) error {
 		if p.Network.Name == "" {
 			return fmt.Errorf("instance-qemu: Properties.network.name is required")
 		}
-		if _, err := p.Network.subnet(); err != nil {
-			return err
+		if _, err := vm.ParseSubnet(p.Network.Subnet); err != nil {
+			return fmt.Errorf("instance-qemu: Properties.network.%w", err)
 		}
 		if p.Network.Mcast != "" && p.Network.VDE != "" {
 			return fmt.Errorf("instance-qemu: Properties.network: give mcast or vde, not both")
@@ -175,16 +175,4 @@ func parsePublish(s string) (qemu.Forward, error) {
 		return f, err
 	}
 	return qemu.ParseForward(s)
-}
-
-func (n *Network) subnet() (*net.IPNet, error) {
-	s := n.Subnet
-	if s == "" {
-		s = "10.99.0.0/24"
-	}
-	_, ipn, err := net.ParseCIDR(s)
-	if err != nil || ipn.IP.To4() == nil {
-		return nil, fmt.Errorf("instance-qemu: Properties.network.subnet %q: want an IPv4 CIDR", s)
-	}
-	return ipn, nil
 }

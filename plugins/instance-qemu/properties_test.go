@@ -1,11 +1,13 @@
 package instanceqemu
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mobykit/mobykit/spi"
@@ -37,6 +39,8 @@ func TestValidate(t *testing.T) {
 		{`{"kernel":"/k","outbound":true,"user_net":false}`, "outbound needs user_net"},
 		{`{"kernel":"/k","network":{}}`, "name is required"},
 		{`{"kernel":"/k","network":{"name":"n","subnet":"fd00::/64"}}`, "IPv4 CIDR"},
+		{`{"kernel":"/k","network":{"name":"n","subnet":"10.5.0.0/29"}}`, "network.subnet \"10.5.0.0/29\": want a /28 or larger"},
+		{`{"kernel":"/k","network":{"name":"n","subnet":"10.5.0.0/28"}}`, ""},
 		{`{"kernel":"/k","network":{"name":"n","mcast":"10.0.0.1:5"}}`, "multicast"},
 		{`{"kernel":"/k","shutdown_timeout":"soon"}`, "shutdown_timeout"},
 		{`{"kernel":3}`, "Properties"},
@@ -71,32 +75,105 @@ func TestMcastStable(t *testing.T) {
 	}
 }
 
-func TestAllocate(t *testing.T) {
-	root := t.TempDir()
-	p, err := New(root, nil)
+// provisionOnNetwork provisions, on the plugin at root, a kernel-booted VM with only a
+// group-network NIC. The kernel is a placeholder: every test using this expects Provision to
+// stop at address allocation, before QEMU starts.
+func provisionOnNetwork(t *testing.T, p *Plugin, lid *spi.LogicalID) error {
+	t.Helper()
+	k := filepath.Join(t.TempDir(), "kernel")
+	os.WriteFile(k, []byte("not a kernel"), 0o644)
+	_, err := p.Provision(context.Background(), spi.Spec{LogicalID: lid,
+		Properties: spi.Any(`{"kernel":"` + k + `","user_net":false,"network":{"name":"web","subnet":"10.5.0.0/24"}}`)})
+	return err
+}
+
+// TestProvisionLogicalIDOutsideSubnetRefused: instance-qemu once gave a VM its logical ID as
+// address even outside the network's subnet; Provision now refuses, naming both, and leaves
+// no state folder behind.
+func TestProvisionLogicalIDOutsideSubnetRefused(t *testing.T) {
+	p, err := New(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := p.Backend.(*backend)
-	n := &Network{Name: "n", Subnet: "10.5.0.0/24"}
-	got, err := b.allocate(n, nil)
-	if err != nil || got != "10.5.0.10/24" {
-		t.Fatalf("first address %q %v", got, err)
+	lid := spi.LogicalID("10.7.0.5")
+	err = provisionOnNetwork(t, p, &lid)
+	if err == nil || !strings.Contains(err.Error(), "logical ID 10.7.0.5 is outside the subnet 10.5.0.0/24") || !strings.Contains(err.Error(), "network web") {
+		t.Fatalf("Provision: %v", err)
 	}
-	d, _ := b.store.Create("qemu-a")
-	d.WriteJSON("launch.json", map[string]any{"network": "n", "address": "10.5.0.10/24"})
-	d2, _ := b.store.Create("qemu-b")
-	d2.WriteJSON("launch.json", map[string]any{"network": "other", "address": "10.5.0.11/24"})
-	if got, _ := b.allocate(n, nil); got != "10.5.0.11/24" {
-		t.Fatalf("second address %q", got)
+	if ids, _ := p.Store.List(); len(ids) != 0 {
+		t.Fatalf("left behind: %v", ids)
 	}
-	lid := spi.LogicalID("10.5.0.3")
-	if got, _ := b.allocate(n, &lid); got != "10.5.0.3/24" {
-		t.Fatalf("logical-ID address %q", got)
+}
+
+// TestProvisionUnreadableRecordRefused: instance-qemu once skipped another instance's
+// launch.json it could not read, so could hand that instance's address out again. Garbage,
+// an oversized file and a FIFO each now stop Provision with an error naming the instance.
+func TestProvisionUnreadableRecordRefused(t *testing.T) {
+	for name, plant := range map[string]func(d vm.Dir) error{
+		"garbage": func(d vm.Dir) error { return os.WriteFile(d.Path(vm.LaunchFile), []byte(`{"network":"web",`), 0o644) },
+		"oversized": func(d vm.Dir) error {
+			big := `{"network":"web","address":"10.5.0.10/24","pad":"` + strings.Repeat("x", 2*vm.MaxRecord) + `"}`
+			return os.WriteFile(d.Path(vm.LaunchFile), []byte(big), 0o644)
+		},
+		"fifo": func(d vm.Dir) error { return syscall.Mkfifo(d.Path(vm.LaunchFile), 0o644) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := New(t.TempDir(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := p.Store.Create("qemu-planted")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := plant(d); err != nil {
+				t.Fatal(err)
+			}
+			err = provisionOnNetwork(t, p, nil)
+			if err == nil || !strings.Contains(err.Error(), "record of instance qemu-planted") {
+				t.Fatalf("Provision: %v", err)
+			}
+		})
 	}
-	small := &Network{Name: "n", Subnet: "10.5.0.0/29"}
-	if _, err := b.allocate(small, nil); err == nil {
-		t.Fatal("allocated from a subnet with no room above .10")
+}
+
+// TestExampleGroupsNetwork: the example groups run on instance-qemu pass its property checks
+// (their subnets are /24, above the /28 minimum) and each logical ID that is an address gets
+// that address on the group's network.
+func TestExampleGroupsNetwork(t *testing.T) {
+	for _, f := range []string{"../../examples/clusters/local/group.json", "../../examples/clusters/etcd/group.json"} {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g struct {
+			Properties struct {
+				Allocation struct{ LogicalIDs []spi.LogicalID }
+				Instance   struct {
+					Plugin     string
+					Properties spi.Any
+				}
+			}
+		}
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if g.Properties.Instance.Plugin != "instance-qemu" {
+			t.Fatalf("%s: plugin %q", f, g.Properties.Instance.Plugin)
+		}
+		p, err := parse(g.Properties.Instance.Properties, false)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if p.Network == nil {
+			t.Fatalf("%s: no group network", f)
+		}
+		for _, lid := range g.Properties.Allocation.LogicalIDs {
+			addr, err := vm.AllocateAddress(vm.Store{Root: t.TempDir()}, p.Network.Name, p.Network.Subnet, &lid)
+			if err != nil || !strings.HasPrefix(addr, string(lid)+"/") {
+				t.Fatalf("%s: logical ID %s: address %q, %v", f, lid, addr, err)
+			}
+		}
 	}
 }
 

@@ -4,12 +4,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,7 +190,7 @@ func (b *backend) Launch(_ context.Context, dir vm.Dir, id spi.ID, spec spi.Spec
 		cfg.NICs = append(cfg.NICs, vfkit.NIC{MAC: lp.MAC})
 	}
 	if n := p.Network; n != nil {
-		addr, err := b.allocate(n, spec.LogicalID)
+		addr, err := vm.AllocateAddress(b.store, n.Name, n.Subnet, spec.LogicalID)
 		if err != nil {
 			return vm.Launch{}, err
 		}
@@ -331,74 +328,6 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// maxRecord bounds a launch.json read back from another state folder.
-const maxRecord = 64 << 10
-
-// readRecord reads another instance's launch.json, at most maxRecord bytes.
-func readRecord(path string, v any) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(b) > maxRecord {
-		return fmt.Errorf("%s: larger than %d bytes", path, maxRecord)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode %s: %w", path, err)
-	}
-	return nil
-}
-
-// allocate returns the VM's address on network n in CIDR form: the logical ID when it is an
-// IPv4 address, else the lowest address from .10 up that no other instance of this plugin
-// holds on the same network. Called with the Instances lock held (inside Provision). An
-// unreadable record of another instance stops allocation (its address might be handed out
-// twice): the error names the file.
-func (b *backend) allocate(n *Network, lid *spi.LogicalID) (string, error) {
-	ipn, err := n.subnet()
-	if err != nil {
-		return "", err
-	}
-	ones, _ := ipn.Mask.Size()
-	if lid != nil {
-		if ip := net.ParseIP(string(*lid)); ip != nil && ip.To4() != nil {
-			if !ipn.Contains(ip) {
-				return "", fmt.Errorf("network %s: logical ID %s is outside the subnet %s", n.Name, ip, ipn)
-			}
-			return fmt.Sprintf("%s/%d", ip.To4(), ones), nil
-		}
-	}
-	used := map[string]bool{}
-	ids, err := b.store.List()
-	if err != nil {
-		return "", err
-	}
-	for _, id := range ids {
-		var lp launchProps
-		err := readRecord(filepath.Join(b.store.Root, id, vm.LaunchFile), &lp)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // being provisioned (it has no address yet) or being removed
-		}
-		if err != nil {
-			return "", fmt.Errorf("network %s: %w", n.Name, err)
-		}
-		if lp.Network == n.Name {
-			if ip, _, err := net.ParseCIDR(lp.Address); err == nil {
-				used[ip.String()] = true
-			}
-		}
-	}
-	if addr, ok := vm.FirstFreeAddress(ipn, used); ok {
-		return addr, nil
-	}
-	return "", fmt.Errorf("network %s: no free address in %s", n.Name, ipn)
 }
 
 // RequestTimeout bounds one REST request made to stop a VM.

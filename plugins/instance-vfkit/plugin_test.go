@@ -323,7 +323,7 @@ func TestOversizedLaunchRecordRefused(t *testing.T) {
 	root := shortDir(t)
 	p, _ := New(root, nil)
 	d, _ := p.Store.Create("vfkit-planted")
-	big := `{"network":"web","address":"10.99.0.10/24","pad":"` + strings.Repeat("x", 2*maxRecord) + `"}`
+	big := `{"network":"web","address":"10.99.0.10/24","pad":"` + strings.Repeat("x", 2*vm.MaxRecord) + `"}`
 	os.WriteFile(d.Path(vm.LaunchFile), []byte(big), 0o644)
 	_, err := p.Provision(context.Background(), spi.Spec{
 		Properties: spi.Any(`{"kernel":"` + prefix + `-kernel","network":{"name":"web","socket":"/s.sock"},"vfkit":"` + bin + `"}`)})

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"time"
 
@@ -124,24 +123,9 @@ func (p Properties) check(needBoot bool) error {
 		if n.Socket == "" || !filepath.IsAbs(n.Socket) {
 			return fmt.Errorf("instance-vfkit: Properties.network.socket %q: want the absolute path of a switch's unixgram socket (vmnet-helper, gvproxy); vfkit has no shared network of its own", n.Socket)
 		}
-		if _, err := n.subnet(); err != nil {
-			return err
+		if _, err := vm.ParseSubnet(n.Subnet); err != nil {
+			return fmt.Errorf("instance-vfkit: Properties.network.%w", err)
 		}
 	}
 	return nil
-}
-
-func (n *Network) subnet() (*net.IPNet, error) {
-	s := n.Subnet
-	if s == "" {
-		s = "10.99.0.0/24"
-	}
-	_, ipn, err := net.ParseCIDR(s)
-	if err != nil || ipn.IP.To4() == nil {
-		return nil, fmt.Errorf("instance-vfkit: Properties.network.subnet %q: want an IPv4 CIDR", s)
-	}
-	if ones, _ := ipn.Mask.Size(); ones > 28 {
-		return nil, fmt.Errorf("instance-vfkit: Properties.network.subnet %q: want a /28 or larger", s)
-	}
-	return ipn, nil
 }
