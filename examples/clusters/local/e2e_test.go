@@ -347,11 +347,11 @@ func runCluster(t testing.TB, fig *figures) {
 	}
 	c.specPath = filepath.Join(dir, "web.yml")
 	os.WriteFile(c.specPath, spec, 0o644)
-	doc, _ := os.ReadFile("group.json")
-	if !strings.Contains(string(doc), `"spec": "web.yml"`) {
+	doc := groupDoc(t, dir)
+	if !strings.Contains(doc, `"spec": "web.yml"`) {
 		t.Fatal(`group.json does not name its spec relative to itself ("spec": "web.yml")`)
 	}
-	c.groupDoc = []byte(strings.Replace(string(doc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
+	c.groupDoc = []byte(strings.Replace(doc, `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
 
 	c.startPlugins()
 	c.startController()
@@ -453,6 +453,60 @@ func runCluster(t testing.TB, fig *figures) {
 	}
 	if n := c.qemuCount(); n != 0 {
 		t.Fatalf("%d QEMU processes left", n)
+	}
+}
+
+// exampleNetwork is the group network as group.json names it.
+const exampleNetwork = `"network": { "name": "web-cluster", `
+
+// groupDoc returns the example's group.json with the group network renamed for this run
+// (after its temporary folder dir, which no other run has): instance-qemu derives a network's
+// segment from its name, so two runs on one machine naming "web-cluster" would share one
+// segment, hand out the same addresses on it and count each other's members as peers. The
+// subnet stays: separate segments do not see each other's addresses.
+func groupDoc(t testing.TB, dir string) string {
+	t.Helper()
+	doc, err := os.ReadFile("group.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), exampleNetwork) {
+		t.Fatalf("group.json does not name its network as the test expects (%s)", exampleNetwork)
+	}
+	own := strings.Replace(exampleNetwork, "web-cluster", "web-cluster-"+filepath.Base(dir), 1)
+	return strings.Replace(string(doc), exampleNetwork, own, 1)
+}
+
+// TestGroupDocOwnNetwork checks what the cluster tests commit: group.json with only the
+// network's name changed, to one of the run's own.
+func TestGroupDocOwnNetwork(t *testing.T) {
+	orig, err := os.ReadFile("group.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type doc = map[string]any
+	network := func(d doc) doc {
+		return d["Properties"].(doc)["Instance"].(doc)["Properties"].(doc)["network"].(doc)
+	}
+	var want doc
+	if err := json.Unmarshal(orig, &want); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for range 2 {
+		var got doc
+		if err := json.Unmarshal([]byte(groupDoc(t, t.TempDir())), &got); err != nil {
+			t.Fatal(err)
+		}
+		name, _ := network(got)["name"].(string)
+		if name == network(want)["name"] || names[name] || !strings.HasPrefix(name, "web-cluster-") {
+			t.Fatalf("network named %q: want web-cluster-SOMETHING, new to this test (had %v)", name, names)
+		}
+		names[name] = true
+		network(got)["name"] = network(want)["name"]
+		if g, w := fmt.Sprint(got), fmt.Sprint(want); g != w {
+			t.Errorf("group.json changed beyond the network's name:\n%s\nwant\n%s", g, w)
+		}
 	}
 }
 

@@ -118,9 +118,8 @@ func TestLocalClusterLeaderKilledMidRoll(t *testing.T) {
 	}
 	c.specPath = filepath.Join(dir, "web.yml")
 	os.WriteFile(c.specPath, spec, 0o644)
-	doc, _ := os.ReadFile("group.json")
-	doc = []byte(strings.Replace(string(doc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1))
-	c.groupDoc = []byte(strings.Replace(string(doc), `"Size": 3`, `"Size": 2`, 1))
+	doc := strings.Replace(groupDoc(t, dir), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1)
+	c.groupDoc = []byte(strings.Replace(doc, `"Size": 3`, `"Size": 2`, 1))
 	c.startPlugins()
 
 	start := func(name string) *ctl {
