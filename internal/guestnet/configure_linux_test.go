@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mobykit/mobykit/internal/testenv"
 )
 
 // TestConfigure runs Configure for real in a network namespace made for the test (this
@@ -19,10 +21,7 @@ func TestConfigure(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
-	ipTool, err := exec.LookPath("ip")
-	if err != nil {
-		t.Skip("needs ip (iproute2) to make the test's interfaces")
-	}
+	ipTool := testenv.RequireTool(t, "ip", "iproute2") // makes the test's interfaces
 	runtime.LockOSThread() // never unlocked: the thread dies with the test goroutine
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		t.Skipf("unshare: %v", err)
