@@ -21,7 +21,8 @@ func TestConfigure(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
-	ipTool := testenv.RequireTool(t, "ip", "iproute2") // makes the test's interfaces
+	// ip makes the test's interfaces.
+	ipTool := testenv.RequireTool(t, "ip", "iproute2")
 	runtime.LockOSThread() // never unlocked: the thread dies with the test goroutine
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		t.Skipf("unshare: %v", err)
