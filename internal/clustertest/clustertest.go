@@ -7,6 +7,7 @@ package clustertest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +91,21 @@ func (c *Cluster) Example(spec, groupFile string) []byte {
 		c.T.Fatal(err)
 	}
 	return b
+}
+
+// OwnNetwork renames the group network called name in GroupDoc to one of this run's own (after
+// the cluster's folder, which no other run has). instance-qemu derives a network's segment
+// from its name, so two runs on one machine naming the same network would share a segment,
+// hand out the same addresses on it and see each other's members. The subnet stays: separate
+// segments do not see each other's addresses.
+func (c *Cluster) OwnNetwork(name string) {
+	c.T.Helper()
+	named := fmt.Sprintf(`"network": { "name": %q, `, name)
+	if strings.Count(string(c.GroupDoc), named) != 1 {
+		c.T.Fatalf("the group file does not name its network once as %s", named)
+	}
+	own := fmt.Sprintf(`"network": { "name": %q, `, name+"-"+filepath.Base(c.Dir))
+	c.GroupDoc = []byte(strings.Replace(string(c.GroupDoc), named, own, 1))
 }
 
 // Socket is the path of the plugin called name.

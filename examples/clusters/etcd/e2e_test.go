@@ -360,6 +360,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 	w, pr := newWriter(eps, cl), newProber(eps, cl)
 	t.Cleanup(cl.close)
 	spec := c.Example("etcd.yml", "group.json")
+	c.OwnNetwork("etcd-cluster")
 	c.StartPlugins()
 	c.StartController()
 	healthyAt := map[spi.ID]time.Time{}

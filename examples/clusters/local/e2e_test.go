@@ -225,6 +225,7 @@ func runCluster(t testing.TB, fig *figures) {
 	c := &cluster{Cluster: clustertest.New(t, "lc"), t: t}
 	dir := c.Dir
 	spec := c.Example("web.yml", "group.json")
+	c.OwnNetwork("web-cluster")
 	if !strings.Contains(string(c.GroupDoc), `"spec": "web.yml"`) {
 		t.Fatal(`group.json does not name its spec relative to itself ("spec": "web.yml")`)
 	}
@@ -330,6 +331,42 @@ func runCluster(t testing.TB, fig *figures) {
 	}
 	if n := c.QEMUCount(); n != 0 {
 		t.Fatalf("%d QEMU processes left", n)
+	}
+}
+
+// TestGroupDocOwnNetwork checks what the cluster tests commit: group.json with only the
+// network's name changed, to one of the run's own.
+func TestGroupDocOwnNetwork(t *testing.T) {
+	orig, err := os.ReadFile("group.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type doc = map[string]any
+	network := func(d doc) doc {
+		return d["Properties"].(doc)["Instance"].(doc)["Properties"].(doc)["network"].(doc)
+	}
+	var want doc
+	if err := json.Unmarshal(orig, &want); err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for range 2 {
+		var got doc
+		c := clustertest.New(t, "lc")
+		c.Example("web.yml", "group.json")
+		c.OwnNetwork("web-cluster")
+		if err := json.Unmarshal(c.GroupDoc, &got); err != nil {
+			t.Fatal(err)
+		}
+		name, _ := network(got)["name"].(string)
+		if name == network(want)["name"] || names[name] || !strings.HasPrefix(name, "web-cluster-") {
+			t.Fatalf("network named %q: want web-cluster-SOMETHING, new to this test (had %v)", name, names)
+		}
+		names[name] = true
+		network(got)["name"] = network(want)["name"]
+		if g, w := fmt.Sprint(got), fmt.Sprint(want); g != w {
+			t.Errorf("group.json changed beyond the network's name:\n%s\nwant\n%s", g, w)
+		}
 	}
 }
 

@@ -104,6 +104,7 @@ func TestLocalClusterLeaderKilledMidRoll(t *testing.T) {
 		}
 	})
 	spec := c.Example("web.yml", "group.json")
+	c.OwnNetwork("web-cluster")
 	doc := strings.Replace(string(c.GroupDoc), `"shutdown_timeout": "10s"`, `"shutdown_timeout": "3s"`, 1)
 	c.GroupDoc = []byte(strings.Replace(doc, `"Size": 3`, `"Size": 2`, 1))
 	c.StartPlugins()

@@ -18,73 +18,12 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/mobykit/mobykit/internal/guestnet"
 )
-
-func cmdline() map[string]string {
-	b, _ := os.ReadFile("/proc/cmdline")
-	m := map[string]string{}
-	for _, f := range strings.Fields(string(b)) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// configure puts addr (CIDR) on the interface whose MAC is mac and brings it up.
-func configure(mac, addr string) error {
-	ip, ipn, err := net.ParseCIDR(addr)
-	if err != nil || ip.To4() == nil {
-		return fmt.Errorf("address %q: want IPv4 CIDR", addr)
-	}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return err
-	}
-	name := ""
-	for _, i := range ifs {
-		if strings.EqualFold(i.HardwareAddr.String(), mac) {
-			name = i.Name
-		}
-	}
-	if name == "" {
-		return fmt.Errorf("no interface with MAC %s", mac)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := ifr.SetInet4Addr(ip.To4()); err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
-		return fmt.Errorf("%s: set address: %w", name, err)
-	}
-	ifr.SetInet4Addr(net.IP(ipn.Mask).To4())
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
-		return fmt.Errorf("%s: set netmask: %w", name, err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("%s: get flags: %w", name, err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP | unix.IFF_RUNNING)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("%s: bring up: %w", name, err)
-	}
-	log.Printf("etcd-member: %s on %s (%s)", addr, name, mac)
-	return nil
-}
 
 // userdata reads /run/config/etcd/NAME, trimmed.
 func userdata(name string) (string, error) {
@@ -96,11 +35,18 @@ func userdata(name string) (string, error) {
 }
 
 func run() error {
-	cl := cmdline()
-	if addr := cl["mobykit.ip"]; addr != "" {
-		if err := configure(cl["mobykit.mac"], addr); err != nil {
-			return fmt.Errorf("group network: %w", err)
+	cl, err := guestnet.ReadCmdline()
+	if err != nil {
+		return err
+	}
+	if g, ok, err := cl.Group(); err != nil {
+		return err
+	} else if ok {
+		name, err := g.Configure()
+		if err != nil {
+			return err
 		}
+		log.Printf("etcd-member: group network %s on %s", g, name)
 	}
 	name, err := userdata("name")
 	if err != nil {
