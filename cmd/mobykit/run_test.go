@@ -39,7 +39,9 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 // powerButtonInit waits for the ACPI power button (button and evdev modules, the device the
 // kernel names "Power Button"), then runs its "onshutdown" step and powers off, as mobykit's
-// init does. With ignore set it never looks at the button.
+// init does. With ignore set it never looks at the button. It opens the device before it says
+// it is ready: evdev keeps events only for readers that have it open, so a press between
+// "ready" and the open (a slow exec under TCG) would be lost.
 const powerButtonInit = `
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in %s; do insmod $m; done
@@ -48,9 +50,10 @@ for n in /sys/class/input/event*/device/name; do
 	[ "$(cat $n)" = "Power Button" ] && ev=$(basename $(dirname $(dirname $n))) && break
 done
 [ -n "$ev" ] || { echo "RUNTEST-NO-POWER-BUTTON"; poweroff -f; }
+exec 3</dev/input/$ev
 echo RUNTEST-READY
 if [ -n "%s" ]; then sleep 3600; fi
-head -c 1 /dev/input/$ev >/dev/null
+head -c 1 <&3 >/dev/null
 echo RUNTEST-ONSHUTDOWN
 poweroff -f
 `
