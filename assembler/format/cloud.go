@@ -149,75 +149,7 @@ func (qcow2BIOS) Stream(ctx context.Context, in *Input, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return writeQcow2(w, d)
-}
-
-func writeQcow2(w io.Writer, d *disk) error {
-	const bits = 16
-	const cluster = 1 << bits
-	const perTable = cluster / 8          // entries of an L1 or L2 table cluster
-	const perRefBlock = cluster / 2       // 16-bit refcounts
-	n := (d.data + cluster - 1) / cluster // allocated data clusters
-	l1Entries := (d.size + cluster*perTable - 1) / (cluster * perTable)
-	if l1Entries > perTable {
-		return fmt.Errorf("qcow2: %d bytes is more than this writer's one-cluster L1 table covers", d.size)
-	}
-	nL2 := (n + perTable - 1) / perTable
-	var refBlocks, total int64
-	for refBlocks = 1; ; refBlocks++ {
-		total = 3 + refBlocks + nL2 + n
-		if total <= refBlocks*perRefBlock {
-			break
-		}
-	}
-	if refBlocks > perTable {
-		return fmt.Errorf("qcow2: %d bytes of data need more refcount blocks than one table holds", d.data)
-	}
-	be := binary.BigEndian
-	const l1Off, refTableOff = cluster, 2 * cluster
-	refBlockOff := int64(3 * cluster)
-	l2Off := refBlockOff + refBlocks*cluster
-	dataOff := l2Off + nL2*cluster
-	const copied = uint64(1) << 63
-
-	head := make([]byte, 0, dataOff)
-	hdr := make([]byte, cluster)
-	copy(hdr, "QFI\xfb")
-	be.PutUint32(hdr[4:], 2)
-	be.PutUint32(hdr[20:], bits)
-	be.PutUint64(hdr[24:], uint64(d.size))
-	be.PutUint32(hdr[36:], uint32(l1Entries))
-	be.PutUint64(hdr[40:], l1Off)
-	be.PutUint64(hdr[48:], refTableOff)
-	be.PutUint32(hdr[56:], 1)
-	head = append(head, hdr...)
-	l1 := make([]byte, cluster)
-	for i := int64(0); i < nL2; i++ {
-		be.PutUint64(l1[8*i:], uint64(l2Off+i*cluster)|copied)
-	}
-	head = append(head, l1...)
-	rt := make([]byte, cluster)
-	for i := int64(0); i < refBlocks; i++ {
-		be.PutUint64(rt[8*i:], uint64(refBlockOff+i*cluster))
-	}
-	head = append(head, rt...)
-	rb := make([]byte, refBlocks*cluster)
-	for i := int64(0); i < total; i++ {
-		be.PutUint16(rb[2*i:], 1)
-	}
-	head = append(head, rb...)
-	l2 := make([]byte, nL2*cluster)
-	for i := int64(0); i < n; i++ {
-		be.PutUint64(l2[8*i:], uint64(dataOff+i*cluster)|copied)
-	}
-	head = append(head, l2...)
-	if _, err := w.Write(head); err != nil {
-		return err
-	}
-	if err := d.write(w); err != nil {
-		return err
-	}
-	return padZeros(w, n*cluster-d.data)
+	return writeQcow2(w, d.size, []diskExtent{{off: 0, size: d.data, write: d.write}})
 }
 
 // gcpFormat writes NAME.img.tar.gz: the BIOS disk as disk.raw in a gzip'ed tar, what Google

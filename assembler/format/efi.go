@@ -115,7 +115,7 @@ func (qcow2EFI) Stream(ctx context.Context, in *Input, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return writeQcow2Extents(w, d.size, d.extents())
+	return writeQcow2(w, d.size, d.extents())
 }
 
 // efiDisk lays out the GPT disk of in.
