@@ -332,15 +332,11 @@ func within(ts []time.Time, from, to time.Time) []time.Time {
 
 // longest is the longest interval between from, the times ts, and to.
 func longest(ts []time.Time, from, to time.Time) gap {
-	ts = append([]time.Time(nil), ts...)
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
 	var g gap
-	prev := from
-	for _, at := range append(ts, to) {
-		if d := at.Sub(prev); d > g.Len {
-			g = gap{From: prev, Len: d}
+	for _, d := range gaps(ts, from, to, 0) {
+		if d.Len > g.Len {
+			g = d
 		}
-		prev = at
 	}
 	return g
 }

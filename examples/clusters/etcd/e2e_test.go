@@ -285,6 +285,24 @@ func hasAll(t testing.TB, m member, keys map[string]bool) {
 	}
 }
 
+// membersAre checks etcd's member list: exactly the members of want (name → member ID), each
+// started (named).
+func membersAre(t testing.TB, cli *clientv3.Client, want map[string]uint64, when string) {
+	t.Helper()
+	ml, err := cli.MemberList(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ml.Members) != len(want) {
+		t.Errorf("member list %s %v, want the %d members %v", when, ml.Members, len(want), want)
+	}
+	for _, m := range ml.Members {
+		if m.Name == "" || want[m.Name] != m.ID {
+			t.Errorf("member %x %q %s: not one of the started members %v", m.ID, m.Name, when, want)
+		}
+	}
+}
+
 // leader returns the member that leads.
 func leader(t testing.TB, ms []member) member {
 	t.Helper()
@@ -471,18 +489,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ml, err := cli.MemberList(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ml.Members) != 3 {
-		t.Errorf("member list %v, want the 3 original members", ml.Members)
-	}
-	for _, m := range ml.Members {
-		if m.Name == "" || ids[m.Name] != m.ID {
-			t.Errorf("member %x %q: not one of the original started members %v", m.ID, m.Name, ids)
-		}
-	}
+	membersAre(t, cli, ids, "after the roll and the replacement")
 
 	// Every acknowledged write is readable, from every member's own copy (serializable reads).
 	w.mu.Lock()
@@ -558,18 +565,7 @@ func runCluster(t testing.TB, cache string, fig *figures) {
 			t.Errorf("the new member took the member ID of %s", lid)
 		}
 	}
-	ml, err = cli.MemberList(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ml.Members) != 4 {
-		t.Errorf("member list after the join %v, want 4 members", ml.Members)
-	}
-	for _, m := range ml.Members {
-		if m.Name == "" || ids4[m.Name] != m.ID {
-			t.Errorf("member %x %q after the join: not one of the started members %v", m.ID, m.Name, ids4)
-		}
-	}
+	membersAre(t, cli, ids4, "after the join")
 	for _, m := range ms4 {
 		if m.LID == "10.99.1.14" {
 			hasAll(t, m, ackedKeys)
